@@ -1,0 +1,5 @@
+//! The engine binary (built by a later issue).
+fn main() {
+    eprintln!("engine: not built yet");
+    std::process::exit(1);
+}

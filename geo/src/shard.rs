@@ -1,0 +1,158 @@
+//! The shard map: which H3 cell (shard) holds a point, and which shards a circle touches.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use h3o::{CellIndex, Resolution};
+use rustc_hash::FxHashSet;
+
+use crate::error::GeoError;
+use crate::point::{EARTH_RADIUS_M, LatLng};
+use crate::sphere::UnitVec;
+
+/// The most shards one search circle may fan out to before it is refused.
+pub const MAX_SHARDS_PER_QUERY: usize = 4096;
+
+/// Margin in metres added to a search radius when deciding whether it reaches a cell, so
+/// rounding in the cell boundary never drops a shard that holds an eligible associate.
+const REACH_MARGIN_M: f64 = 1.0;
+
+/// A shard: one H3 cell at the shard resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId(CellIndex);
+
+impl ShardId {
+    /// The shard's H3 cell.
+    pub fn cell(self) -> CellIndex {
+        self.0
+    }
+
+    /// The shard's H3 index as a number.
+    pub fn as_u64(self) -> u64 {
+        u64::from(self.0)
+    }
+
+    /// The shard's centre point.
+    pub fn centre(self) -> LatLng {
+        LatLng::from_h3(h3o::LatLng::from(self.0))
+    }
+}
+
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Maps points to shards at one H3 resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardMap {
+    resolution: Resolution,
+}
+
+impl ShardMap {
+    /// A shard map at H3 `resolution` (0 is coarsest, 15 finest).
+    pub fn new(resolution: u8) -> Result<Self, GeoError> {
+        let resolution = Resolution::try_from(resolution)
+            .map_err(|_| GeoError::InvalidResolution(resolution))?;
+        Ok(Self { resolution })
+    }
+
+    /// The shard resolution.
+    pub fn resolution(&self) -> u8 {
+        u8::from(self.resolution)
+    }
+
+    /// The shard that holds `point`.
+    pub fn shard_of(&self, point: LatLng) -> ShardId {
+        ShardId(point.to_h3().to_cell(self.resolution))
+    }
+
+    /// Every shard whose cell comes within `radius_m` of `point`, the point's own first.
+    ///
+    /// Cells that touch a disc form a connected patch, so a breadth-first walk from the
+    /// point's cell that only expands cells reaching the disc finds exactly them.
+    pub fn shards_touching(&self, point: LatLng, radius_m: f64) -> Result<Vec<ShardId>, GeoError> {
+        if !(radius_m.is_finite() && radius_m >= 0.0) {
+            return Err(GeoError::InvalidRadius(radius_m));
+        }
+        let reach = (radius_m + REACH_MARGIN_M) / EARTH_RADIUS_M;
+        let p = point.unit();
+        let home = point.to_h3().to_cell(self.resolution);
+        let mut found = vec![ShardId(home)];
+        let mut seen: FxHashSet<CellIndex> = FxHashSet::default();
+        seen.insert(home);
+        let mut queue = VecDeque::from([home]);
+        while let Some(cell) = queue.pop_front() {
+            for next in cell.grid_disk::<Vec<_>>(1) {
+                if !seen.insert(next) || angle_to_cell(&p, next) > reach {
+                    continue;
+                }
+                if found.len() == MAX_SHARDS_PER_QUERY {
+                    return Err(GeoError::RadiusTooLarge {
+                        radius_m,
+                        max: MAX_SHARDS_PER_QUERY,
+                    });
+                }
+                found.push(ShardId(next));
+                queue.push_back(next);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Angular distance in radians from `p` (outside `cell`) to the cell's boundary.
+fn angle_to_cell(p: &UnitVec, cell: CellIndex) -> f64 {
+    let vertices: Vec<UnitVec> = cell
+        .boundary()
+        .iter()
+        .map(|v| UnitVec::from_degrees(v.lat(), v.lng()))
+        .collect();
+    let n = vertices.len();
+    (0..n)
+        .map(|i| p.angle_to_arc(&vertices[i], &vertices[(i + 1) % n]))
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_is_validated() {
+        assert!(ShardMap::new(15).is_ok());
+        assert_eq!(ShardMap::new(16), Err(GeoError::InvalidResolution(16)));
+    }
+
+    #[test]
+    fn small_radius_stays_home_and_large_one_reaches_neighbours() {
+        let map = ShardMap::new(6).unwrap();
+        let centre = map.shard_of(LatLng::new(12.97, 77.59).unwrap()).centre();
+        let home = map.shard_of(centre);
+        assert_eq!(map.shards_touching(centre, 10.0).unwrap(), vec![home]);
+        // Res 6 cells are about 3.7 km along an edge: 10 km from a centre reaches the
+        // whole first ring and part of the second, never the third.
+        let wide = map.shards_touching(centre, 10_000.0).unwrap();
+        assert_eq!(wide[0], home);
+        assert!((8..=19).contains(&wide.len()), "{}", wide.len());
+        let disk2: Vec<_> = home.cell().grid_disk::<Vec<_>>(2);
+        assert!(wide.iter().all(|s| disk2.contains(&s.cell())));
+        let ring1: Vec<_> = home.cell().grid_disk::<Vec<_>>(1);
+        assert!(ring1.iter().all(|c| wide.contains(&ShardId(*c))));
+    }
+
+    #[test]
+    fn huge_radius_is_refused() {
+        let map = ShardMap::new(9).unwrap();
+        let at = LatLng::new(0.0, 0.0).unwrap();
+        assert!(matches!(
+            map.shards_touching(at, 500_000.0),
+            Err(GeoError::RadiusTooLarge { .. })
+        ));
+        assert!(matches!(
+            map.shards_touching(at, -1.0),
+            Err(GeoError::InvalidRadius(_))
+        ));
+    }
+}
