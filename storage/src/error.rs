@@ -1,0 +1,53 @@
+//! The crate's error type.
+
+use thiserror::Error;
+use wire::model::OrderState;
+
+/// Everything that can go wrong in storage.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// sled failed (I/O, corruption).
+    #[error("database: {0}")]
+    Db(#[from] sled::Error),
+    /// A stored record could not be decoded.
+    #[error("corrupt record in {tree}: {detail}")]
+    Corrupt {
+        /// Which tree.
+        tree: &'static str,
+        /// What the decoder said.
+        detail: String,
+    },
+    /// The store was written by a newer version of the engine.
+    #[error(
+        "the store has schema version {found}; this build reads up to {supported}: upgrade the engine"
+    )]
+    SchemaTooNew {
+        /// Version on disk.
+        found: u32,
+        /// Newest version this build reads.
+        supported: u32,
+    },
+    /// No such record.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: &'static str,
+    },
+    /// An order may not move to that state from where it is.
+    #[error("order cannot move from {from} to {to}", from = from.as_str(), to = to.as_str())]
+    InvalidTransition {
+        /// Current state.
+        from: OrderState,
+        /// Requested state.
+        to: OrderState,
+    },
+    /// A record that must be unique already exists.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What.
+        what: &'static str,
+    },
+    /// The group committer has stopped (the store is closing).
+    #[error("the store is closed")]
+    Closed,
+}

@@ -1,0 +1,332 @@
+//! Orders: creation, checked transitions written with their events, recovery, archive.
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use wire::OrderId;
+use wire::model::{Cancellation, Invoice, OrderEvent, OrderEventKind, OrderState, UnixMs};
+
+use crate::commit::Ticket;
+use crate::error::StorageError;
+use crate::keys::{ended_key, event_key};
+use crate::records::{OrderRecord, PaymentRecord, TaxInvoice};
+use crate::store::Store;
+use crate::table::decode;
+
+const TAX_SEQ_KEY: &[u8] = b"tax_invoice_seq";
+
+/// A record written in the same atomic step as an order transition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SideWrite {
+    /// Insert or replace an invoice.
+    Invoice(Invoice),
+    /// Issue a tax invoice; its `number` is assigned from the store's gap-free sequence.
+    TaxInvoice(TaxInvoice),
+    /// Insert or replace a payment.
+    Payment(PaymentRecord),
+}
+
+/// What a committed order write produced.
+#[derive(Debug)]
+pub struct Committed {
+    /// The order after the write.
+    pub order: OrderRecord,
+    /// The event written.
+    pub event: OrderEvent,
+    /// The event's position in the global feed.
+    pub feed_seq: u64,
+    /// Resolves once the write is on disk.
+    pub ticket: Ticket,
+}
+
+/// Applies `event` to `order`: the one definition of what an event changes, used both
+/// when writing and when replaying a log.
+pub fn apply_event(order: &mut OrderRecord, event: &OrderEvent) {
+    order.state = event.state;
+    order.next_seq = event.seq + 1;
+    match &event.kind {
+        OrderEventKind::Allotted { .. } => order.allotted_at_ms = event.at_ms,
+        OrderEventKind::EnRoute | OrderEventKind::Arrived => {}
+        OrderEventKind::Started => order.started_at_ms = Some(event.at_ms),
+        OrderEventKind::Completed { .. } => order.completed_at_ms = Some(event.at_ms),
+        OrderEventKind::Billed { invoice_id, .. } => order.invoice_id = Some(*invoice_id),
+        OrderEventKind::Paid { payment_id, .. } => order.payment_id = Some(*payment_id),
+        OrderEventKind::Closed => order.ended_at_ms = Some(event.at_ms),
+        OrderEventKind::Cancelled {
+            by,
+            reason,
+            fee_minor,
+        } => {
+            order.cancellation = Some(Cancellation {
+                by: *by,
+                reason: reason.clone(),
+                fee_minor: *fee_minor,
+            });
+            order.ended_at_ms = Some(event.at_ms);
+        }
+    }
+}
+
+// Positions of the trees in an order transaction.
+const ORDERS: usize = 0;
+const OPEN: usize = 1;
+const ENDED: usize = 2;
+const EVENTS: usize = 3;
+const FEED: usize = 4;
+const INVOICES: usize = 5;
+const TAX: usize = 6;
+const PAYMENTS: usize = 7;
+const META: usize = 8;
+
+type Abortable<T> = Result<T, ConflictableTransactionError<StorageError>>;
+
+fn abort<T>(e: StorageError) -> Abortable<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn flatten<T>(r: Result<T, TransactionError<StorageError>>) -> Result<T, StorageError> {
+    r.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StorageError::Db(e),
+    })
+}
+
+impl Store {
+    fn order_trees(&self) -> [&sled::Tree; 9] {
+        let i = &self.inner;
+        [
+            &i.orders.tree,
+            &i.open,
+            &i.ended,
+            &i.events.tree,
+            &i.feed.tree,
+            &i.invoices.tree,
+            &i.tax_invoices.tree,
+            &i.payments.tree,
+            &i.meta,
+        ]
+    }
+
+    /// Creates an order in state allotted with its first event; fails if it exists.
+    pub fn create_order(&self, record: &OrderRecord) -> Result<Committed, StorageError> {
+        let mut order = record.clone();
+        let event = OrderEvent {
+            order_id: order.order_id,
+            seq: 0,
+            at_ms: order.allotted_at_ms,
+            state: OrderState::Allotted,
+            kind: OrderEventKind::Allotted {
+                user_id: order.user_id,
+                associate_id: order.associate_id,
+            },
+        };
+        apply_event(&mut order, &event);
+        let trees = self.order_trees();
+        let feed_seq = flatten(trees.as_slice().transaction(|t| {
+            let key = order.order_id.to_bytes();
+            if t[ORDERS].get(key)?.is_some() {
+                return abort(StorageError::AlreadyExists { what: "order" });
+            }
+            t[ORDERS].insert(&key, wire::encode_value(&order))?;
+            t[OPEN].insert(&key, &[])?;
+            write_event(t, &event)
+        }))?;
+        Ok(Committed {
+            order,
+            event,
+            feed_seq,
+            ticket: self.commit(),
+        })
+    }
+
+    /// Moves an order to the state `kind` leads to, if the lifecycle allows, writing the
+    /// order, its event and `side` writes in one atomic step.
+    pub fn transition(
+        &self,
+        order_id: OrderId,
+        at_ms: UnixMs,
+        kind: OrderEventKind,
+        side: &[SideWrite],
+    ) -> Result<Committed, StorageError> {
+        let to = kind.state();
+        let trees = self.order_trees();
+        let result = flatten(trees.as_slice().transaction(|t| {
+            let key = order_id.to_bytes();
+            let Some(bytes) = t[ORDERS].get(key)? else {
+                return abort(StorageError::NotFound { what: "order" });
+            };
+            let mut order: OrderRecord = match decode("orders", &bytes) {
+                Ok(o) => o,
+                Err(e) => return abort(e),
+            };
+            if !order.state.can_move_to(to) {
+                return abort(StorageError::InvalidTransition {
+                    from: order.state,
+                    to,
+                });
+            }
+            let event = OrderEvent {
+                order_id,
+                seq: order.next_seq,
+                at_ms,
+                state: to,
+                kind: kind.clone(),
+            };
+            apply_event(&mut order, &event);
+            t[ORDERS].insert(&key, wire::encode_value(&order))?;
+            if to.is_terminal() {
+                t[OPEN].remove(&key)?;
+                t[ENDED].insert(&ended_key(at_ms, order_id), &[])?;
+            }
+            for write in side {
+                side_write(t, write)?;
+            }
+            let feed_seq = write_event(t, &event)?;
+            Ok((order, event, feed_seq))
+        }))?;
+        let (order, event, feed_seq) = result;
+        Ok(Committed {
+            order,
+            event,
+            feed_seq,
+            ticket: self.commit(),
+        })
+    }
+
+    /// The order, open, ended or archived.
+    pub fn order(&self, id: OrderId) -> Result<Option<OrderRecord>, StorageError> {
+        let key = id.to_bytes();
+        match self.inner.orders.get(key)? {
+            Some(o) => Ok(Some(o)),
+            None => self.inner.archive.get(key),
+        }
+    }
+
+    /// The order's event log, in sequence.
+    pub fn events(&self, id: OrderId) -> Result<Vec<OrderEvent>, StorageError> {
+        self.inner.events.scan_prefix(id.to_bytes()).collect()
+    }
+
+    /// Up to `limit` events of every order from global feed position `from` on, with
+    /// their positions: what a subscriber resumes from.
+    pub fn events_since(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OrderEvent)>, StorageError> {
+        self.inner
+            .feed
+            .tree
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                    StorageError::Corrupt {
+                        tree: "event_feed",
+                        detail: "key is not 8 bytes".into(),
+                    }
+                })?);
+                Ok((seq, self.inner.feed.decode(&v)?))
+            })
+            .collect()
+    }
+
+    /// Every order that is neither closed nor cancelled: what recovery rebuilds.
+    pub fn open_orders(&self) -> Result<Vec<OrderRecord>, StorageError> {
+        let mut out = Vec::new();
+        for key in self.inner.open.iter().keys() {
+            let key = key?;
+            let order = self.inner.orders.get(&key)?.ok_or(StorageError::Corrupt {
+                tree: "orders_open",
+                detail: "open index names a missing order".into(),
+            })?;
+            out.push(order);
+        }
+        Ok(out)
+    }
+
+    /// Moves orders that ended before `cutoff_ms` to the archive; returns how many moved.
+    pub fn archive_ended_before(&self, cutoff_ms: UnixMs) -> Result<usize, StorageError> {
+        let i = &self.inner;
+        let mut moved = 0;
+        let end = ended_key(cutoff_ms, OrderId(uuid::Uuid::nil()));
+        for key in i.ended.range(..end).keys() {
+            let key = key?;
+            let order_key: [u8; 16] = key[8..].try_into().map_err(|_| StorageError::Corrupt {
+                tree: "orders_ended",
+                detail: "key is not 24 bytes".into(),
+            })?;
+            flatten((&i.orders.tree, &i.archive.tree, &i.ended).transaction(
+                |(orders, archive, ended)| {
+                    if let Some(v) = orders.remove(&order_key)? {
+                        archive.insert(&order_key, v)?;
+                    }
+                    ended.remove(&key)?;
+                    Ok(())
+                },
+            ))?;
+            moved += 1;
+        }
+        if moved > 0 {
+            self.commit().wait()?;
+        }
+        Ok(moved)
+    }
+
+    /// The invoice.
+    pub fn invoice(&self, id: wire::InvoiceId) -> Result<Option<Invoice>, StorageError> {
+        self.inner.invoices.get(id.to_bytes())
+    }
+
+    /// The tax invoice issued with an invoice.
+    pub fn tax_invoice(
+        &self,
+        invoice: wire::InvoiceId,
+    ) -> Result<Option<TaxInvoice>, StorageError> {
+        self.inner.tax_invoices.get(invoice.to_bytes())
+    }
+}
+
+/// Appends `event` to its order's log and to the feed; returns its feed position.
+fn write_event(t: &[TransactionalTree], event: &OrderEvent) -> Abortable<u64> {
+    let bytes = wire::encode_value(event);
+    t[EVENTS].insert(&event_key(event.order_id, event.seq), bytes.as_slice())?;
+    let feed_seq = t[FEED].generate_id()?;
+    t[FEED].insert(&feed_seq.to_be_bytes(), bytes)?;
+    Ok(feed_seq)
+}
+
+fn side_write(t: &[TransactionalTree], write: &SideWrite) -> Abortable<()> {
+    match write {
+        SideWrite::Invoice(inv) => {
+            t[INVOICES].insert(&inv.invoice_id.to_bytes(), wire::encode_value(inv))?;
+        }
+        SideWrite::Payment(p) => {
+            t[PAYMENTS].insert(&p.payment_id.to_bytes(), wire::encode_value(p))?;
+        }
+        SideWrite::TaxInvoice(tax) => {
+            let key = tax.invoice_id.to_bytes();
+            if t[TAX].get(key)?.is_some() {
+                return Ok(());
+            }
+            let last = match t[META].get(TAX_SEQ_KEY)? {
+                Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
+                    Ok(bytes) => u64::from_be_bytes(bytes),
+                    Err(_) => {
+                        return abort(StorageError::Corrupt {
+                            tree: "meta",
+                            detail: "tax invoice sequence is not 8 bytes".into(),
+                        });
+                    }
+                },
+                None => 0,
+            };
+            let number = last + 1;
+            t[META].insert(TAX_SEQ_KEY, &number.to_be_bytes())?;
+            let mut tax = tax.clone();
+            tax.number = number;
+            t[TAX].insert(&key, wire::encode_value(&tax))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Profiles, payments with idempotency keys, feedback with rating updates, discount
+//! codes and pricing settings.
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use wire::model::{DiscountCode, PaymentStatus, PricingSettings, Role};
+use wire::{AssociateId, OrderId, PaymentId, UserId};
+
+use crate::commit::Ticket;
+use crate::error::StorageError;
+use crate::keys::{app_feedback_key, idempotency_key, redemption_key};
+use crate::records::*;
+use crate::store::Store;
+use crate::table::decode;
+
+const PRICING_KEY: &[u8] = b"pricing";
+
+/// What [`Store::add_feedback`] did.
+#[derive(Debug)]
+pub enum FeedbackOutcome {
+    /// Stored, and the rated party's profile updated.
+    Recorded(Ticket),
+    /// This party already rated this order from the app; nothing changed.
+    AlreadyRated,
+}
+
+/// What [`Store::begin_payment`] found.
+#[derive(Debug)]
+pub enum PaymentStart {
+    /// A new payment, stored as pending.
+    Created(PaymentRecord, Ticket),
+    /// The user already used this idempotency key: the payment it named.
+    Existing(PaymentRecord),
+}
+
+impl Store {
+    /// Inserts or replaces a user profile.
+    pub fn put_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
+        self.inner.users.put(user.id.to_bytes(), user)?;
+        Ok(self.commit())
+    }
+
+    /// The user's profile.
+    pub fn user(&self, id: UserId) -> Result<Option<UserProfile>, StorageError> {
+        self.inner.users.get(id.to_bytes())
+    }
+
+    /// Every user, oldest first.
+    pub fn users(&self) -> Result<Vec<UserProfile>, StorageError> {
+        self.inner.users.values().collect()
+    }
+
+    /// Inserts or replaces an associate profile.
+    pub fn put_associate(&self, associate: &AssociateProfile) -> Result<Ticket, StorageError> {
+        self.inner
+            .associates
+            .put(associate.id.to_bytes(), associate)?;
+        Ok(self.commit())
+    }
+
+    /// The associate's profile.
+    pub fn associate(&self, id: AssociateId) -> Result<Option<AssociateProfile>, StorageError> {
+        self.inner.associates.get(id.to_bytes())
+    }
+
+    /// Every associate, oldest first.
+    pub fn associates(&self) -> Result<Vec<AssociateProfile>, StorageError> {
+        self.inner.associates.values().collect()
+    }
+
+    /// Stores a new pending payment under the user's idempotency key, or returns the
+    /// payment that key already names. Concurrent calls with one key create one payment.
+    pub fn begin_payment(&self, record: &PaymentRecord) -> Result<PaymentStart, StorageError> {
+        let i = &self.inner;
+        let index_key = idempotency_key(record.user_id, &record.idempotency_key);
+        let existing = (&i.payment_keys, &i.payments.tree)
+            .transaction(|(keys, payments)| {
+                if let Some(id) = keys.get(&index_key)? {
+                    let Some(bytes) = payments.get(&id)? else {
+                        return Err(ConflictableTransactionError::Abort(StorageError::Corrupt {
+                            tree: "payment_keys",
+                            detail: "idempotency key names a missing payment".into(),
+                        }));
+                    };
+                    return Ok(Some(bytes));
+                }
+                let id = record.payment_id.to_bytes();
+                keys.insert(index_key.as_slice(), &id)?;
+                payments.insert(&id, wire::encode_value(record))?;
+                Ok(None)
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StorageError::Db(e),
+            })?;
+        match existing {
+            Some(bytes) => Ok(PaymentStart::Existing(decode("payments", &bytes)?)),
+            None => Ok(PaymentStart::Created(record.clone(), self.commit())),
+        }
+    }
+
+    /// Replaces a payment record (status changes outside an order transition).
+    pub fn put_payment(&self, record: &PaymentRecord) -> Result<Ticket, StorageError> {
+        self.inner
+            .payments
+            .put(record.payment_id.to_bytes(), record)?;
+        Ok(self.commit())
+    }
+
+    /// The payment.
+    pub fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StorageError> {
+        self.inner.payments.get(id.to_bytes())
+    }
+
+    /// Every payment for an order, any status.
+    pub fn payments_for(&self, order: OrderId) -> Result<Vec<PaymentRecord>, StorageError> {
+        let all: Result<Vec<PaymentRecord>, _> = self.inner.payments.values().collect();
+        Ok(all?.into_iter().filter(|p| p.order_id == order).collect())
+    }
+
+    /// Payments still pending (for recovery to resolve with the gateway).
+    pub fn pending_payments(&self) -> Result<Vec<PaymentRecord>, StorageError> {
+        let all: Result<Vec<PaymentRecord>, _> = self.inner.payments.values().collect();
+        Ok(all?
+            .into_iter()
+            .filter(|p| p.status == PaymentStatus::Pending)
+            .collect())
+    }
+
+    /// Stores feedback and updates the rated party's rating in one step. App feedback is
+    /// once per party per order; external feedback is not limited.
+    pub fn add_feedback(&self, record: &FeedbackRecord) -> Result<FeedbackOutcome, StorageError> {
+        let i = &self.inner;
+        let order = self
+            .order(record.order_id)?
+            .ok_or(StorageError::NotFound { what: "order" })?;
+        let key: Vec<u8> = match record.source {
+            FeedbackSource::App => app_feedback_key(record.order_id, record.about).to_vec(),
+            FeedbackSource::External { .. } => {
+                let mut k = record.order_id.to_bytes().to_vec();
+                k.push(2);
+                k.extend_from_slice(&record.id.to_bytes());
+                k
+            }
+        };
+        let rating = u64::from(record.rating);
+        let recorded = (&i.feedback.tree, &i.users.tree, &i.associates.tree)
+            .transaction(|(feedback, users, associates)| {
+                if feedback.get(&key)?.is_some() {
+                    return Ok(false);
+                }
+                feedback.insert(key.as_slice(), wire::encode_value(record))?;
+                match record.about {
+                    Role::User => {
+                        add_rating::<UserProfile>(users, order.user_id.to_bytes(), "users", rating)?
+                    }
+                    Role::Associate => add_rating::<AssociateProfile>(
+                        associates,
+                        order.associate_id.to_bytes(),
+                        "associates",
+                        rating,
+                    )?,
+                }
+                Ok(true)
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StorageError::Db(e),
+            })?;
+        Ok(if recorded {
+            FeedbackOutcome::Recorded(self.commit())
+        } else {
+            FeedbackOutcome::AlreadyRated
+        })
+    }
+
+    /// Every piece of feedback on an order.
+    pub fn feedback_for(&self, order: OrderId) -> Result<Vec<FeedbackRecord>, StorageError> {
+        self.inner.feedback.scan_prefix(order.to_bytes()).collect()
+    }
+
+    /// Inserts or replaces a discount code.
+    pub fn put_discount(&self, code: &DiscountCode) -> Result<Ticket, StorageError> {
+        self.inner.discounts.put(code.code.as_bytes(), code)?;
+        Ok(self.commit())
+    }
+
+    /// The discount code.
+    pub fn discount(&self, code: &str) -> Result<Option<DiscountCode>, StorageError> {
+        self.inner.discounts.get(code.as_bytes())
+    }
+
+    /// Every discount code.
+    pub fn discounts(&self) -> Result<Vec<DiscountCode>, StorageError> {
+        self.inner.discounts.values().collect()
+    }
+
+    /// Whether the user has already redeemed `code`.
+    pub fn redeemed(&self, code: &str, user: UserId) -> Result<bool, StorageError> {
+        Ok(self
+            .inner
+            .redemptions
+            .contains_key(redemption_key(code, user))?)
+    }
+
+    /// Records that `user` redeemed `code` on `order`; false if they already had.
+    pub fn redeem(&self, code: &str, user: UserId, order: OrderId) -> Result<bool, StorageError> {
+        let fresh = self
+            .inner
+            .redemptions
+            .compare_and_swap(
+                redemption_key(code, user),
+                None::<&[u8]>,
+                Some(&order.to_bytes()[..]),
+            )?
+            .is_ok();
+        Ok(fresh)
+    }
+
+    /// The pricing settings, if ever stored.
+    pub fn pricing(&self) -> Result<Option<PricingSettings>, StorageError> {
+        self.inner.pricing.get(PRICING_KEY)
+    }
+
+    /// Replaces the pricing settings.
+    pub fn put_pricing(&self, settings: &PricingSettings) -> Result<Ticket, StorageError> {
+        self.inner.pricing.put(PRICING_KEY, settings)?;
+        Ok(self.commit())
+    }
+}
+
+/// A profile that carries a rating.
+trait Rated: serde::Serialize + serde::de::DeserializeOwned {
+    fn add_rating(&mut self, rating: u64);
+}
+
+impl Rated for UserProfile {
+    fn add_rating(&mut self, rating: u64) {
+        self.rating_sum += rating;
+        self.rating_count += 1;
+    }
+}
+
+impl Rated for AssociateProfile {
+    fn add_rating(&mut self, rating: u64) {
+        self.rating_sum += rating;
+        self.rating_count += 1;
+    }
+}
+
+/// Adds `rating` to the profile at `id` in `tree`, inside a transaction.
+fn add_rating<P: Rated>(
+    tree: &sled::transaction::TransactionalTree,
+    id: [u8; 16],
+    name: &'static str,
+    rating: u64,
+) -> Result<(), ConflictableTransactionError<StorageError>> {
+    let Some(bytes) = tree.get(id)? else {
+        return Err(ConflictableTransactionError::Abort(
+            StorageError::NotFound { what: name },
+        ));
+    };
+    let mut profile: P = decode(name, &bytes).map_err(ConflictableTransactionError::Abort)?;
+    profile.add_rating(rating);
+    tree.insert(&id, wire::encode_value(&profile))?;
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Opening the database: trees, schema version, group committer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wire::model::{DiscountCode, Invoice, OrderEvent, PricingSettings};
+
+use crate::commit::{Committer, Ticket};
+use crate::error::StorageError;
+use crate::records::*;
+use crate::table::Table;
+
+/// The schema this build writes and the newest it reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the database; none for a temporary store removed on drop.
+    pub path: Option<PathBuf>,
+    /// sled page cache size in bytes.
+    pub cache_bytes: u64,
+    /// How long the group committer waits after a first writer for more to join a
+    /// flush (zero: flush at once; writers arriving during a flush share the next one).
+    pub group_commit_wait: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: Some(PathBuf::from("./data")),
+            cache_bytes: 256 * 1024 * 1024,
+            group_commit_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// The durable store; cheap to clone (all clones share one database).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) db: sled::Db,
+    pub(crate) users: Table<UserProfile>,
+    pub(crate) associates: Table<AssociateProfile>,
+    pub(crate) orders: Table<OrderRecord>,
+    pub(crate) archive: Table<OrderRecord>,
+    /// Open order ids (key only): what recovery scans.
+    pub(crate) open: sled::Tree,
+    /// Ended orders by end time, waiting to be archived.
+    pub(crate) ended: sled::Tree,
+    /// Every order's events, by order id and sequence.
+    pub(crate) events: Table<OrderEvent>,
+    /// Every event in commit order, by a global sequence, for subscribers to resume from.
+    pub(crate) feed: Table<OrderEvent>,
+    pub(crate) invoices: Table<Invoice>,
+    pub(crate) tax_invoices: Table<TaxInvoice>,
+    pub(crate) payments: Table<PaymentRecord>,
+    /// (user id, idempotency key) → payment id.
+    pub(crate) payment_keys: sled::Tree,
+    pub(crate) feedback: Table<FeedbackRecord>,
+    pub(crate) discounts: Table<DiscountCode>,
+    /// (code, user id) → order id.
+    pub(crate) redemptions: sled::Tree,
+    pub(crate) pricing: Table<PricingSettings>,
+    pub(crate) meta: sled::Tree,
+    pub(crate) committer: Committer,
+}
+
+impl Store {
+    /// Opens or creates the store.
+    pub fn open(config: &StoreConfig) -> Result<Self, StorageError> {
+        let sled_config = sled::Config::new()
+            .cache_capacity(config.cache_bytes)
+            .mode(sled::Mode::HighThroughput);
+        let sled_config = match &config.path {
+            Some(path) => sled_config.path(path),
+            None => sled_config.temporary(true),
+        };
+        let db = sled_config.open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(SCHEMA_KEY)? {
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                    StorageError::Corrupt {
+                        tree: "meta",
+                        detail: "schema version is not 4 bytes".into(),
+                    }
+                })?);
+                if found > SCHEMA_VERSION {
+                    return Err(StorageError::SchemaTooNew {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+            }
+            None => {
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+        }
+        let inner = Inner {
+            users: Table::open(&db, "users")?,
+            associates: Table::open(&db, "associates")?,
+            orders: Table::open(&db, "orders")?,
+            archive: Table::open(&db, "orders_archive")?,
+            open: db.open_tree("orders_open")?,
+            ended: db.open_tree("orders_ended")?,
+            events: Table::open(&db, "order_events")?,
+            feed: Table::open(&db, "event_feed")?,
+            invoices: Table::open(&db, "invoices")?,
+            tax_invoices: Table::open(&db, "tax_invoices")?,
+            payments: Table::open(&db, "payments")?,
+            payment_keys: db.open_tree("payment_keys")?,
+            feedback: Table::open(&db, "feedback")?,
+            discounts: Table::open(&db, "discount_codes")?,
+            redemptions: db.open_tree("discount_redemptions")?,
+            pricing: Table::open(&db, "pricing")?,
+            meta,
+            committer: Committer::start(db.clone(), config.group_commit_wait)?,
+            db,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// A store in a temporary directory, removed when the last clone drops.
+    pub fn temporary() -> Result<Self, StorageError> {
+        Self::open(&StoreConfig {
+            path: None,
+            cache_bytes: 64 * 1024 * 1024,
+            group_commit_wait: Duration::ZERO,
+        })
+    }
+
+    /// A ticket that resolves once everything written so far is on disk.
+    pub fn commit(&self) -> Ticket {
+        self.inner.committer.ticket()
+    }
+
+    /// Flushes everything to disk now, blocking the thread.
+    pub fn flush_blocking(&self) -> Result<(), StorageError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StorageError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
+    /// Overwrites the schema version (for tests of the refusal path).
+    #[doc(hidden)]
+    pub fn force_schema_version(&self, version: u32) -> Result<(), StorageError> {
+        self.inner.meta.insert(SCHEMA_KEY, &version.to_be_bytes())?;
+        self.inner.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! Order lifecycle, recovery, archive, feed and schema version.
+
+use storage::{StorageError, Store, StoreConfig};
+use wire::model::{OrderEventKind, OrderState, Role};
+use wire::{AssociateId, UserId};
+
+use crate::{new_order, replay};
+
+fn store() -> Store {
+    Store::temporary().unwrap()
+}
+
+#[tokio::test]
+async fn full_lifecycle_is_logged_and_replays() {
+    let s = store();
+    let o = new_order(UserId::new(), AssociateId::new(), 1_000);
+    let c = s.create_order(&o).unwrap();
+    c.ticket.durable().await.unwrap();
+    assert_eq!(c.order.state, OrderState::Allotted);
+    let steps = [
+        OrderEventKind::EnRoute,
+        OrderEventKind::Arrived,
+        OrderEventKind::Started,
+        OrderEventKind::Completed { minutes: 30 },
+        OrderEventKind::Billed {
+            invoice_id: wire::InvoiceId::new(),
+            total_minor: 100,
+        },
+        OrderEventKind::Paid {
+            payment_id: wire::PaymentId::new(),
+            method: wire::model::PaymentMethod::Cash,
+            amount_minor: 100,
+        },
+        OrderEventKind::Closed,
+    ];
+    for (i, kind) in steps.into_iter().enumerate() {
+        let c = s
+            .transition(o.order_id, 2_000 + i as u64, kind.clone(), &[])
+            .unwrap();
+        c.ticket.durable().await.unwrap();
+        assert_eq!(c.order.state, kind.state());
+        assert_eq!(c.event.seq, i as u32 + 1);
+    }
+    let stored = s.order(o.order_id).unwrap().unwrap();
+    let events = s.events(o.order_id).unwrap();
+    assert_eq!(events.len(), 8);
+    assert_eq!(replay(&stored, &events), stored);
+    assert_eq!(stored.started_at_ms, Some(2_002));
+    assert_eq!(stored.ended_at_ms, Some(2_006));
+    assert!(s.open_orders().unwrap().is_empty());
+}
+
+#[test]
+fn backwards_skipping_and_late_cancel_are_refused() {
+    let s = store();
+    let o = new_order(UserId::new(), AssociateId::new(), 0);
+    let _ = s.create_order(&o).unwrap();
+    assert!(matches!(
+        s.create_order(&o),
+        Err(StorageError::AlreadyExists { what: "order" })
+    ));
+    let err = s
+        .transition(o.order_id, 1, OrderEventKind::Started, &[])
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StorageError::InvalidTransition {
+            from: OrderState::Allotted,
+            to: OrderState::Started
+        }
+    ));
+    let _ = s
+        .transition(o.order_id, 1, OrderEventKind::Arrived, &[])
+        .unwrap();
+    let _ = s
+        .transition(o.order_id, 2, OrderEventKind::Started, &[])
+        .unwrap();
+    let cancel = OrderEventKind::Cancelled {
+        by: Role::User,
+        reason: None,
+        fee_minor: 0,
+    };
+    assert!(matches!(
+        s.transition(o.order_id, 3, cancel, &[]),
+        Err(StorageError::InvalidTransition {
+            to: OrderState::Cancelled,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.transition(wire::OrderId::new(), 3, OrderEventKind::Arrived, &[]),
+        Err(StorageError::NotFound { what: "order" })
+    ));
+    // Refused transitions wrote nothing.
+    assert_eq!(s.events(o.order_id).unwrap().len(), 3);
+}
+
+#[test]
+fn recovery_lists_open_orders_and_archive_keeps_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        path: Some(dir.path().join("db")),
+        ..StoreConfig::default()
+    };
+    let (open_id, cancelled_id);
+    {
+        let s = Store::open(&config).unwrap();
+        let a = new_order(UserId::new(), AssociateId::new(), 10);
+        let b = new_order(UserId::new(), AssociateId::new(), 20);
+        s.create_order(&a).unwrap().ticket.wait().unwrap();
+        s.create_order(&b).unwrap().ticket.wait().unwrap();
+        let cancel = OrderEventKind::Cancelled {
+            by: Role::Associate,
+            reason: Some("flat tyre".into()),
+            fee_minor: 0,
+        };
+        s.transition(b.order_id, 30, cancel, &[])
+            .unwrap()
+            .ticket
+            .wait()
+            .unwrap();
+        open_id = a.order_id;
+        cancelled_id = b.order_id;
+    }
+    let s = Store::open(&config).unwrap();
+    let open: Vec<_> = s
+        .open_orders()
+        .unwrap()
+        .into_iter()
+        .map(|o| o.order_id)
+        .collect();
+    assert_eq!(open, vec![open_id]);
+    assert_eq!(
+        s.archive_ended_before(30).unwrap(),
+        0,
+        "cut-off is exclusive"
+    );
+    assert_eq!(s.archive_ended_before(31).unwrap(), 1);
+    let archived = s.order(cancelled_id).unwrap().unwrap();
+    assert_eq!(archived.state, OrderState::Cancelled);
+    assert_eq!(
+        archived.cancellation.unwrap().reason.as_deref(),
+        Some("flat tyre")
+    );
+    assert_eq!(s.open_orders().unwrap().len(), 1);
+}
+
+#[test]
+fn feed_resumes_from_a_position() {
+    let s = store();
+    let o = new_order(UserId::new(), AssociateId::new(), 0);
+    let first = s.create_order(&o).unwrap().feed_seq;
+    let second = s
+        .transition(o.order_id, 1, OrderEventKind::EnRoute, &[])
+        .unwrap()
+        .feed_seq;
+    let third = s
+        .transition(o.order_id, 2, OrderEventKind::Arrived, &[])
+        .unwrap()
+        .feed_seq;
+    assert!(first < second && second < third);
+    let all = s.events_since(0, 100).unwrap();
+    assert_eq!(
+        all.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        vec![first, second, third]
+    );
+    let rest = s.events_since(second, 100).unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0].1.state, OrderState::EnRoute);
+    assert_eq!(s.events_since(second, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        path: Some(dir.path().join("db")),
+        ..StoreConfig::default()
+    };
+    Store::open(&config)
+        .unwrap()
+        .force_schema_version(storage::SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = Store::open(&config).unwrap_err();
+    assert!(
+        matches!(err, StorageError::SchemaTooNew { found, supported } if found == supported + 1)
+    );
+    assert!(err.to_string().contains("upgrade"), "{err}");
+}

@@ -1,0 +1,278 @@
+//! A typed async WebSocket client: connect with a token, send and receive frames.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use http::header::{AUTHORIZATION, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use thiserror::Error;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::codec::{Encoding, decode, encode};
+use crate::error::WireError;
+use crate::validate::{Limits, Validator};
+use crate::{ClientMessage, ServerMessage};
+
+/// Why a client call failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The URL or token could not form an upgrade request.
+    #[error("bad connect parameters: {0}")]
+    BadRequest(String),
+    /// TCP connect failed.
+    #[error("connect: {0}")]
+    Io(#[from] std::io::Error),
+    /// The WebSocket failed (including an HTTP refusal of the upgrade).
+    #[error("websocket: {0}")]
+    Ws(#[from] tungstenite::Error),
+    /// The engine sent a frame this client could not decode.
+    #[error("undecodable frame from engine: {0}")]
+    Decode(#[from] WireError),
+    /// The connection closed; the engine's close reason if it gave one.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// No frame arrived in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl ClientError {
+    /// The HTTP status of a refused upgrade, if that is what happened.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ClientError::Ws(tungstenite::Error::Http(resp)) => Some(resp.status().as_u16()),
+            _ => None,
+        }
+    }
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `ws://host:port/v1/ws`.
+    pub url: String,
+    /// The bearer token, sent in the `Authorization` header.
+    pub token: String,
+    /// JSON or binary frames.
+    pub encoding: Encoding,
+    /// Local address to connect from (spreads load tests over 127.0.0.x).
+    pub local_ip: Option<IpAddr>,
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// The sending half of a client.
+#[derive(Debug)]
+pub struct ClientSender {
+    sink: SplitSink<Ws, Message>,
+    encoding: Encoding,
+}
+
+/// The receiving half of a client.
+#[derive(Debug)]
+pub struct ClientReceiver {
+    stream: SplitStream<Ws>,
+    encoding: Encoding,
+    validator: Validator,
+}
+
+/// A connected app.
+#[derive(Debug)]
+pub struct Client {
+    tx: ClientSender,
+    rx: ClientReceiver,
+}
+
+impl Client {
+    /// Connects to `url` with `token` using JSON frames.
+    pub async fn connect(url: &str, token: &str) -> Result<Self, ClientError> {
+        Self::connect_with(&ConnectOptions {
+            url: url.into(),
+            token: token.into(),
+            encoding: Encoding::Json,
+            local_ip: None,
+        })
+        .await
+    }
+
+    /// Connects as `options` say.
+    pub async fn connect_with(options: &ConnectOptions) -> Result<Self, ClientError> {
+        let mut request = options
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", options.token))
+            .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, bearer);
+        headers.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(options.encoding.subprotocol()),
+        );
+        let uri = request.uri();
+        let host = uri
+            .host()
+            .ok_or_else(|| ClientError::BadRequest("URL has no host".into()))?;
+        let port = uri.port_u16().unwrap_or(80);
+        let remote: SocketAddr = tokio::net::lookup_host((host, port))
+            .await?
+            .next()
+            .ok_or_else(|| ClientError::BadRequest(format!("{host} does not resolve")))?;
+        let socket = if remote.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = options.local_ip {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let stream = socket.connect(remote).await?;
+        stream.set_nodelay(true)?;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(1 << 20))
+            .max_frame_size(Some(1 << 20));
+        let (ws, _response) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+        let (sink, stream) = ws.split();
+        Ok(Self {
+            tx: ClientSender {
+                sink,
+                encoding: options.encoding,
+            },
+            rx: ClientReceiver {
+                stream,
+                encoding: options.encoding,
+                validator: Validator {
+                    limits: Limits {
+                        max_frame_bytes: 1 << 20,
+                        ..Limits::default()
+                    },
+                    ..Validator::default()
+                },
+            },
+        })
+    }
+
+    /// Sends one frame.
+    pub async fn send(&mut self, frame: impl Into<ClientMessage>) -> Result<(), ClientError> {
+        self.tx.send(frame).await
+    }
+
+    /// Sends a raw WebSocket message (for tests of malformed input).
+    pub async fn send_raw(&mut self, message: Message) -> Result<(), ClientError> {
+        self.tx.send_raw(message).await
+    }
+
+    /// The next frame from the engine.
+    pub async fn recv(&mut self) -> Result<ServerMessage, ClientError> {
+        self.rx.recv().await
+    }
+
+    /// The next frame, or a timeout.
+    pub async fn recv_timeout(&mut self, limit: Duration) -> Result<ServerMessage, ClientError> {
+        self.rx.recv_timeout(limit).await
+    }
+
+    /// The first frame for which `pick` returns a value, skipping others, within `limit`.
+    pub async fn recv_until<T>(
+        &mut self,
+        limit: Duration,
+        pick: impl FnMut(ServerMessage) -> Option<T>,
+    ) -> Result<T, ClientError> {
+        self.rx.recv_until(limit, pick).await
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.tx.sink.close().await?;
+        Ok(())
+    }
+
+    /// Splits into independently usable halves.
+    pub fn split(self) -> (ClientSender, ClientReceiver) {
+        (self.tx, self.rx)
+    }
+}
+
+impl ClientSender {
+    /// Sends one frame.
+    pub async fn send(&mut self, frame: impl Into<ClientMessage>) -> Result<(), ClientError> {
+        let bytes = encode(self.encoding, &frame.into());
+        let message = match self.encoding {
+            // expect: the JSON encoder writes only UTF-8.
+            Encoding::Json => Message::text(String::from_utf8(bytes).expect("JSON is UTF-8")),
+            Encoding::Binary => Message::binary(bytes),
+        };
+        self.send_raw(message).await
+    }
+
+    /// Sends a raw WebSocket message.
+    pub async fn send_raw(&mut self, message: Message) -> Result<(), ClientError> {
+        self.sink.send(message).await?;
+        Ok(())
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(&mut self) -> Result<(), ClientError> {
+        self.sink.close().await?;
+        Ok(())
+    }
+}
+
+impl ClientReceiver {
+    /// The next frame from the engine.
+    pub async fn recv(&mut self) -> Result<ServerMessage, ClientError> {
+        loop {
+            let message = match self.stream.next().await {
+                None => return Err(ClientError::Closed("stream ended".into())),
+                Some(m) => m?,
+            };
+            let bytes = match &message {
+                Message::Text(t) => t.as_bytes(),
+                Message::Binary(b) => b.as_ref(),
+                Message::Close(frame) => {
+                    let reason = frame
+                        .as_ref()
+                        .map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                        .unwrap_or_default();
+                    return Err(ClientError::Closed(reason));
+                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            };
+            return Ok(decode(self.encoding, bytes, &self.validator)?);
+        }
+    }
+
+    /// The next frame, or a timeout.
+    pub async fn recv_timeout(&mut self, limit: Duration) -> Result<ServerMessage, ClientError> {
+        tokio::time::timeout(limit, self.recv())
+            .await
+            .map_err(|_| ClientError::Timeout(limit))?
+    }
+
+    /// The first frame for which `pick` returns a value, skipping others, within `limit`.
+    pub async fn recv_until<T>(
+        &mut self,
+        limit: Duration,
+        mut pick: impl FnMut(ServerMessage) -> Option<T>,
+    ) -> Result<T, ClientError> {
+        let wait = async {
+            loop {
+                if let Some(found) = pick(self.recv().await?) {
+                    return Ok(found);
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait)
+            .await
+            .map_err(|_| ClientError::Timeout(limit))?
+    }
+}
