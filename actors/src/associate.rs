@@ -1,0 +1,452 @@
+//! The associate actor: one per associate, the single source of truth for their
+//! availability. It grants reservations itself (so nobody is reserved twice), owns the
+//! associate's position, skills and zone, and keeps its shard supervisor's index in step:
+//! in the index exactly when online, connected, known to be somewhere and free.
+
+use actix::prelude::*;
+use geo::{LatLng, ShardId, Skills, TaskType};
+use wire::model::{Availability, OfferEnd};
+use wire::{AssociateId, Offer, OfferEnded, OrderId, RequestId, Status};
+
+use crate::dispatch::{AssociateProfileInfo, Dispatch};
+use crate::error::ActorError;
+use crate::request::{AcceptOffer, AcceptOutcome, OfferRefused, RefusedBy, RequestActor};
+use crate::supervisor::{IndexRemove, IndexUpsert};
+use crate::zone::ZoneFilter;
+
+/// The app connected (again): profile data, and what the app should be shown.
+#[derive(Debug, Message)]
+#[rtype(result = "AssociateView")]
+pub struct Connected {
+    /// Skills and zone from the profile.
+    pub info: AssociateProfileInfo,
+}
+
+/// The app disconnected.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Disconnected {}
+
+/// Start taking offers.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AssociateView, ActorError>")]
+pub struct GoOnline {
+    /// Skills for this shift; none means the profile's.
+    pub skills: Option<Skills>,
+}
+
+/// Stop taking offers.
+#[derive(Debug, Message)]
+#[rtype(result = "AssociateView")]
+pub struct GoOffline {}
+
+/// A new position.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Moved {
+    /// Where the associate is.
+    pub point: LatLng,
+}
+
+/// Set or clear the service zone.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetZone {
+    /// The zone, or none for anywhere.
+    pub zone: Option<ZoneFilter>,
+}
+
+/// A request asks to reserve the associate and offer them a job.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct Reserve {
+    /// The asking request.
+    pub request: Addr<RequestActor>,
+    /// Its task type.
+    pub task: TaskType,
+    /// Its pickup.
+    pub pickup: LatLng,
+    /// The offer frame to show.
+    pub offer: Offer,
+}
+
+/// The request withdraws its offer.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Withdraw {
+    /// The request.
+    pub request_id: RequestId,
+    /// Why.
+    pub reason: OfferEnd,
+}
+
+/// The associate answers the open offer.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<OrderId>, ActorError>")]
+pub struct AnswerOffer {
+    /// The request offered.
+    pub request_id: RequestId,
+    /// Yes or no.
+    pub accept: bool,
+}
+
+/// The associate's order ended; they are free again.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Release {
+    /// The order that ended.
+    pub order: OrderId,
+}
+
+/// The associate is on an order recovered at start-up.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct MarkBusy {
+    /// The order.
+    pub order: OrderId,
+}
+
+/// Why a reservation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Offline, disconnected, reserved by another request, or busy.
+    NotAvailable,
+    /// Does not perform the task type.
+    NotEligible,
+    /// The pickup is outside the associate's zone.
+    OutsideZone,
+}
+
+/// What the associate's app should show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssociateView {
+    /// Availability.
+    pub availability: Availability,
+    /// Skills they are online for.
+    pub skills: Skills,
+    /// The open offer, if any.
+    pub offer: Option<Offer>,
+    /// The order in progress, if any.
+    pub order: Option<OrderId>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Free,
+    Reserved {
+        request: Addr<RequestActor>,
+        offer: Offer,
+    },
+    Busy {
+        order: OrderId,
+    },
+}
+
+/// One associate.
+pub struct AssociateActor {
+    id: AssociateId,
+    profile: AssociateProfileInfo,
+    skills: Skills,
+    zone: Option<ZoneFilter>,
+    position: Option<LatLng>,
+    online: bool,
+    connected: bool,
+    phase: Phase,
+    /// The shard whose index holds this associate, if any.
+    indexed_in: Option<ShardId>,
+    dispatch: Dispatch,
+}
+
+impl AssociateActor {
+    /// A disconnected, offline associate.
+    pub fn new(id: AssociateId, profile: AssociateProfileInfo, dispatch: Dispatch) -> Self {
+        Self {
+            id,
+            skills: profile.skills,
+            zone: profile.zone.clone(),
+            profile,
+            position: None,
+            online: false,
+            connected: false,
+            phase: Phase::Free,
+            indexed_in: None,
+            dispatch,
+        }
+    }
+
+    fn availability(&self) -> Availability {
+        match self.phase {
+            Phase::Busy { .. } => Availability::Busy,
+            Phase::Reserved { .. } => Availability::Reserved,
+            Phase::Free if self.online && self.connected => Availability::Available,
+            Phase::Free => Availability::Offline,
+        }
+    }
+
+    fn view(&self) -> AssociateView {
+        AssociateView {
+            availability: self.availability(),
+            skills: self.skills,
+            offer: match &self.phase {
+                Phase::Reserved { offer, .. } => Some(offer.clone()),
+                _ => None,
+            },
+            order: match self.phase {
+                Phase::Busy { order } => Some(order),
+                _ => None,
+            },
+        }
+    }
+
+    fn status_frame(&self) -> Status {
+        let catalog = self.dispatch.catalog();
+        Status {
+            availability: self.availability(),
+            skills: self.skills.iter().filter_map(|t| catalog.name(t).map(str::to_owned)).collect(),
+        }
+    }
+
+    /// Brings the supervisor's index in line with this actor's state.
+    fn sync_index(&mut self) {
+        let eligible = self.availability() == Availability::Available && !self.skills.is_empty();
+        let want = match (eligible, self.position) {
+            (true, Some(p)) => Some((self.dispatch.shared.map.shard_of(p), p)),
+            _ => None,
+        };
+        if let Some(old) = self.indexed_in
+            && want.map(|(s, _)| s) != Some(old)
+        {
+            self.dispatch.supervisor(old).do_send(IndexRemove { id: self.id });
+            self.indexed_in = None;
+        }
+        if let Some((shard, point)) = want {
+            self.dispatch.supervisor(shard).do_send(IndexUpsert {
+                id: self.id,
+                point,
+                skills: self.skills,
+            });
+            self.indexed_in = Some(shard);
+        }
+    }
+
+    /// Ends a reservation for `request_id`, if that is the one held; true if it was.
+    fn end_reservation(&mut self, request_id: RequestId) -> bool {
+        match &self.phase {
+            Phase::Reserved { offer, .. } if offer.request_id == request_id => {
+                self.phase = Phase::Free;
+                self.sync_index();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Actor for AssociateActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Connected> for AssociateActor {
+    type Result = MessageResult<Connected>;
+
+    /// Refreshes the profile and marks the app connected; an associate who was online
+    /// before a disconnect is available again without asking.
+    fn handle(&mut self, msg: Connected, _: &mut Context<Self>) -> Self::Result {
+        if self.profile != msg.info {
+            if !self.online {
+                self.skills = msg.info.skills;
+            }
+            self.zone = msg.info.zone.clone();
+            self.profile = msg.info;
+        }
+        self.connected = true;
+        self.sync_index();
+        MessageResult(self.view())
+    }
+}
+
+impl Handler<Disconnected> for AssociateActor {
+    type Result = ();
+
+    /// Leaves the index; an open offer counts as refused and the request moves on.
+    fn handle(&mut self, _: Disconnected, _: &mut Context<Self>) {
+        self.connected = false;
+        if let Phase::Reserved { request, offer } = &self.phase {
+            request.do_send(OfferRefused {
+                associate: self.id,
+                why: RefusedBy::Disconnected,
+            });
+            let request_id = offer.request_id;
+            self.end_reservation(request_id);
+        }
+        self.sync_index();
+    }
+}
+
+impl Handler<GoOnline> for AssociateActor {
+    type Result = Result<AssociateView, ActorError>;
+
+    /// Online for the given skills (which must be a subset of the profile's, when the
+    /// profile has any) or the profile's.
+    fn handle(&mut self, msg: GoOnline, _: &mut Context<Self>) -> Self::Result {
+        let skills = msg.skills.filter(|s| !s.is_empty()).unwrap_or(self.profile.skills);
+        if skills.is_empty() {
+            return Err(ActorError::InvalidState("no skills: add task types to the profile".into()));
+        }
+        let profile = self.profile.skills;
+        if !profile.is_empty() && skills.bits() & !profile.bits() != 0 {
+            return Err(ActorError::InvalidState("skills beyond the profile's".into()));
+        }
+        self.skills = skills;
+        self.online = true;
+        self.sync_index();
+        self.dispatch.sessions().to_associate(self.id, self.status_frame());
+        Ok(self.view())
+    }
+}
+
+impl Handler<GoOffline> for AssociateActor {
+    type Result = MessageResult<GoOffline>;
+
+    /// Offline; an open offer stays until answered or withdrawn.
+    fn handle(&mut self, _: GoOffline, _: &mut Context<Self>) -> Self::Result {
+        self.online = false;
+        self.sync_index();
+        self.dispatch.sessions().to_associate(self.id, self.status_frame());
+        MessageResult(self.view())
+    }
+}
+
+impl Handler<Moved> for AssociateActor {
+    type Result = ();
+
+    /// Records the position; moves the index entry, handing over across shard borders.
+    fn handle(&mut self, msg: Moved, _: &mut Context<Self>) {
+        self.position = Some(msg.point);
+        self.sync_index();
+    }
+}
+
+impl Handler<SetZone> for AssociateActor {
+    type Result = ();
+
+    /// Replaces the zone.
+    fn handle(&mut self, msg: SetZone, _: &mut Context<Self>) {
+        self.zone = msg.zone;
+    }
+}
+
+impl Handler<Reserve> for AssociateActor {
+    type Result = Result<(), Refusal>;
+
+    /// Grants the reservation only when free, eligible and in zone; then shows the offer.
+    fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Self::Result {
+        if self.availability() != Availability::Available {
+            return Err(Refusal::NotAvailable);
+        }
+        if !self.skills.contains(msg.task) {
+            return Err(Refusal::NotEligible);
+        }
+        if self.zone.as_ref().is_some_and(|z| !z.contains(msg.pickup)) {
+            return Err(Refusal::OutsideZone);
+        }
+        self.dispatch.sessions().to_associate(self.id, msg.offer.clone());
+        self.phase = Phase::Reserved {
+            request: msg.request,
+            offer: msg.offer,
+        };
+        self.sync_index();
+        Ok(())
+    }
+}
+
+impl Handler<Withdraw> for AssociateActor {
+    type Result = ();
+
+    /// Ends the reservation if it is for that request and tells the app why.
+    fn handle(&mut self, msg: Withdraw, _: &mut Context<Self>) {
+        if self.end_reservation(msg.request_id) {
+            self.dispatch.sessions().to_associate(
+                self.id,
+                OfferEnded {
+                    request_id: msg.request_id,
+                    reason: msg.reason,
+                },
+            );
+        }
+    }
+}
+
+impl Handler<AnswerOffer> for AssociateActor {
+    type Result = AtomicResponse<Self, Result<Option<OrderId>, ActorError>>;
+
+    /// A decline frees the associate at once. An acceptance is put to the request and
+    /// nothing else is handled until it answers, so no other message can change the
+    /// reservation under it.
+    fn handle(&mut self, msg: AnswerOffer, _: &mut Context<Self>) -> Self::Result {
+        let request = match &self.phase {
+            Phase::Reserved { request, offer } if offer.request_id == msg.request_id => request.clone(),
+            _ => return AtomicResponse::new(Box::pin(fut::ready(Err(ActorError::NotYourOffer)))),
+        };
+        if !msg.accept {
+            request.do_send(OfferRefused {
+                associate: self.id,
+                why: RefusedBy::Declined,
+            });
+            self.end_reservation(msg.request_id);
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(None))));
+        }
+        let request_id = msg.request_id;
+        AtomicResponse::new(Box::pin(
+            request
+                .send(AcceptOffer { associate: self.id })
+                .into_actor(self)
+                .map(move |outcome, act, _| match outcome {
+                    Ok(AcceptOutcome::Allotted(order)) => {
+                        act.phase = Phase::Busy { order };
+                        act.sync_index();
+                        Ok(Some(order))
+                    }
+                    Ok(AcceptOutcome::TooLate) | Err(_) => {
+                        if act.end_reservation(request_id) {
+                            act.dispatch.sessions().to_associate(
+                                act.id,
+                                OfferEnded {
+                                    request_id,
+                                    reason: OfferEnd::Expired,
+                                },
+                            );
+                        }
+                        Err(ActorError::NotYourOffer)
+                    }
+                    Ok(AcceptOutcome::Failed(e)) => {
+                        act.end_reservation(request_id);
+                        Err(e)
+                    }
+                }),
+        ))
+    }
+}
+
+impl Handler<Release> for AssociateActor {
+    type Result = ();
+
+    /// Free again once the order that made them busy ends.
+    fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
+        if matches!(self.phase, Phase::Busy { order } if order == msg.order) {
+            self.phase = Phase::Free;
+            self.sync_index();
+            self.dispatch.sessions().to_associate(self.id, self.status_frame());
+        }
+    }
+}
+
+impl Handler<MarkBusy> for AssociateActor {
+    type Result = ();
+
+    /// Busy on a recovered order.
+    fn handle(&mut self, msg: MarkBusy, _: &mut Context<Self>) {
+        self.phase = Phase::Busy { order: msg.order };
+        self.sync_index();
+    }
+}

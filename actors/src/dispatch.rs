@@ -1,0 +1,331 @@
+//! The dispatch handle: what socket sessions (and tests) call instead of holding actor
+//! addresses, plus the address book of supervisors, associates and open requests.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use actix::{Actor, Addr, ArbiterHandle, Recipient};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use geo::{LatLng, ShardId, ShardMap, Skills};
+use tokio::time::Instant;
+use wire::model::UnixMs;
+use wire::{AssociateId, OrderId, RequestId, RequestReceived, TaskCatalog, TaskRequest, UserId};
+
+use crate::allotment::CreateOrder;
+use crate::associate::{self, AssociateActor, AssociateView};
+use crate::clock::Clock;
+use crate::config::DispatchConfig;
+use crate::error::ActorError;
+use crate::request::{self, RequestActor, RequestSpec};
+use crate::sessions::Sessions;
+use crate::supervisor::{self, ShardSupervisor};
+use crate::zone::ZoneFilter;
+
+/// A cheap, cloneable handle on dispatch.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch")
+            .field("shards", &self.shared.supervisors.len())
+            .field("associates", &self.shared.associates.len())
+            .field("open_requests", &self.shared.requests.len())
+            .finish()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: DispatchConfig,
+    pub(crate) catalog: TaskCatalog,
+    pub(crate) map: ShardMap,
+    pub(crate) sessions: Sessions,
+    pub(crate) clock: Clock,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    supervisors: DashMap<ShardId, Addr<ShardSupervisor>>,
+    associates: DashMap<AssociateId, Addr<AssociateActor>>,
+    pub(crate) requests: DashMap<RequestId, Addr<RequestActor>>,
+    user_requests: DashMap<UserId, RequestId>,
+    user_positions: DashMap<UserId, LatLng>,
+    order_sink: OnceLock<Recipient<CreateOrder>>,
+}
+
+/// What an associate's profile says about them when they connect.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AssociateProfileInfo {
+    /// Task types from the profile.
+    pub skills: Skills,
+    /// Service zone from the profile.
+    pub zone: Option<ZoneFilter>,
+}
+
+impl Dispatch {
+    /// Dispatch over `arbiters` (none: everything on the current arbiter, as tests do).
+    pub fn new(
+        config: DispatchConfig,
+        catalog: TaskCatalog,
+        sessions: Sessions,
+        clock: Clock,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> Result<Self, ActorError> {
+        config.validate().map_err(ActorError::InvalidConfig)?;
+        let map = ShardMap::new(config.shard_resolution).map_err(|e| ActorError::InvalidConfig(e.to_string()))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                catalog,
+                map,
+                sessions,
+                clock,
+                arbiters,
+                next_arbiter: AtomicUsize::new(0),
+                supervisors: DashMap::new(),
+                associates: DashMap::new(),
+                requests: DashMap::new(),
+                user_requests: DashMap::new(),
+                user_positions: DashMap::new(),
+                order_sink: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Sets where accepted offers go to become orders (once, at start-up).
+    pub fn set_order_sink(&self, sink: Recipient<CreateOrder>) {
+        let _ = self.shared.order_sink.set(sink);
+    }
+
+    pub(crate) fn order_sink(&self) -> Option<&Recipient<CreateOrder>> {
+        self.shared.order_sink.get()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DispatchConfig {
+        &self.shared.config
+    }
+
+    /// The task catalog.
+    pub fn catalog(&self) -> &TaskCatalog {
+        &self.shared.catalog
+    }
+
+    /// The session registry.
+    pub fn sessions(&self) -> &Sessions {
+        &self.shared.sessions
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> Clock {
+        self.shared.clock
+    }
+
+    /// Starts `actor` on the next arbiter in turn (or the current one if there are none).
+    pub(crate) fn spawn<A>(&self, make: impl FnOnce() -> A + Send + 'static) -> Addr<A>
+    where
+        A: Actor<Context = actix::Context<A>>,
+    {
+        if self.shared.arbiters.is_empty() {
+            return make().start();
+        }
+        let i = self.shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.shared.arbiters.len();
+        A::start_in_arbiter(&self.shared.arbiters[i], move |_| make())
+    }
+
+    /// The supervisor of `shard`, started on first use.
+    pub(crate) fn supervisor(&self, shard: ShardId) -> Addr<ShardSupervisor> {
+        if let Some(addr) = self.shared.supervisors.get(&shard) {
+            return addr.clone();
+        }
+        match self.shared.supervisors.entry(shard) {
+            Entry::Occupied(e) => e.get().clone(),
+            Entry::Vacant(e) => {
+                let dispatch = self.clone();
+                let bucket_m = self.shared.config.index_bucket_m;
+                let addr = self.spawn(move || ShardSupervisor::new(shard, bucket_m, dispatch));
+                e.insert(addr.clone());
+                addr
+            }
+        }
+    }
+
+    /// The supervisor of `shard` if it exists (a shard without one has no associates).
+    pub(crate) fn existing_supervisor(&self, shard: ShardId) -> Option<Addr<ShardSupervisor>> {
+        self.shared.supervisors.get(&shard).map(|a| a.clone())
+    }
+
+    /// The associate's actor if it exists.
+    pub(crate) fn associate_addr(&self, id: AssociateId) -> Option<Addr<AssociateActor>> {
+        self.shared.associates.get(&id).map(|a| a.clone())
+    }
+
+    fn associate_or_start(&self, id: AssociateId, info: &AssociateProfileInfo) -> Addr<AssociateActor> {
+        if let Some(addr) = self.associate_addr(id) {
+            return addr;
+        }
+        match self.shared.associates.entry(id) {
+            Entry::Occupied(e) => e.get().clone(),
+            Entry::Vacant(e) => {
+                let dispatch = self.clone();
+                let info = info.clone();
+                let addr = self.spawn(move || AssociateActor::new(id, info, dispatch));
+                e.insert(addr.clone());
+                addr
+            }
+        }
+    }
+
+    /// An associate's app connected: returns what they should see again (an open offer,
+    /// an order in progress).
+    pub async fn associate_connected(
+        &self,
+        id: AssociateId,
+        info: AssociateProfileInfo,
+    ) -> Result<AssociateView, ActorError> {
+        let addr = self.associate_or_start(id, &info);
+        Ok(addr.send(associate::Connected { info }).await?)
+    }
+
+    /// An associate's app disconnected.
+    pub fn associate_disconnected(&self, id: AssociateId) {
+        if let Some(addr) = self.associate_addr(id) {
+            addr.do_send(associate::Disconnected {});
+        }
+    }
+
+    /// An associate starts taking offers (for `skills`, or their profile's).
+    pub async fn go_online(&self, id: AssociateId, skills: Option<Skills>) -> Result<AssociateView, ActorError> {
+        let addr = self.associate_addr(id).ok_or(ActorError::UnknownParty)?;
+        addr.send(associate::GoOnline { skills }).await?
+    }
+
+    /// An associate stops taking offers.
+    pub async fn go_offline(&self, id: AssociateId) -> Result<AssociateView, ActorError> {
+        let addr = self.associate_addr(id).ok_or(ActorError::UnknownParty)?;
+        Ok(addr.send(associate::GoOffline {}).await?)
+    }
+
+    /// An associate's position.
+    pub fn associate_location(&self, id: AssociateId, point: LatLng) {
+        if let Some(addr) = self.associate_addr(id) {
+            addr.do_send(associate::Moved { point });
+        }
+    }
+
+    /// Sets or clears an associate's service zone.
+    pub async fn set_zone(&self, id: AssociateId, zone: Option<ZoneFilter>) -> Result<(), ActorError> {
+        let addr = self.associate_addr(id).ok_or(ActorError::UnknownParty)?;
+        addr.send(associate::SetZone { zone }).await?;
+        Ok(())
+    }
+
+    /// The associate accepts (`accept`) or declines an offer; on acceptance, the order.
+    pub async fn answer_offer(
+        &self,
+        id: AssociateId,
+        request_id: RequestId,
+        accept: bool,
+    ) -> Result<Option<OrderId>, ActorError> {
+        let addr = self.associate_addr(id).ok_or(ActorError::NotYourOffer)?;
+        addr.send(associate::AnswerOffer { request_id, accept }).await?
+    }
+
+    /// The associate's order ended: they may take offers again.
+    pub fn order_finished(&self, id: AssociateId, order: OrderId) {
+        if let Some(addr) = self.associate_addr(id) {
+            addr.do_send(associate::Release { order });
+        }
+    }
+
+    /// Marks an associate busy on a recovered order (at start-up).
+    pub fn restore_busy(&self, id: AssociateId, order: OrderId, info: AssociateProfileInfo) {
+        self.associate_or_start(id, &info).do_send(associate::MarkBusy { order });
+    }
+
+    /// A user's position (kept in memory only).
+    pub fn user_location(&self, id: UserId, point: LatLng) {
+        self.shared.user_positions.insert(id, point);
+    }
+
+    /// A user's last known position.
+    pub fn user_position(&self, id: UserId) -> Option<LatLng> {
+        self.shared.user_positions.get(&id).map(|p| *p)
+    }
+
+    /// A user asks for a task (frame already validated); the `request_received` frame is
+    /// queued for the user before dispatch begins.
+    pub async fn request(&self, user: UserId, frame: TaskRequest) -> Result<RequestReceived, ActorError> {
+        let task = self.shared.catalog.get(&frame.task).ok_or(ActorError::UnknownTaskType)?;
+        let pickup = frame
+            .pickup
+            .to_latlng()
+            .map_err(|e| ActorError::Internal(format!("unvalidated pickup: {e}")))?;
+        let request_id = RequestId::new();
+        match self.shared.user_requests.entry(user) {
+            Entry::Occupied(_) => return Err(ActorError::AlreadyActive),
+            Entry::Vacant(e) => {
+                e.insert(request_id);
+            }
+        }
+        let created = Instant::now();
+        let deadline = created + self.shared.config.request_timeout;
+        let received = RequestReceived {
+            client_ref: frame.client_ref.clone(),
+            request_id,
+            expires_at_ms: self.shared.clock.ms_at(deadline),
+        };
+        self.shared.sessions.to_user(user, received.clone());
+        let spec = RequestSpec {
+            request_id,
+            user_id: user,
+            client_ref: frame.client_ref,
+            task,
+            task_name: frame.task,
+            pickup,
+            note: frame.note,
+            discount_code: frame.discount_code,
+            created,
+            deadline,
+        };
+        let shard = self.shared.map.shard_of(pickup);
+        if let Err(e) = self.supervisor(shard).send(supervisor::StartRequest { spec }).await {
+            self.shared.user_requests.remove(&user);
+            return Err(e.into());
+        }
+        Ok(received)
+    }
+
+    /// A user cancels their open request.
+    pub async fn cancel_request(&self, user: UserId, request_id: RequestId) -> Result<(), ActorError> {
+        let addr = self
+            .shared
+            .requests
+            .get(&request_id)
+            .map(|a| a.clone())
+            .ok_or(ActorError::UnknownRequest)?;
+        addr.send(request::Cancel { user }).await?
+    }
+
+    /// The user's open request, if any.
+    pub fn open_request_of(&self, user: UserId) -> Option<RequestId> {
+        self.shared.user_requests.get(&user).map(|r| *r)
+    }
+
+    /// How many requests are looking for an associate.
+    pub fn open_requests(&self) -> usize {
+        self.shared.requests.len()
+    }
+
+    /// Forgets a finished request.
+    pub(crate) fn request_finished(&self, request: RequestId, user: UserId) {
+        self.shared.requests.remove(&request);
+        self.shared.user_requests.remove_if(&user, |_, r| *r == request);
+    }
+
+    /// Unix milliseconds now.
+    pub fn now_ms(&self) -> UnixMs {
+        self.shared.clock.now_ms()
+    }
+}

@@ -1,0 +1,110 @@
+//! The registry of connected apps: where actors send frames for a party.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+use wire::{AssociateId, PartyId, ServerMessage, UserId};
+
+/// The outbound queue of one connection: bounded, so a slow reader cannot grow memory.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<ServerMessage>,
+    /// Distinguishes connections of the same party.
+    pub connection: u64,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// The party has no connection.
+    Offline,
+    /// The connection's queue is full: the reader is too slow and will be dropped.
+    Full,
+}
+
+impl Outbox {
+    /// A queue of `capacity` frames and its receiving end.
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<ServerMessage>) {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let connection = NEXT.fetch_add(1, Ordering::Relaxed);
+        (Self { tx, connection }, rx)
+    }
+
+    /// Queues a frame without waiting.
+    pub fn push(&self, frame: ServerMessage) -> Result<(), Undelivered> {
+        self.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Undelivered::Full,
+            mpsc::error::TrySendError::Closed(_) => Undelivered::Offline,
+        })
+    }
+
+    /// Whether the connection's reader is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Connected parties, at most one connection each; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions {
+    inner: Arc<DashMap<PartyId, Outbox>>,
+}
+
+impl Sessions {
+    /// Registers `party`'s connection, returning the one it replaces.
+    pub fn attach(&self, party: PartyId, outbox: Outbox) -> Option<Outbox> {
+        self.inner.insert(party, outbox)
+    }
+
+    /// Removes `party`'s connection if it is still `connection`; true if removed.
+    pub fn detach(&self, party: PartyId, connection: u64) -> bool {
+        self.inner
+            .remove_if(&party, |_, o| o.connection == connection)
+            .is_some()
+    }
+
+    /// Whether `party` is connected.
+    pub fn is_connected(&self, party: PartyId) -> bool {
+        self.inner.get(&party).is_some_and(|o| !o.is_closed())
+    }
+
+    /// Queues a frame for `party`.
+    pub fn send(&self, party: PartyId, frame: ServerMessage) -> Result<(), Undelivered> {
+        // Clone the sender out so the map shard is not locked while queueing.
+        let outbox = self.inner.get(&party).map(|o| o.clone());
+        match outbox {
+            Some(o) => o.push(frame),
+            None => Err(Undelivered::Offline),
+        }
+    }
+
+    /// Queues a frame for a user, ignoring absence (state is re-sent on reconnect).
+    pub fn to_user(&self, user: UserId, frame: impl Into<ServerMessage>) {
+        let _ = self.send(PartyId::User(user), frame.into());
+    }
+
+    /// Queues a frame for an associate, ignoring absence (state is re-sent on reconnect).
+    pub fn to_associate(&self, associate: AssociateId, frame: impl Into<ServerMessage>) {
+        let _ = self.send(PartyId::Associate(associate), frame.into());
+    }
+
+    /// How many parties are connected.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether nobody is connected.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Queues `frame` for every connected party (shutdown notices).
+    pub fn broadcast(&self, frame: &ServerMessage) {
+        for entry in self.inner.iter() {
+            let _ = entry.value().push(frame.clone());
+        }
+    }
+}

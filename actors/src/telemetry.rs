@@ -1,0 +1,42 @@
+//! Metric names (Prometheus, `speedy_*`) and the helpers that record them.
+
+/// Offers by how they ended: sent, accepted, declined, expired, withdrawn, disconnected.
+pub const OFFERS: &str = "speedy_offers_total";
+/// Requests by how they ended: allotted, cancelled, no_associate, failed.
+pub const REQUESTS: &str = "speedy_requests_total";
+/// Seconds from request to allotment.
+pub const TIME_TO_ALLOT: &str = "speedy_time_to_allot_seconds";
+/// Seconds from request to first offer.
+pub const TIME_TO_FIRST_OFFER: &str = "speedy_time_to_first_offer_seconds";
+/// Requests still looking for an associate.
+pub const OPEN_REQUESTS: &str = "speedy_open_requests";
+/// Available associates in a shard's index.
+pub const AVAILABLE_ASSOCIATES: &str = "speedy_available_associates";
+/// Orders by the state they reached.
+pub const ORDER_TRANSITIONS: &str = "speedy_order_transitions_total";
+/// Payments by method and outcome.
+pub const PAYMENTS: &str = "speedy_payments_total";
+/// Feedback received by source.
+pub const FEEDBACK: &str = "speedy_feedback_total";
+
+/// Counts an offer event (`sent`, `accepted`, `declined`, `expired`, `withdrawn`,
+/// `disconnected`).
+pub fn offer(outcome: &'static str) {
+    metrics::counter!(OFFERS, "outcome" => outcome).increment(1);
+}
+
+/// Counts a finished request (`allotted`, `cancelled`, `no_associate`, `failed`).
+pub fn request_ended(outcome: &'static str) {
+    metrics::counter!(REQUESTS, "outcome" => outcome).increment(1);
+    metrics::gauge!(OPEN_REQUESTS).decrement(1.0);
+}
+
+/// Counts a new request.
+pub fn request_opened() {
+    metrics::gauge!(OPEN_REQUESTS).increment(1.0);
+}
+
+/// Publishes the number of available associates in a shard.
+pub fn gauge_available(shard: &str, count: usize) {
+    metrics::gauge!(AVAILABLE_ASSOCIATES, "shard" => shard.to_owned()).set(count as f64);
+}

@@ -1,0 +1,6 @@
+//! Integration tests of dispatch, in paused tokio time: offer windows of 45 s run in
+//! microseconds and land exactly on time.
+
+mod harness;
+mod offer_loop;
+
