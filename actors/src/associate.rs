@@ -202,7 +202,11 @@ impl AssociateActor {
         let catalog = self.dispatch.catalog();
         Status {
             availability: self.availability(),
-            skills: self.skills.iter().filter_map(|t| catalog.name(t).map(str::to_owned)).collect(),
+            skills: self
+                .skills
+                .iter()
+                .filter_map(|t| catalog.name(t).map(str::to_owned))
+                .collect(),
         }
     }
 
@@ -216,7 +220,9 @@ impl AssociateActor {
         if let Some(old) = self.indexed_in
             && want.map(|(s, _)| s) != Some(old)
         {
-            self.dispatch.supervisor(old).do_send(IndexRemove { id: self.id });
+            self.dispatch
+                .supervisor(old)
+                .do_send(IndexRemove { id: self.id });
             self.indexed_in = None;
         }
         if let Some((shard, point)) = want {
@@ -289,18 +295,27 @@ impl Handler<GoOnline> for AssociateActor {
     /// Online for the given skills (which must be a subset of the profile's, when the
     /// profile has any) or the profile's.
     fn handle(&mut self, msg: GoOnline, _: &mut Context<Self>) -> Self::Result {
-        let skills = msg.skills.filter(|s| !s.is_empty()).unwrap_or(self.profile.skills);
+        let skills = msg
+            .skills
+            .filter(|s| !s.is_empty())
+            .unwrap_or(self.profile.skills);
         if skills.is_empty() {
-            return Err(ActorError::InvalidState("no skills: add task types to the profile".into()));
+            return Err(ActorError::InvalidState(
+                "no skills: add task types to the profile".into(),
+            ));
         }
         let profile = self.profile.skills;
         if !profile.is_empty() && skills.bits() & !profile.bits() != 0 {
-            return Err(ActorError::InvalidState("skills beyond the profile's".into()));
+            return Err(ActorError::InvalidState(
+                "skills beyond the profile's".into(),
+            ));
         }
         self.skills = skills;
         self.online = true;
         self.sync_index();
-        self.dispatch.sessions().to_associate(self.id, self.status_frame());
+        self.dispatch
+            .sessions()
+            .to_associate(self.id, self.status_frame());
         Ok(self.view())
     }
 }
@@ -312,7 +327,9 @@ impl Handler<GoOffline> for AssociateActor {
     fn handle(&mut self, _: GoOffline, _: &mut Context<Self>) -> Self::Result {
         self.online = false;
         self.sync_index();
-        self.dispatch.sessions().to_associate(self.id, self.status_frame());
+        self.dispatch
+            .sessions()
+            .to_associate(self.id, self.status_frame());
         MessageResult(self.view())
     }
 }
@@ -350,7 +367,9 @@ impl Handler<Reserve> for AssociateActor {
         if self.zone.as_ref().is_some_and(|z| !z.contains(msg.pickup)) {
             return Err(Refusal::OutsideZone);
         }
-        self.dispatch.sessions().to_associate(self.id, msg.offer.clone());
+        self.dispatch
+            .sessions()
+            .to_associate(self.id, msg.offer.clone());
         self.phase = Phase::Reserved {
             request: msg.request,
             offer: msg.offer,
@@ -385,7 +404,9 @@ impl Handler<AnswerOffer> for AssociateActor {
     /// reservation under it.
     fn handle(&mut self, msg: AnswerOffer, _: &mut Context<Self>) -> Self::Result {
         let request = match &self.phase {
-            Phase::Reserved { request, offer } if offer.request_id == msg.request_id => request.clone(),
+            Phase::Reserved { request, offer } if offer.request_id == msg.request_id => {
+                request.clone()
+            }
             _ => return AtomicResponse::new(Box::pin(fut::ready(Err(ActorError::NotYourOffer)))),
         };
         if !msg.accept {
@@ -436,7 +457,9 @@ impl Handler<Release> for AssociateActor {
         if matches!(self.phase, Phase::Busy { order } if order == msg.order) {
             self.phase = Phase::Free;
             self.sync_index();
-            self.dispatch.sessions().to_associate(self.id, self.status_frame());
+            self.dispatch
+                .sessions()
+                .to_associate(self.id, self.status_frame());
         }
     }
 }

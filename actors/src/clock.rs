@@ -41,7 +41,9 @@ impl Clock {
     pub fn ms_at(&self, at: Instant) -> UnixMs {
         match at.checked_duration_since(self.origin) {
             Some(d) => self.origin_ms + d.as_millis() as UnixMs,
-            None => self.origin_ms.saturating_sub(self.origin.duration_since(at).as_millis() as UnixMs),
+            None => self
+                .origin_ms
+                .saturating_sub(self.origin.duration_since(at).as_millis() as UnixMs),
         }
     }
 }

@@ -65,7 +65,11 @@ impl DispatchConfig {
         if self.radius_steps_m.is_empty() {
             return Err("radius_steps_m: at least one radius is needed".into());
         }
-        if self.radius_steps_m.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        if self
+            .radius_steps_m
+            .iter()
+            .any(|r| !(r.is_finite() && *r > 0.0))
+        {
             return Err("radius_steps_m: every radius must be a positive number of metres".into());
         }
         if self.radius_steps_m.windows(2).any(|w| w[0] >= w[1]) {
@@ -83,8 +87,10 @@ impl DispatchConfig {
         if self.candidates_per_search == 0 {
             return Err("candidates_per_search: must be at least 1".into());
         }
-        geo::AvailabilityIndex::<u64>::new(geo::IndexConfig { bucket_m: self.index_bucket_m })
-            .map_err(|e| format!("index_bucket_m: {e}"))?;
+        geo::AvailabilityIndex::<u64>::new(geo::IndexConfig {
+            bucket_m: self.index_bucket_m,
+        })
+        .map_err(|e| format!("index_bucket_m: {e}"))?;
         Ok(())
     }
 }

@@ -73,7 +73,8 @@ impl Dispatch {
         arbiters: Vec<ArbiterHandle>,
     ) -> Result<Self, ActorError> {
         config.validate().map_err(ActorError::InvalidConfig)?;
-        let map = ShardMap::new(config.shard_resolution).map_err(|e| ActorError::InvalidConfig(e.to_string()))?;
+        let map = ShardMap::new(config.shard_resolution)
+            .map_err(|e| ActorError::InvalidConfig(e.to_string()))?;
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
@@ -130,7 +131,8 @@ impl Dispatch {
         if self.shared.arbiters.is_empty() {
             return make().start();
         }
-        let i = self.shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.shared.arbiters.len();
+        let i =
+            self.shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.shared.arbiters.len();
         A::start_in_arbiter(&self.shared.arbiters[i], move |_| make())
     }
 
@@ -161,7 +163,11 @@ impl Dispatch {
         self.shared.associates.get(&id).map(|a| a.clone())
     }
 
-    fn associate_or_start(&self, id: AssociateId, info: &AssociateProfileInfo) -> Addr<AssociateActor> {
+    fn associate_or_start(
+        &self,
+        id: AssociateId,
+        info: &AssociateProfileInfo,
+    ) -> Addr<AssociateActor> {
         if let Some(addr) = self.associate_addr(id) {
             return addr;
         }
@@ -196,7 +202,11 @@ impl Dispatch {
     }
 
     /// An associate starts taking offers (for `skills`, or their profile's).
-    pub async fn go_online(&self, id: AssociateId, skills: Option<Skills>) -> Result<AssociateView, ActorError> {
+    pub async fn go_online(
+        &self,
+        id: AssociateId,
+        skills: Option<Skills>,
+    ) -> Result<AssociateView, ActorError> {
         let addr = self.associate_addr(id).ok_or(ActorError::UnknownParty)?;
         addr.send(associate::GoOnline { skills }).await?
     }
@@ -215,7 +225,11 @@ impl Dispatch {
     }
 
     /// Sets or clears an associate's service zone.
-    pub async fn set_zone(&self, id: AssociateId, zone: Option<ZoneFilter>) -> Result<(), ActorError> {
+    pub async fn set_zone(
+        &self,
+        id: AssociateId,
+        zone: Option<ZoneFilter>,
+    ) -> Result<(), ActorError> {
         let addr = self.associate_addr(id).ok_or(ActorError::UnknownParty)?;
         addr.send(associate::SetZone { zone }).await?;
         Ok(())
@@ -229,7 +243,8 @@ impl Dispatch {
         accept: bool,
     ) -> Result<Option<OrderId>, ActorError> {
         let addr = self.associate_addr(id).ok_or(ActorError::NotYourOffer)?;
-        addr.send(associate::AnswerOffer { request_id, accept }).await?
+        addr.send(associate::AnswerOffer { request_id, accept })
+            .await?
     }
 
     /// The associate's order ended: they may take offers again.
@@ -241,7 +256,8 @@ impl Dispatch {
 
     /// Marks an associate busy on a recovered order (at start-up).
     pub fn restore_busy(&self, id: AssociateId, order: OrderId, info: AssociateProfileInfo) {
-        self.associate_or_start(id, &info).do_send(associate::MarkBusy { order });
+        self.associate_or_start(id, &info)
+            .do_send(associate::MarkBusy { order });
     }
 
     /// A user's position (kept in memory only).
@@ -256,8 +272,16 @@ impl Dispatch {
 
     /// A user asks for a task (frame already validated); the `request_received` frame is
     /// queued for the user before dispatch begins.
-    pub async fn request(&self, user: UserId, frame: TaskRequest) -> Result<RequestReceived, ActorError> {
-        let task = self.shared.catalog.get(&frame.task).ok_or(ActorError::UnknownTaskType)?;
+    pub async fn request(
+        &self,
+        user: UserId,
+        frame: TaskRequest,
+    ) -> Result<RequestReceived, ActorError> {
+        let task = self
+            .shared
+            .catalog
+            .get(&frame.task)
+            .ok_or(ActorError::UnknownTaskType)?;
         let pickup = frame
             .pickup
             .to_latlng()
@@ -290,7 +314,11 @@ impl Dispatch {
             deadline,
         };
         let shard = self.shared.map.shard_of(pickup);
-        if let Err(e) = self.supervisor(shard).send(supervisor::StartRequest { spec }).await {
+        if let Err(e) = self
+            .supervisor(shard)
+            .send(supervisor::StartRequest { spec })
+            .await
+        {
             self.shared.user_requests.remove(&user);
             return Err(e.into());
         }
@@ -298,7 +326,11 @@ impl Dispatch {
     }
 
     /// A user cancels their open request.
-    pub async fn cancel_request(&self, user: UserId, request_id: RequestId) -> Result<(), ActorError> {
+    pub async fn cancel_request(
+        &self,
+        user: UserId,
+        request_id: RequestId,
+    ) -> Result<(), ActorError> {
         let addr = self
             .shared
             .requests
@@ -321,7 +353,9 @@ impl Dispatch {
     /// Forgets a finished request.
     pub(crate) fn request_finished(&self, request: RequestId, user: UserId) {
         self.shared.requests.remove(&request);
-        self.shared.user_requests.remove_if(&user, |_, r| *r == request);
+        self.shared
+            .user_requests
+            .remove_if(&user, |_, r| *r == request);
     }
 
     /// Unix milliseconds now.

@@ -88,11 +88,13 @@ impl From<actix::MailboxError> for ActorError {
 impl From<storage::StorageError> for ActorError {
     fn from(e: storage::StorageError) -> Self {
         match e {
-            storage::StorageError::InvalidTransition { from, to } => ActorError::InvalidState(format!(
-                "the order is {} and cannot become {}",
-                from.as_str(),
-                to.as_str()
-            )),
+            storage::StorageError::InvalidTransition { from, to } => {
+                ActorError::InvalidState(format!(
+                    "the order is {} and cannot become {}",
+                    from.as_str(),
+                    to.as_str()
+                ))
+            }
             other => ActorError::Internal(other.to_string()),
         }
     }

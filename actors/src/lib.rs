@@ -23,10 +23,12 @@ mod zone;
 pub use allotment::{Allotment, CreateOrder};
 pub use associate::{AssociateActor, AssociateView};
 pub use clock::Clock;
-pub use config::{DEFAULT_OFFER_WINDOW, DEFAULT_RADIUS_STEPS_M, DEFAULT_REQUEST_TIMEOUT, DispatchConfig};
+pub use config::{
+    DEFAULT_OFFER_WINDOW, DEFAULT_RADIUS_STEPS_M, DEFAULT_REQUEST_TIMEOUT, DispatchConfig,
+};
 pub use dispatch::{AssociateProfileInfo, Dispatch};
 pub use error::ActorError;
 pub use request::RequestActor;
-pub use sessions::{Outbox, Sessions, Undelivered};
+pub use sessions::{Outbound, Outbox, Sessions, Undelivered};
 pub use supervisor::ShardSupervisor;
 pub use zone::ZoneFilter;

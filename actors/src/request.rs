@@ -9,7 +9,9 @@ use actix::prelude::*;
 use geo::{LatLng, Neighbor, TaskType};
 use tokio::time::Instant;
 use wire::model::OfferEnd;
-use wire::{AssociateId, ErrorFrame, NoAssociate, Offer, OrderId, RequestCancelled, RequestId, UserId};
+use wire::{
+    AssociateId, ErrorFrame, NoAssociate, Offer, OrderId, RequestCancelled, RequestId, UserId,
+};
 
 use crate::allotment::{Allotment, CreateOrder};
 use crate::associate::{self, AssociateActor, Refusal};
@@ -206,7 +208,12 @@ impl RequestActor {
         self.search(ctx);
     }
 
-    fn reserve(&mut self, candidate: Neighbor<AssociateId>, addr: Addr<AssociateActor>, ctx: &mut Context<Self>) {
+    fn reserve(
+        &mut self,
+        candidate: Neighbor<AssociateId>,
+        addr: Addr<AssociateActor>,
+        ctx: &mut Context<Self>,
+    ) {
         self.generation += 1;
         let generation = self.generation;
         let associate = candidate.id;
@@ -234,15 +241,21 @@ impl RequestActor {
         addr.send(reserve)
             .into_actor(self)
             .map(move |reply, act, ctx| {
-                let still_ours = matches!(act.phase, Phase::Reserving { generation: g, .. } if g == generation);
+                let still_ours =
+                    matches!(act.phase, Phase::Reserving { generation: g, .. } if g == generation);
                 if !still_ours {
                     // The request ended while the reservation was in flight; finishing
                     // already sent a withdrawal, which reaches the associate after it.
                     return;
                 }
                 match reply {
-                    Ok(Ok(())) => act.offered(associate, addr, generation, distance_m, expires, ctx),
-                    Ok(Err(Refusal::NotAvailable | Refusal::NotEligible | Refusal::OutsideZone)) | Err(_) => {
+                    Ok(Ok(())) => {
+                        act.offered(associate, addr, generation, distance_m, expires, ctx)
+                    }
+                    Ok(Err(
+                        Refusal::NotAvailable | Refusal::NotEligible | Refusal::OutsideZone,
+                    ))
+                    | Err(_) => {
                         act.skipped.insert(associate);
                         act.next_candidate(ctx);
                     }
@@ -263,7 +276,8 @@ impl RequestActor {
         telemetry::offer("sent");
         if !self.offered_any {
             self.offered_any = true;
-            metrics::histogram!(telemetry::TIME_TO_FIRST_OFFER).record(self.spec.created.elapsed().as_secs_f64());
+            metrics::histogram!(telemetry::TIME_TO_FIRST_OFFER)
+                .record(self.spec.created.elapsed().as_secs_f64());
         }
         self.phase = Phase::Offering {
             associate,
@@ -271,9 +285,12 @@ impl RequestActor {
             generation,
             distance_m,
         };
-        ctx.run_later(expires.saturating_duration_since(Instant::now()), move |act, ctx| {
-            act.window_elapsed(generation, ctx);
-        });
+        ctx.run_later(
+            expires.saturating_duration_since(Instant::now()),
+            move |act, ctx| {
+                act.window_elapsed(generation, ctx);
+            },
+        );
     }
 
     fn window_elapsed(&mut self, generation: u64, ctx: &mut Context<Self>) {
@@ -319,7 +336,8 @@ impl RequestActor {
 
     fn finish(&mut self, outcome: &'static str, ctx: &mut Context<Self>) {
         self.phase = Phase::Done;
-        self.dispatch.request_finished(self.spec.request_id, self.spec.user_id);
+        self.dispatch
+            .request_finished(self.spec.request_id, self.spec.user_id);
         telemetry::request_ended(outcome);
         ctx.stop();
     }
@@ -345,9 +363,12 @@ impl Actor for RequestActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         telemetry::request_opened();
-        ctx.run_later(self.spec.deadline.saturating_duration_since(Instant::now()), |act, ctx| {
-            act.deadline_passed(ctx);
-        });
+        ctx.run_later(
+            self.spec.deadline.saturating_duration_since(Instant::now()),
+            |act, ctx| {
+                act.deadline_passed(ctx);
+            },
+        );
         self.search(ctx);
     }
 }
@@ -359,14 +380,20 @@ impl Handler<AcceptOffer> for RequestActor {
     /// (durably) before answering, and the request ends.
     fn handle(&mut self, msg: AcceptOffer, _: &mut Context<Self>) -> Self::Result {
         let offered_distance = match &self.phase {
-            Phase::Offering { associate, distance_m, .. } if *associate == msg.associate => Some(*distance_m),
+            Phase::Offering {
+                associate,
+                distance_m,
+                ..
+            } if *associate == msg.associate => Some(*distance_m),
             _ => None,
         };
         let current = offered_distance.is_some();
         let sink = self.dispatch.order_sink().cloned();
         let (Some(distance_m), Some(sink)) = (offered_distance, sink) else {
             let outcome = if current {
-                AcceptOutcome::Failed(ActorError::Internal("orders are not wired to dispatch".into()))
+                AcceptOutcome::Failed(ActorError::Internal(
+                    "orders are not wired to dispatch".into(),
+                ))
             } else {
                 AcceptOutcome::TooLate
             };
@@ -419,7 +446,8 @@ impl Handler<OfferRefused> for RequestActor {
 
     /// Moves on if the refusal is about the open offer.
     fn handle(&mut self, msg: OfferRefused, ctx: &mut Context<Self>) {
-        let current = matches!(&self.phase, Phase::Offering { associate, .. } if *associate == msg.associate);
+        let current =
+            matches!(&self.phase, Phase::Offering { associate, .. } if *associate == msg.associate);
         if !current {
             return;
         }
@@ -442,7 +470,11 @@ impl Handler<Cancel> for RequestActor {
             return Err(ActorError::UnknownRequest);
         }
         match self.phase {
-            Phase::Allotting => return Err(ActorError::InvalidState("the request is already being allotted".into())),
+            Phase::Allotting => {
+                return Err(ActorError::InvalidState(
+                    "the request is already being allotted".into(),
+                ));
+            }
             Phase::Done => return Err(ActorError::UnknownRequest),
             _ => {}
         }

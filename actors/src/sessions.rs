@@ -7,10 +7,13 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 use wire::{AssociateId, PartyId, ServerMessage, UserId};
 
+/// A frame on its way to a connection (shared, so a broadcast does not copy it).
+pub type Outbound = Arc<ServerMessage>;
+
 /// The outbound queue of one connection: bounded, so a slow reader cannot grow memory.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<ServerMessage>,
+    tx: mpsc::Sender<Outbound>,
     /// Distinguishes connections of the same party.
     pub connection: u64,
 }
@@ -26,7 +29,7 @@ pub enum Undelivered {
 
 impl Outbox {
     /// A queue of `capacity` frames and its receiving end.
-    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<ServerMessage>) {
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Outbound>) {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let (tx, rx) = mpsc::channel(capacity);
         let connection = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -34,7 +37,7 @@ impl Outbox {
     }
 
     /// Queues a frame without waiting.
-    pub fn push(&self, frame: ServerMessage) -> Result<(), Undelivered> {
+    pub fn push(&self, frame: Outbound) -> Result<(), Undelivered> {
         self.tx.try_send(frame).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Undelivered::Full,
             mpsc::error::TrySendError::Closed(_) => Undelivered::Offline,
@@ -76,7 +79,7 @@ impl Sessions {
         // Clone the sender out so the map shard is not locked while queueing.
         let outbox = self.inner.get(&party).map(|o| o.clone());
         match outbox {
-            Some(o) => o.push(frame),
+            Some(o) => o.push(Arc::new(frame)),
             None => Err(Undelivered::Offline),
         }
     }
@@ -102,7 +105,8 @@ impl Sessions {
     }
 
     /// Queues `frame` for every connected party (shutdown notices).
-    pub fn broadcast(&self, frame: &ServerMessage) {
+    pub fn broadcast(&self, frame: ServerMessage) {
+        let frame = Arc::new(frame);
         for entry in self.inner.iter() {
             let _ = entry.value().push(frame.clone());
         }

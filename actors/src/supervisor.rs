@@ -5,12 +5,14 @@
 
 use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
 use futures_util::future::join_all;
-use geo::{AvailabilityIndex, IndexConfig, LatLng, NearestQuery, Neighbor, ShardId, Skills, TaskType};
+use geo::{
+    AvailabilityIndex, IndexConfig, LatLng, NearestQuery, Neighbor, ShardId, Skills, TaskType,
+};
 use wire::AssociateId;
 
 use crate::dispatch::Dispatch;
-use crate::telemetry;
 use crate::request::{RequestActor, RequestSpec};
+use crate::telemetry;
 
 /// Put an available associate in the index, or move them.
 #[derive(Debug, Message)]
@@ -174,7 +176,10 @@ impl Handler<StartRequest> for ShardSupervisor {
     fn handle(&mut self, msg: StartRequest, _: &mut Context<Self>) -> Self::Result {
         let request_id = msg.spec.request_id;
         let addr = RequestActor::new(msg.spec, self.dispatch.clone()).start();
-        self.dispatch.shared.requests.insert(request_id, addr.clone());
+        self.dispatch
+            .shared
+            .requests
+            .insert(request_id, addr.clone());
         actix::MessageResult(addr)
     }
 }

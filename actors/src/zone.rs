@@ -34,9 +34,12 @@ impl ZoneFilter {
                 radius_m: f64::from(*radius_m),
             }),
             Zone::Cells { cells } => {
-                let cells: HashSet<CellIndex> =
-                    cells.iter().map(|c| c.parse().ok()).collect::<Option<_>>()?;
-                let mut resolutions: Vec<Resolution> = cells.iter().map(|c| c.resolution()).collect();
+                let cells: HashSet<CellIndex> = cells
+                    .iter()
+                    .map(|c| c.parse().ok())
+                    .collect::<Option<_>>()?;
+                let mut resolutions: Vec<Resolution> =
+                    cells.iter().map(|c| c.resolution()).collect();
                 resolutions.sort();
                 resolutions.dedup();
                 Some(ZoneFilter::Cells { cells, resolutions })
@@ -64,14 +67,31 @@ mod tests {
 
     #[test]
     fn circle_and_cells() {
-        let centre = Point { lat: 12.97, lng: 77.59 };
-        let circle = ZoneFilter::from_wire(&Zone::Circle { centre, radius_m: 1_000 }).unwrap();
+        let centre = Point {
+            lat: 12.97,
+            lng: 77.59,
+        };
+        let circle = ZoneFilter::from_wire(&Zone::Circle {
+            centre,
+            radius_m: 1_000,
+        })
+        .unwrap();
         assert!(circle.contains(LatLng::new(12.975, 77.59).unwrap()));
         assert!(!circle.contains(LatLng::new(12.99, 77.59).unwrap()));
-        let cell = h3o::LatLng::new(12.97, 77.59).unwrap().to_cell(Resolution::Seven);
-        let cells = ZoneFilter::from_wire(&Zone::Cells { cells: vec![cell.to_string()] }).unwrap();
+        let cell = h3o::LatLng::new(12.97, 77.59)
+            .unwrap()
+            .to_cell(Resolution::Seven);
+        let cells = ZoneFilter::from_wire(&Zone::Cells {
+            cells: vec![cell.to_string()],
+        })
+        .unwrap();
         assert!(cells.contains(LatLng::new(12.97, 77.59).unwrap()));
         assert!(!cells.contains(LatLng::new(13.1, 77.59).unwrap()));
-        assert!(ZoneFilter::from_wire(&Zone::Cells { cells: vec!["zz".into()] }).is_none());
+        assert!(
+            ZoneFilter::from_wire(&Zone::Cells {
+                cells: vec!["zz".into()]
+            })
+            .is_none()
+        );
     }
 }

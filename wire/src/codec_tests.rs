@@ -38,6 +38,20 @@ fn every_example_round_trips_in_both_encodings() {
 }
 
 #[test]
+fn frames_stay_small_enough_to_queue_by_value() {
+    assert!(
+        std::mem::size_of::<ServerMessage>() <= 128,
+        "{}",
+        std::mem::size_of::<ServerMessage>()
+    );
+    assert!(
+        std::mem::size_of::<ClientMessage>() <= 128,
+        "{}",
+        std::mem::size_of::<ClientMessage>()
+    );
+}
+
+#[test]
 fn json_is_flat_with_type_first() {
     let json = encode_json(&ClientMessage::from(crate::GoOffline {}));
     assert_eq!(json, r#"{"type":"go_offline"}"#);

@@ -205,7 +205,7 @@ pub fn server_examples() -> Vec<ServerMessage> {
         .into(),
         Allotted {
             client_ref: Some("req-42".into()),
-            order: snapshot(),
+            order: Box::new(snapshot()),
         }
         .into(),
         NoAssociate {
@@ -218,7 +218,10 @@ pub fn server_examples() -> Vec<ServerMessage> {
             request_id: REQUEST,
         }
         .into(),
-        OrderFrame { order: snapshot() }.into(),
+        OrderFrame {
+            order: Box::new(snapshot()),
+        }
+        .into(),
         OrderUpdate {
             order_id: ORDER,
             state: OrderState::Arrived,
@@ -233,11 +236,11 @@ pub fn server_examples() -> Vec<ServerMessage> {
         }
         .into(),
         InvoiceFrame {
-            invoice: example_invoice(),
+            invoice: Box::new(example_invoice()),
         }
         .into(),
         PaymentResult {
-            payment: PaymentOutcome {
+            payment: Box::new(PaymentOutcome {
                 payment_id: PAYMENT,
                 order_id: ORDER,
                 idempotency_key: "pay-7f3a".into(),
@@ -245,17 +248,17 @@ pub fn server_examples() -> Vec<ServerMessage> {
                 amount_minor: 71_080,
                 transaction_ref: Some("sbx_ch_000001".into()),
                 failure: None,
-            },
+            }),
         }
         .into(),
         OrderClosed {
             order_id: ORDER,
-            invoice: paid,
+            invoice: Box::new(paid),
         }
         .into(),
         FeedbackRequest {
             order_id: ORDER,
-            about: party(ASSOCIATE, "Ravi"),
+            about: Box::new(party(ASSOCIATE, "Ravi")),
         }
         .into(),
         FeedbackRecorded { order_id: ORDER }.into(),

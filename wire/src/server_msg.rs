@@ -122,7 +122,7 @@ pub struct Allotted {
     /// The user's reference for the request (user copy only).
     pub client_ref: Option<String>,
     /// The order.
-    pub order: OrderSnapshot,
+    pub order: Box<OrderSnapshot>,
 }
 
 /// `no_associate`: nobody accepted before the request's deadline.
@@ -147,7 +147,7 @@ pub struct RequestCancelled {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderFrame {
     /// The order as this party may see it.
-    pub order: OrderSnapshot,
+    pub order: Box<OrderSnapshot>,
 }
 
 /// `order_update`: an order changed state.
@@ -178,14 +178,14 @@ pub struct PeerLocation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvoiceFrame {
     /// The invoice.
-    pub invoice: Invoice,
+    pub invoice: Box<Invoice>,
 }
 
 /// `payment_result`: where a payment stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentResult {
     /// The outcome.
-    pub payment: PaymentOutcome,
+    pub payment: Box<PaymentOutcome>,
 }
 
 /// `order_closed`: done; the final invoice.
@@ -194,7 +194,7 @@ pub struct OrderClosed {
     /// The order.
     pub order_id: OrderId,
     /// The paid invoice.
-    pub invoice: Invoice,
+    pub invoice: Box<Invoice>,
 }
 
 /// `feedback_request`: rate the other party.
@@ -203,7 +203,7 @@ pub struct FeedbackRequest {
     /// The order.
     pub order_id: OrderId,
     /// Whom to rate.
-    pub about: PartySummary,
+    pub about: Box<PartySummary>,
 }
 
 /// `feedback_recorded`: thanks.

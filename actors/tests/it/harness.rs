@@ -21,7 +21,10 @@ pub fn catalog() -> TaskCatalog {
 
 /// Skills from task numbers.
 pub fn skills(tasks: &[u8]) -> Skills {
-    tasks.iter().map(|&t| geo::TaskType::new(t).unwrap()).collect()
+    tasks
+        .iter()
+        .map(|&t| geo::TaskType::new(t).unwrap())
+        .collect()
 }
 
 /// A point.
@@ -52,7 +55,7 @@ impl Handler<CreateOrder> for FakeOrders {
 pub struct Harness {
     pub dispatch: Dispatch,
     pub allotments: Arc<Mutex<Vec<(Allotment, OrderId)>>>,
-    inboxes: HashMap<PartyId, mpsc::Receiver<ServerMessage>>,
+    inboxes: HashMap<PartyId, mpsc::Receiver<actors::Outbound>>,
 }
 
 /// How long a test waits for a frame before failing (virtual time).
@@ -61,11 +64,25 @@ pub const PATIENCE: Duration = Duration::from_secs(3600);
 impl Harness {
     /// Must run inside an actix system with tokio time paused.
     pub fn new(config: DispatchConfig) -> Self {
-        let dispatch = Dispatch::new(config, catalog(), Sessions::default(), Clock::starting_at(1_000_000), vec![]).unwrap();
+        let dispatch = Dispatch::new(
+            config,
+            catalog(),
+            Sessions::default(),
+            Clock::starting_at(1_000_000),
+            vec![],
+        )
+        .unwrap();
         let allotments = Arc::new(Mutex::new(Vec::new()));
-        let orders = FakeOrders { allotments: allotments.clone() }.start();
+        let orders = FakeOrders {
+            allotments: allotments.clone(),
+        }
+        .start();
         dispatch.set_order_sink(orders.recipient());
-        Self { dispatch, allotments, inboxes: HashMap::new() }
+        Self {
+            dispatch,
+            allotments,
+            inboxes: HashMap::new(),
+        }
     }
 
     fn attach(&mut self, party: PartyId) {
@@ -78,12 +95,18 @@ impl Harness {
     pub async fn associate(&mut self, point: LatLng, tasks: &[u8]) -> AssociateId {
         let id = AssociateId::new();
         self.attach(PartyId::Associate(id));
-        let info = AssociateProfileInfo { skills: skills(tasks), zone: None };
+        let info = AssociateProfileInfo {
+            skills: skills(tasks),
+            zone: None,
+        };
         self.dispatch.associate_connected(id, info).await.unwrap();
         self.dispatch.associate_location(id, point);
         self.dispatch.go_online(id, None).await.unwrap();
         // The status frame go_online sends.
-        assert!(matches!(self.next(PartyId::Associate(id)).await, ServerMessage::Status(_)));
+        assert!(matches!(
+            self.next(PartyId::Associate(id)).await,
+            ServerMessage::Status(_)
+        ));
         id
     }
 
@@ -117,12 +140,18 @@ impl Harness {
         tokio::time::timeout(PATIENCE, rx.recv())
             .await
             .unwrap_or_else(|_| panic!("no frame for {party:?} within {PATIENCE:?}"))
+            .map(std::sync::Arc::unwrap_or_clone)
             .expect("inbox open")
     }
 
     /// Whether the party has a frame waiting right now.
     pub fn pending(&mut self, party: PartyId) -> Option<ServerMessage> {
-        self.inboxes.get_mut(&party).expect("attached party").try_recv().ok()
+        self.inboxes
+            .get_mut(&party)
+            .expect("attached party")
+            .try_recv()
+            .ok()
+            .map(std::sync::Arc::unwrap_or_clone)
     }
 
     /// The next frame of an associate, which must be an offer.

@@ -4,3 +4,4 @@
 mod harness;
 mod offer_loop;
 
+mod simulation;

@@ -30,14 +30,26 @@ async fn the_first_candidate_accepts() {
     let request = h.request(user, "companion", near(0.0)).await;
     let offer = h.offer(a).await;
     assert_eq!(offer.request_id, request);
-    assert!((100..=120).contains(&offer.distance_m), "{}", offer.distance_m);
+    assert!(
+        (100..=120).contains(&offer.distance_m),
+        "{}",
+        offer.distance_m
+    );
     assert_eq!(offer.expires_at_ms, h.dispatch.now_ms() + 45_000);
-    let order = h.dispatch.answer_offer(a, request, true).await.unwrap().unwrap();
+    let order = h
+        .dispatch
+        .answer_offer(a, request, true)
+        .await
+        .unwrap()
+        .unwrap();
     let allotted = h.allotments.lock().unwrap().clone();
     assert_eq!(allotted.len(), 1);
     assert_eq!((allotted[0].0.associate_id, allotted[0].1), (a, order));
     assert_eq!(allotted[0].0.user_id, user);
-    assert!(h.pending(PartyId::Associate(b)).is_none(), "B must not be offered");
+    assert!(
+        h.pending(PartyId::Associate(b)).is_none(),
+        "B must not be offered"
+    );
     assert_eq!(h.dispatch.open_requests(), 0);
     // A is busy: a second user's request goes to B.
     let user2 = h.user();
@@ -54,9 +66,16 @@ async fn the_first_declines_and_the_second_accepts() {
     let user = h.user();
     let request = h.request(user, "companion", near(0.0)).await;
     h.offer(a).await;
-    assert_eq!(h.dispatch.answer_offer(a, request, false).await.unwrap(), None);
+    assert_eq!(
+        h.dispatch.answer_offer(a, request, false).await.unwrap(),
+        None
+    );
     assert_eq!(h.offer(b).await.request_id, request);
-    h.dispatch.answer_offer(b, request, true).await.unwrap().unwrap();
+    h.dispatch
+        .answer_offer(b, request, true)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(h.allotments.lock().unwrap()[0].0.associate_id, b);
     // A declined and was never offered this request again.
     assert!(h.pending(PartyId::Associate(a)).is_none());
@@ -68,7 +87,9 @@ async fn the_first_declines_and_the_second_accepts() {
 async fn a_silent_first_candidate_loses_the_offer_exactly_at_the_window() {
     paused();
     let mut config = DispatchConfig::default();
-    config.offer_window_by_task.insert(geo::TaskType::new(0).unwrap(), Duration::from_secs(60));
+    config
+        .offer_window_by_task
+        .insert(geo::TaskType::new(0).unwrap(), Duration::from_secs(60));
     let mut h = Harness::new(config);
     let a = h.associate(near(0.001), &[0]).await;
     let b = h.associate(near(0.003), &[0]).await;
@@ -116,15 +137,23 @@ async fn a_cancel_mid_offer_withdraws_it_and_frees_the_associate() {
     h.offer(a).await;
     h.dispatch.cancel_request(user, request).await.unwrap();
     match h.next(PartyId::Associate(a)).await {
-        ServerMessage::OfferEnded(e) => assert_eq!((e.request_id, e.reason), (request, OfferEnd::Cancelled)),
+        ServerMessage::OfferEnded(e) => {
+            assert_eq!((e.request_id, e.reason), (request, OfferEnd::Cancelled))
+        }
         other => panic!("{other:?}"),
     }
     match h.next(PartyId::User(user)).await {
         ServerMessage::RequestCancelled(c) => assert_eq!(c.request_id, request),
         other => panic!("{other:?}"),
     }
-    assert!(h.dispatch.cancel_request(user, request).await.is_err(), "cancel is once");
-    assert!(h.dispatch.answer_offer(a, request, true).await.is_err(), "withdrawn offers cannot be accepted");
+    assert!(
+        h.dispatch.cancel_request(user, request).await.is_err(),
+        "cancel is once"
+    );
+    assert!(
+        h.dispatch.answer_offer(a, request, true).await.is_err(),
+        "withdrawn offers cannot be accepted"
+    );
     // A is free: the user's next request reaches them.
     let again = h.request(user, "companion", near(0.0)).await;
     assert_eq!(h.offer(a).await.request_id, again);
@@ -140,14 +169,20 @@ async fn the_radius_widens_when_nobody_is_near() {
     let request = h.request(user, "helper", near(0.0)).await;
     let offer = h.offer(far).await;
     assert_eq!(offer.request_id, request);
-    assert!((3_900..=4_100).contains(&offer.distance_m), "{}", offer.distance_m);
+    assert!(
+        (3_900..=4_100).contains(&offer.distance_m),
+        "{}",
+        offer.distance_m
+    );
 }
 
 #[actix_rt::test]
 async fn nobody_available_until_the_deadline() {
     paused();
-    let mut config = DispatchConfig::default();
-    config.request_timeout = Duration::from_secs(300);
+    let config = DispatchConfig {
+        request_timeout: Duration::from_secs(300),
+        ..DispatchConfig::default()
+    };
     let mut h = Harness::new(config);
     // Wrong skill, and another one too far (about 15 km).
     h.associate(near(0.001), &[2]).await;
@@ -160,7 +195,10 @@ async fn nobody_available_until_the_deadline() {
         other => panic!("{other:?}"),
     }
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_secs(300) && waited <= Duration::from_millis(300_001), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(300) && waited <= Duration::from_millis(300_001),
+        "{waited:?}"
+    );
     assert_eq!(h.dispatch.open_requests(), 0);
     assert!(h.dispatch.open_request_of(user).is_none());
 }
@@ -211,7 +249,10 @@ async fn the_nearest_candidate_in_a_neighbouring_shard_comes_first() {
     let user = h.user();
     let request = h.request(user, "companion", pickup).await;
     assert_eq!(h.offer(neighbour).await.request_id, request);
-    h.dispatch.answer_offer(neighbour, request, false).await.unwrap();
+    h.dispatch
+        .answer_offer(neighbour, request, false)
+        .await
+        .unwrap();
     assert_eq!(h.offer(same).await.request_id, request);
 }
 
@@ -239,8 +280,14 @@ async fn a_service_zone_keeps_far_pickups_away() {
     paused();
     let mut h = Harness::new(DispatchConfig::default());
     let picky = h.associate(near(0.001), &[0]).await;
-    let zone = Zone::Circle { centre: near(0.05).into(), radius_m: 1_000 };
-    h.dispatch.set_zone(picky, actors::ZoneFilter::from_wire(&zone)).await.unwrap();
+    let zone = Zone::Circle {
+        centre: near(0.05).into(),
+        radius_m: 1_000,
+    };
+    h.dispatch
+        .set_zone(picky, actors::ZoneFilter::from_wire(&zone))
+        .await
+        .unwrap();
     let other = h.associate(near(0.004), &[0]).await;
     let user = h.user();
     let request = h.request(user, "companion", near(0.0)).await;
@@ -259,13 +306,26 @@ async fn accept_and_cancel_crossing_allot_at_most_once() {
         h.offer(a).await;
         let d = h.dispatch.clone();
         let (accepted, cancelled) = if accept_first {
-            tokio::join!(d.answer_offer(a, request, true), d.cancel_request(user, request))
+            tokio::join!(
+                d.answer_offer(a, request, true),
+                d.cancel_request(user, request)
+            )
         } else {
-            let (c, a) = tokio::join!(d.cancel_request(user, request), d.answer_offer(a, request, true));
+            let (c, a) = tokio::join!(
+                d.cancel_request(user, request),
+                d.answer_offer(a, request, true)
+            );
             (a, c)
         };
         let allotted = h.allotments.lock().unwrap().len();
-        assert_eq!(allotted, usize::from(accepted.is_ok()), "accept_first={accept_first}");
-        assert!(accepted.is_ok() != cancelled.is_ok(), "exactly one wins: {accepted:?} {cancelled:?}");
+        assert_eq!(
+            allotted,
+            usize::from(accepted.is_ok()),
+            "accept_first={accept_first}"
+        );
+        assert!(
+            accepted.is_ok() != cancelled.is_ok(),
+            "exactly one wins: {accepted:?} {cancelled:?}"
+        );
     }
 }
