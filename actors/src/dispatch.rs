@@ -363,3 +363,18 @@ impl Dispatch {
         self.shared.clock.now_ms()
     }
 }
+
+/// What dispatch needs from an associate's stored profile.
+pub fn profile_info(
+    profile: &storage::AssociateProfile,
+    catalog: &TaskCatalog,
+) -> AssociateProfileInfo {
+    AssociateProfileInfo {
+        skills: profile
+            .skills
+            .iter()
+            .filter_map(|s| catalog.get(s))
+            .collect(),
+        zone: profile.home_zone.as_ref().and_then(ZoneFilter::from_wire),
+    }
+}

@@ -1,5 +1,4 @@
-//! Behaviour: the actors that run dispatch (and, with the order issue, orders, billing,
-//! payments and feedback).
+//! Behaviour: the actors that run dispatch, orders, billing, payments and feedback.
 //!
 //! - [`Dispatch`]: the handle socket sessions call; it owns the address book.
 //! - [`AssociateActor`]: one per associate, the source of truth for availability.
@@ -7,13 +6,26 @@
 //! - [`RequestActor`]: one per open request, running the sequential offer loop.
 //! - [`Sessions`] and [`Outbox`]: where actors send frames for connected apps.
 //! - [`CreateOrder`]: the hand-off from an accepted offer to order creation.
+//! - [`Orders`]: the handle for order actions; behind it the order desk, one
+//!   [`order::OrderActor`] per open order, [`billing`], [`payment`] (through a
+//!   [`gateway::PaymentGateway`]) and [`feedback`] actors, and the [`bus`].
+//! - [`pricing`]: the pure pricing engine.
 
 pub mod allotment;
 pub mod associate;
+pub mod billing;
+pub mod bus;
 mod clock;
 mod config;
+mod desk;
 mod dispatch;
 mod error;
+pub mod feedback;
+pub mod gateway;
+pub mod order;
+mod orders;
+pub mod payment;
+pub mod pricing;
 pub mod request;
 mod sessions;
 pub mod supervisor;
@@ -26,8 +38,9 @@ pub use clock::Clock;
 pub use config::{
     DEFAULT_OFFER_WINDOW, DEFAULT_RADIUS_STEPS_M, DEFAULT_REQUEST_TIMEOUT, DispatchConfig,
 };
-pub use dispatch::{AssociateProfileInfo, Dispatch};
+pub use dispatch::{AssociateProfileInfo, Dispatch, profile_info};
 pub use error::ActorError;
+pub use orders::{OrderConfig, Orders};
 pub use request::RequestActor;
 pub use sessions::{Outbound, Outbox, Sessions, Undelivered};
 pub use supervisor::ShardSupervisor;

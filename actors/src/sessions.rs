@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use wire::{AssociateId, PartyId, ServerMessage, UserId};
 
 /// A frame on its way to a connection (shared, so a broadcast does not copy it).
@@ -14,8 +14,18 @@ pub type Outbound = Arc<ServerMessage>;
 #[derive(Debug, Clone)]
 pub struct Outbox {
     tx: mpsc::Sender<Outbound>,
+    signals: Arc<Signals>,
     /// Distinguishes connections of the same party.
     pub connection: u64,
+}
+
+/// What the connection's owner must react to.
+#[derive(Debug, Default)]
+pub struct Signals {
+    /// The queue was full: the reader is too slow and the connection must close.
+    pub overflow: Notify,
+    /// A newer connection of the same party took over.
+    pub replaced: Notify,
 }
 
 /// Why a frame was not queued.
@@ -33,15 +43,37 @@ impl Outbox {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let (tx, rx) = mpsc::channel(capacity);
         let connection = NEXT.fetch_add(1, Ordering::Relaxed);
-        (Self { tx, connection }, rx)
+        let signals = Arc::new(Signals::default());
+        (
+            Self {
+                tx,
+                signals,
+                connection,
+            },
+            rx,
+        )
     }
 
-    /// Queues a frame without waiting.
+    /// Queues a frame without waiting. A full queue signals overflow: frames are never
+    /// dropped silently; the connection closes and the app re-syncs on reconnect.
     pub fn push(&self, frame: Outbound) -> Result<(), Undelivered> {
         self.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Undelivered::Full,
+            mpsc::error::TrySendError::Full(_) => {
+                self.signals.overflow.notify_one();
+                Undelivered::Full
+            }
             mpsc::error::TrySendError::Closed(_) => Undelivered::Offline,
         })
+    }
+
+    /// The signals the connection's owner waits on.
+    pub fn signals(&self) -> Arc<Signals> {
+        self.signals.clone()
+    }
+
+    /// Tells the connection a newer one replaced it.
+    pub fn replace(&self) {
+        self.signals.replaced.notify_one();
     }
 
     /// Whether the connection's reader is gone.

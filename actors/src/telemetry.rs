@@ -40,3 +40,13 @@ pub fn request_opened() {
 pub fn gauge_available(shard: &str, count: usize) {
     metrics::gauge!(AVAILABLE_ASSOCIATES, "shard" => shard.to_owned()).set(count as f64);
 }
+
+/// Counts order transitions by state: a subscriber of the event bus, like billing and
+/// feedback.
+pub(crate) fn count_transitions(mut events: crate::bus::Subscription) {
+    actix_rt::spawn(async move {
+        while let Some((_, event)) = events.next().await {
+            metrics::counter!(ORDER_TRANSITIONS, "state" => event.state.as_str()).increment(1);
+        }
+    });
+}

@@ -1,5 +1,166 @@
-//! The engine binary (built by a later issue).
-fn main() {
-    eprintln!("engine: not built yet");
-    std::process::exit(1);
+//! `engine`: serve (the default), issue a token, or check the configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use engine::{Config, Overrides};
+use wire::{AssociateId, PartyId, UserId};
+
+/// The Speedy Cheers dispatch engine: HTTP and WebSocket on one port, sled storage.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (default: ./speedy.toml if present).
+    #[arg(long, env = "SPEEDY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SPEEDY_LISTEN", global = true)]
+    listen: Option<SocketAddr>,
+    /// Data directory for the database and generated secrets [default: ./data].
+    #[arg(long, env = "SPEEDY_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Admin key for admin HTTP routes (default: generated into the data directory).
+    #[arg(long, env = "SPEEDY_ADMIN_KEY", global = true, hide_env_values = true)]
+    admin_key: Option<String>,
+    /// HS256 token secret (default: generated into the data directory).
+    #[arg(
+        long,
+        env = "SPEEDY_TOKEN_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    token_secret: Option<String>,
+    /// Actor threads (0: one per core).
+    #[arg(long, env = "SPEEDY_WORKERS", global = true)]
+    workers: Option<usize>,
+    /// Offer window in milliseconds [default: 45000].
+    #[arg(long, env = "SPEEDY_OFFER_WINDOW_MS", global = true)]
+    offer_window_ms: Option<u64>,
+    /// Request deadline in milliseconds [default: 300000].
+    #[arg(long, env = "SPEEDY_REQUEST_TIMEOUT_MS", global = true)]
+    request_timeout_ms: Option<u64>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTP and WebSocket (the default).
+    Serve,
+    /// Print a signed token for a party.
+    Token {
+        /// The party's id (UUID).
+        #[arg(long)]
+        sub: uuid::Uuid,
+        /// The party's role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_s: u64,
+    },
+    /// Check the configuration and print it as TOML.
+    CheckConfig,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    User,
+    Associate,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.listen,
+        data_dir: cli.data_dir.clone(),
+        admin_key: cli.admin_key.clone(),
+        token_secret: cli.token_secret.clone(),
+        workers: cli.workers,
+        offer_window_ms: cli.offer_window_ms,
+        request_timeout_ms: cli.request_timeout_ms,
+    };
+    let config =
+        Config::load(cli.config.as_deref(), &overrides).context("invalid configuration")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Token { sub, role, ttl_s } => {
+            let secrets = engine::secrets(&config)?;
+            let party = match role {
+                RoleArg::User => PartyId::User(UserId(sub)),
+                RoleArg::Associate => PartyId::Associate(AssociateId(sub)),
+            };
+            let (token, _) = engine::auth::Tokens::new(&secrets.token_secret).issue(party, ttl_s);
+            println!("{token}");
+            Ok(())
+        }
+        Command::CheckConfig => {
+            println!(
+                "{}",
+                toml::to_string_pretty(&config).context("printing the configuration")?
+            );
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let system = actix_rt::System::with_tokio_rt(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            // expect: building a runtime fails only without OS threads, which `main` cannot fix.
+            .expect("tokio runtime")
+    });
+    system.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let secrets = engine::secrets(&config)?;
+        eprintln!(
+            "speedy engine on http://{} (data in {}; admin key in {}/secrets.json)",
+            listener.local_addr()?,
+            config.data_dir.display(),
+            config.data_dir.display()
+        );
+        drop(secrets);
+        engine::run(listener, config, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }

@@ -203,18 +203,18 @@ impl Store {
             .contains_key(redemption_key(code, user))?)
     }
 
-    /// Records that `user` redeemed `code` on `order`; false if they already had.
+    /// Records that `user` redeemed `code` on `order`; false if they already had on
+    /// another order (redeeming again for the same order is allowed, so billing may retry).
     pub fn redeem(&self, code: &str, user: UserId, order: OrderId) -> Result<bool, StorageError> {
-        let fresh = self
-            .inner
-            .redemptions
-            .compare_and_swap(
-                redemption_key(code, user),
-                None::<&[u8]>,
-                Some(&order.to_bytes()[..]),
-            )?
-            .is_ok();
-        Ok(fresh)
+        let swapped = self.inner.redemptions.compare_and_swap(
+            redemption_key(code, user),
+            None::<&[u8]>,
+            Some(&order.to_bytes()[..]),
+        )?;
+        Ok(match swapped {
+            Ok(()) => true,
+            Err(existing) => existing.current.as_deref() == Some(&order.to_bytes()[..]),
+        })
     }
 
     /// The pricing settings, if ever stored.

@@ -62,6 +62,8 @@ pub struct ConnectOptions {
     pub encoding: Encoding,
     /// Local address to connect from (spreads load tests over 127.0.0.x).
     pub local_ip: Option<IpAddr>,
+    /// Kernel receive buffer in bytes (none: the OS default).
+    pub recv_buffer_bytes: Option<u32>,
 }
 
 type Ws = WebSocketStream<TcpStream>;
@@ -96,6 +98,7 @@ impl Client {
             token: token.into(),
             encoding: Encoding::Json,
             local_ip: None,
+            recv_buffer_bytes: None,
         })
         .await
     }
@@ -131,6 +134,9 @@ impl Client {
         };
         if let Some(ip) = options.local_ip {
             socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        if let Some(bytes) = options.recv_buffer_bytes {
+            socket.set_recv_buffer_size(bytes)?;
         }
         let stream = socket.connect(remote).await?;
         stream.set_nodelay(true)?;
@@ -274,5 +280,89 @@ impl ClientReceiver {
         tokio::time::timeout(limit, wait)
             .await
             .map_err(|_| ClientError::Timeout(limit))?
+    }
+}
+
+/// A minimal HTTP/1.1 JSON client for the engine's HTTP API (one request per connection),
+/// enough for tests and the simulator to create profiles and tokens.
+pub mod http_api {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::ClientError;
+
+    /// A response: status and body parsed as JSON (null if empty or not JSON).
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Response {
+        /// HTTP status.
+        pub status: u16,
+        /// The body as JSON.
+        pub body: serde_json::Value,
+        /// The raw body.
+        pub text: String,
+    }
+
+    /// Sends `method path` with `headers` and an optional JSON body to `addr`.
+    pub async fn request(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<Response, ClientError> {
+        let mut stream = TcpStream::connect(addr).await?;
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if body.is_some() {
+            head.push_str("content-type: application/json\r\n");
+        }
+        head.push_str(&format!("content-length: {}\r\n\r\n", payload.len()));
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(payload.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, rest) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| ClientError::BadRequest("malformed HTTP response".into()))?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ClientError::BadRequest("no HTTP status".into()))?;
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let body_text = if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        };
+        let body = serde_json::from_str(&body_text).unwrap_or(serde_json::Value::Null);
+        Ok(Response {
+            status,
+            body,
+            text: body_text,
+        })
+    }
+
+    fn dechunk(mut s: &str) -> String {
+        let mut out = String::new();
+        while let Some((size, rest)) = s.split_once("\r\n") {
+            let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+                break;
+            };
+            if n == 0 || rest.len() < n {
+                break;
+            }
+            out.push_str(&rest[..n]);
+            s = rest[n..].trim_start_matches("\r\n");
+        }
+        out
     }
 }

@@ -1,0 +1,142 @@
+//! The billing actor: turns a completed order into its invoice and tax invoice. It
+//! listens on the event bus for completions; a recovered order that was completed but
+//! never billed asks it directly.
+
+use actix::prelude::*;
+use wire::InvoiceId;
+use wire::model::{Invoice, OrderEventKind, OrderState};
+
+use crate::bus::EventBus;
+use crate::error::ActorError;
+use crate::orders::Orders;
+use crate::pricing::{self, BillInput};
+
+/// Price a completed order.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(Invoice, storage::TaxInvoice), ActorError>")]
+pub struct Bill {
+    /// The order, in state completed.
+    pub order: storage::OrderRecord,
+    /// Billable minutes.
+    pub minutes: u32,
+}
+
+/// Prices orders.
+pub struct BillingActor {
+    orders: Orders,
+    bus: EventBus,
+}
+
+impl BillingActor {
+    /// A billing actor for `orders`, listening on `bus`.
+    pub fn new(orders: Orders, bus: EventBus) -> Self {
+        Self { orders, bus }
+    }
+
+    /// The invoice and tax invoice for `order`; redeems its discount code.
+    fn bill(
+        &self,
+        order: &storage::OrderRecord,
+        minutes: u32,
+    ) -> Result<(Invoice, storage::TaxInvoice), ActorError> {
+        let store = self.orders.store();
+        let settings = pricing::settings_or_default(store);
+        let now = self.orders.dispatch().now_ms();
+        let code = match &order.discount_code {
+            Some(c) => store.discount(c)?,
+            None => None,
+        };
+        // Once-per-user codes apply only if this order holds the user's redemption.
+        let code = match code {
+            Some(c)
+                if c.once_per_user && !store.redeem(&c.code, order.user_id, order.order_id)? =>
+            {
+                None
+            }
+            other => other,
+        };
+        let input = BillInput {
+            invoice_id: InvoiceId::new(),
+            order_id: order.order_id,
+            task: &order.task,
+            minutes,
+            started_at_ms: order.started_at_ms.unwrap_or(order.allotted_at_ms),
+            issued_at_ms: now,
+            discount: code.as_ref(),
+        };
+        let invoice =
+            pricing::price(&settings, &input).map_err(|e| ActorError::Internal(e.to_string()))?;
+        let tax = storage::TaxInvoice {
+            number: 0,
+            invoice_id: invoice.invoice_id,
+            order_id: order.order_id,
+            buyer: order.user.name.clone(),
+            supplier: order.associate.name.clone(),
+            taxable_minor: invoice.tax.base_minor,
+            rate_bp: invoice.tax.rate_bp,
+            tax_minor: invoice.tax.amount_minor,
+            total_minor: invoice.total_minor,
+            issued_at_ms: now,
+        };
+        Ok((invoice, tax))
+    }
+}
+
+impl Actor for BillingActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let mut events = self.bus.subscribe();
+        let addr = ctx.address();
+        actix_rt::spawn(async move {
+            while let Some((_, event)) = events.next().await {
+                if let (OrderState::Completed, OrderEventKind::Completed { minutes }) =
+                    (event.state, &event.kind)
+                {
+                    addr.do_send(Completed {
+                        order: event.order_id,
+                        minutes: *minutes,
+                    });
+                }
+            }
+        });
+    }
+}
+
+/// An order completed (from the bus).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Completed {
+    order: wire::OrderId,
+    minutes: u32,
+}
+
+impl Handler<Completed> for BillingActor {
+    type Result = ();
+
+    /// Bills the order and hands the invoice to its actor.
+    fn handle(&mut self, msg: Completed, _: &mut Context<Self>) {
+        let billed = self
+            .orders
+            .store()
+            .order(msg.order)
+            .map_err(ActorError::from)
+            .and_then(|o| o.ok_or(ActorError::NotYourOrder))
+            .and_then(|order| self.bill(&order, msg.minutes));
+        match billed {
+            Ok((invoice, tax)) => self.orders.invoiced(msg.order, invoice, tax),
+            Err(e) => {
+                tracing::error!(order = %msg.order, error = %e, "billing failed; the order retries")
+            }
+        }
+    }
+}
+
+impl Handler<Bill> for BillingActor {
+    type Result = Result<(Invoice, storage::TaxInvoice), ActorError>;
+
+    /// Bills on request.
+    fn handle(&mut self, msg: Bill, _: &mut Context<Self>) -> Self::Result {
+        self.bill(&msg.order, msg.minutes)
+    }
+}

@@ -1,0 +1,456 @@
+//! Engine settings: defaults, then `speedy.toml`, then `SPEEDY_*` environment variables
+//! and flags (see `engine --help`). Invalid settings fail at start, naming the setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use wire::model::PricingSettings;
+
+/// A setting that is missing, unreadable or out of range.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (it names the setting).
+        message: String,
+    },
+    /// A setting is out of range.
+    #[error("setting `{setting}`: {message}")]
+    Invalid {
+        /// The setting's name as written in the config file.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// Every engine setting. Durations are in milliseconds unless the name says otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address for HTTP and WebSocket.
+    pub listen: SocketAddr,
+    /// Directory for the database and generated secrets.
+    pub data_dir: PathBuf,
+    /// Key for admin HTTP routes (`x-admin-key`); generated into the data dir if unset.
+    pub admin_key: Option<String>,
+    /// HS256 secret for party tokens; generated into the data dir if unset.
+    pub token_secret: Option<String>,
+    /// Key for `POST /v1/feedback` (`x-api-key`); generated into the data dir if unset.
+    pub feedback_api_key: Option<String>,
+    /// Actor threads (0: one per core).
+    pub workers: usize,
+    /// Task type names, in task-number order.
+    pub tasks: Vec<String>,
+    /// WebSocket connections.
+    pub socket: SocketSettings,
+    /// Dispatch.
+    pub dispatch: DispatchSettings,
+    /// Orders.
+    pub orders: OrderSettings,
+    /// Payments.
+    pub payments: PaymentSettings,
+    /// Storage.
+    pub storage: StorageSettings,
+    /// Initial pricing (used until changed over the admin API).
+    pub pricing: PricingSettings,
+}
+
+/// WebSocket session settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketSettings {
+    /// Ping interval in seconds.
+    pub heartbeat_s: u64,
+    /// Pings without a pong before the connection is closed.
+    pub missed_pongs: u32,
+    /// Frames queued for one connection before it counts as too slow and is closed.
+    pub outbound_queue: usize,
+    /// How long one write may block before the connection is closed.
+    pub write_timeout_ms: u64,
+    /// Largest frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Location frames per second per connection (sustained).
+    pub location_per_s: u32,
+    /// Location frames allowed in a burst.
+    pub location_burst: u32,
+    /// Bytes of read buffer per connection.
+    pub read_buffer_bytes: usize,
+    /// Kernel send buffer per connection in bytes (0: the OS default).
+    pub send_buffer_bytes: usize,
+}
+
+/// Dispatch settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchSettings {
+    /// H3 resolution of shard cells.
+    pub shard_resolution: u8,
+    /// Offer window.
+    pub offer_window_ms: u64,
+    /// Offer window per task type name.
+    pub offer_window_by_task_ms: BTreeMap<String, u64>,
+    /// Search radii in metres, smallest first.
+    pub radius_steps_m: Vec<f64>,
+    /// How long a request looks for an associate.
+    pub request_timeout_ms: u64,
+    /// Pause before searching again when nobody is in reach.
+    pub retry_interval_ms: u64,
+    /// Candidates per search.
+    pub candidates_per_search: usize,
+}
+
+/// Order settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrderSettings {
+    /// Wrong PINs before starting is locked.
+    pub pin_attempts: u32,
+    /// Lock after too many wrong PINs.
+    pub pin_lock_ms: u64,
+    /// At most one peer-location frame per party per this interval.
+    pub tracking_interval_ms: u64,
+    /// Ended orders move to the archive after this many days.
+    pub archive_after_days: u32,
+}
+
+/// Payment settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// Wait this long for the gateway before calling a payment pending.
+    pub gateway_timeout_ms: u64,
+    /// Look up pending payments this often.
+    pub reconcile_every_ms: u64,
+    /// Sandbox gateway round trip.
+    pub sandbox_latency_ms: u64,
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Page cache in MiB.
+    pub cache_mib: u64,
+    /// Microseconds the group committer waits for more writers before flushing.
+    pub group_commit_wait_us: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            admin_key: None,
+            token_secret: None,
+            feedback_api_key: None,
+            workers: 0,
+            tasks: vec!["companion".into(), "helper".into(), "errand".into()],
+            socket: SocketSettings::default(),
+            dispatch: DispatchSettings::default(),
+            orders: OrderSettings::default(),
+            payments: PaymentSettings::default(),
+            storage: StorageSettings::default(),
+            pricing: actors::pricing::sample_settings(),
+        }
+    }
+}
+
+impl Default for SocketSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_s: 20,
+            missed_pongs: 3,
+            outbound_queue: 256,
+            write_timeout_ms: 10_000,
+            max_frame_bytes: 16 * 1024,
+            location_per_s: 5,
+            location_burst: 20,
+            read_buffer_bytes: 4 * 1024,
+            send_buffer_bytes: 0,
+        }
+    }
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        let d = actors::DispatchConfig::default();
+        Self {
+            shard_resolution: d.shard_resolution,
+            offer_window_ms: d.offer_window.as_millis() as u64,
+            offer_window_by_task_ms: BTreeMap::new(),
+            radius_steps_m: d.radius_steps_m,
+            request_timeout_ms: d.request_timeout.as_millis() as u64,
+            retry_interval_ms: d.retry_interval.as_millis() as u64,
+            candidates_per_search: d.candidates_per_search,
+        }
+    }
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        let d = actors::OrderConfig::default();
+        Self {
+            pin_attempts: d.pin_attempts,
+            pin_lock_ms: d.pin_lock.as_millis() as u64,
+            tracking_interval_ms: d.tracking_interval.as_millis() as u64,
+            archive_after_days: 30,
+        }
+    }
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        let d = actors::payment::PaymentConfig::default();
+        Self {
+            gateway_timeout_ms: d.gateway_timeout.as_millis() as u64,
+            reconcile_every_ms: d.reconcile_every.as_millis() as u64,
+            sandbox_latency_ms: 20,
+        }
+    }
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            cache_mib: 256,
+            group_commit_wait_us: 0,
+        }
+    }
+}
+
+/// Settings given on the command line or in the environment; they win over the file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--listen` / `SPEEDY_LISTEN`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir` / `SPEEDY_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--admin-key` / `SPEEDY_ADMIN_KEY`.
+    pub admin_key: Option<String>,
+    /// `--token-secret` / `SPEEDY_TOKEN_SECRET`.
+    pub token_secret: Option<String>,
+    /// `--workers` / `SPEEDY_WORKERS`.
+    pub workers: Option<usize>,
+    /// `--offer-window-ms` / `SPEEDY_OFFER_WINDOW_MS`.
+    pub offer_window_ms: Option<u64>,
+    /// `--request-timeout-ms` / `SPEEDY_REQUEST_TIMEOUT_MS`.
+    pub request_timeout_ms: Option<u64>,
+}
+
+impl Config {
+    /// Defaults, overlaid with `file` (if given, or `./speedy.toml` if present), then
+    /// with `overrides`; validated.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let default_file = Path::new("speedy.toml");
+        let path = match file {
+            Some(p) => Some(p),
+            None if default_file.exists() => Some(default_file),
+            None => None,
+        };
+        let mut config = match path {
+            Some(p) => Self::from_file(p)?,
+            None => Self::default(),
+        };
+        let o = overrides.clone();
+        config.listen = o.listen.unwrap_or(config.listen);
+        config.data_dir = o.data_dir.unwrap_or(config.data_dir);
+        config.admin_key = o.admin_key.or(config.admin_key);
+        config.token_secret = o.token_secret.or(config.token_secret);
+        config.workers = o.workers.unwrap_or(config.workers);
+        config.dispatch.offer_window_ms =
+            o.offer_window_ms.unwrap_or(config.dispatch.offer_window_ms);
+        config.dispatch.request_timeout_ms = o
+            .request_timeout_ms
+            .unwrap_or(config.dispatch.request_timeout_ms);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Settings from a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every setting, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.socket;
+        if s.heartbeat_s == 0 {
+            return Err(invalid("socket.heartbeat_s", "must be at least 1"));
+        }
+        if s.missed_pongs == 0 {
+            return Err(invalid("socket.missed_pongs", "must be at least 1"));
+        }
+        if s.outbound_queue < 8 {
+            return Err(invalid("socket.outbound_queue", "must be at least 8"));
+        }
+        if !(1_024..=1_048_576).contains(&s.max_frame_bytes) {
+            return Err(invalid("socket.max_frame_bytes", "must be 1 KiB to 1 MiB"));
+        }
+        if s.location_per_s == 0 || s.location_burst == 0 {
+            return Err(invalid(
+                "socket.location_per_s",
+                "rate and burst must be at least 1",
+            ));
+        }
+        if !(256..=1_048_576).contains(&s.read_buffer_bytes) {
+            return Err(invalid(
+                "socket.read_buffer_bytes",
+                "must be 256 B to 1 MiB",
+            ));
+        }
+        if self.tasks.is_empty() {
+            return Err(invalid("tasks", "at least one task type"));
+        }
+        wire::TaskCatalog::new(self.tasks.iter().cloned())
+            .map_err(|e| invalid("tasks", e.detail))?;
+        for name in self.dispatch.offer_window_by_task_ms.keys() {
+            if !self.tasks.contains(name) {
+                return Err(invalid(
+                    "dispatch.offer_window_by_task_ms",
+                    format!("unknown task type {name:?}"),
+                ));
+            }
+        }
+        self.dispatch_config().map_err(|m| invalid("dispatch", m))?;
+        actors::pricing::validate(&self.pricing).map_err(|e| invalid("pricing", e.to_string()))?;
+        for task in &self.tasks {
+            if !self.pricing.tasks.iter().any(|t| &t.task == task) {
+                return Err(invalid(
+                    "pricing.tasks",
+                    format!("no prices for task type {task:?}"),
+                ));
+            }
+        }
+        if self.orders.pin_attempts == 0 {
+            return Err(invalid("orders.pin_attempts", "must be at least 1"));
+        }
+        if self.orders.tracking_interval_ms == 0 {
+            return Err(invalid("orders.tracking_interval_ms", "must be at least 1"));
+        }
+        if self.payments.gateway_timeout_ms == 0 || self.payments.reconcile_every_ms == 0 {
+            return Err(invalid("payments", "timeouts must be at least 1 ms"));
+        }
+        for (name, key) in [
+            ("admin_key", &self.admin_key),
+            ("token_secret", &self.token_secret),
+            ("feedback_api_key", &self.feedback_api_key),
+        ] {
+            if let Some(k) = key
+                && k.len() < 16
+            {
+                return Err(ConfigError::Invalid {
+                    setting: name,
+                    message: "must be at least 16 characters".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The dispatch settings as the actors take them.
+    pub fn dispatch_config(&self) -> Result<actors::DispatchConfig, String> {
+        let d = &self.dispatch;
+        let catalog = wire::TaskCatalog::new(self.tasks.iter().cloned()).map_err(|e| e.detail)?;
+        let mut by_task = std::collections::HashMap::new();
+        for (name, ms) in &d.offer_window_by_task_ms {
+            let task = catalog
+                .get(name)
+                .ok_or_else(|| format!("offer_window_by_task_ms: unknown task {name:?}"))?;
+            by_task.insert(task, Duration::from_millis(*ms));
+        }
+        let config = actors::DispatchConfig {
+            shard_resolution: d.shard_resolution,
+            offer_window: Duration::from_millis(d.offer_window_ms),
+            offer_window_by_task: by_task,
+            radius_steps_m: d.radius_steps_m.clone(),
+            request_timeout: Duration::from_millis(d.request_timeout_ms),
+            retry_interval: Duration::from_millis(d.retry_interval_ms),
+            candidates_per_search: d.candidates_per_search,
+            index_bucket_m: geo::IndexConfig::default().bucket_m,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The order settings as the actors take them.
+    pub fn order_config(&self) -> actors::OrderConfig {
+        actors::OrderConfig {
+            pin_attempts: self.orders.pin_attempts,
+            pin_lock: Duration::from_millis(self.orders.pin_lock_ms),
+            tracking_interval: Duration::from_millis(self.orders.tracking_interval_ms),
+        }
+    }
+
+    /// The payment settings as the actors take them.
+    pub fn payment_config(&self) -> actors::payment::PaymentConfig {
+        actors::payment::PaymentConfig {
+            gateway_timeout: Duration::from_millis(self.payments.gateway_timeout_ms),
+            reconcile_every: Duration::from_millis(self.payments.reconcile_every_ms),
+            ..actors::payment::PaymentConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let text = toml::to_string(&c).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let bad: Result<Config, _> = toml::from_str("[socket]\nheartbeat_z = 3\n");
+        assert!(bad.unwrap_err().to_string().contains("heartbeat_z"));
+        let mut c = Config::default();
+        c.socket.max_frame_bytes = 10;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("socket.max_frame_bytes")
+        );
+        let mut c = Config::default();
+        c.dispatch.radius_steps_m = vec![5_000.0, 2_000.0];
+        assert!(c.validate().unwrap_err().to_string().contains("radius"));
+        let mut c = Config::default();
+        c.tasks.push("juggling".into());
+        assert!(c.validate().unwrap_err().to_string().contains("juggling"));
+    }
+}

@@ -1,0 +1,184 @@
+//! The Speedy Cheers engine as a library: [`run`] serves HTTP and WebSocket on one
+//! listener until the shutdown future resolves. `main.rs` parses flags and calls it.
+//!
+//! - [`Config`]: settings (file, environment, flags).
+//! - [`auth`]: party tokens and keys.
+//! - `http`: the HTTP routes; `session` and `frames`: the WebSocket sessions.
+//! - [`shutdown`]: the stop signal.
+
+pub mod auth;
+mod config;
+mod frames;
+mod http;
+mod session;
+pub mod shutdown;
+mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Arbiter;
+use axum::Router;
+use axum::routing::get;
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError, Overrides};
+pub use state::AppState;
+
+/// Why the engine could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    /// The secrets could not be loaded.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    /// The actors could not start.
+    #[error("actors: {0}")]
+    Actors(#[from] actors::ActorError),
+    /// Serving failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The engine's secrets: from the config where given, else from the data directory.
+pub fn secrets(config: &Config) -> Result<auth::Secrets, EngineError> {
+    let (stored, created) = auth::Secrets::load_or_create(&config.data_dir)?;
+    if created && config.admin_key.is_none() {
+        tracing::info!(path = %config.data_dir.join("secrets.json").display(), "generated the admin key, token secret and feedback API key");
+    }
+    Ok(auth::Secrets {
+        admin_key: config.admin_key.clone().unwrap_or(stored.admin_key),
+        token_secret: config.token_secret.clone().unwrap_or(stored.token_secret),
+        feedback_api_key: config
+            .feedback_api_key
+            .clone()
+            .unwrap_or(stored.feedback_api_key),
+    })
+}
+
+/// Serves until `shutdown` resolves, then tells connected apps, stops accepting, and
+/// flushes storage. Must run inside an actix system (dispatch actors live on arbiters).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), EngineError> {
+    config.validate()?;
+    let secrets = secrets(&config)?;
+    let store = storage::Store::open(&storage::StoreConfig {
+        path: Some(config.data_dir.join("db")),
+        cache_bytes: config.storage.cache_mib * 1024 * 1024,
+        group_commit_wait: Duration::from_micros(config.storage.group_commit_wait_us),
+    })?;
+    if store.pricing()?.is_none() {
+        store.put_pricing(&config.pricing)?.durable().await?;
+    }
+    let catalog =
+        wire::TaskCatalog::new(config.tasks.iter().cloned()).map_err(|e| ConfigError::Invalid {
+            setting: "tasks",
+            message: e.detail,
+        })?;
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+    let handles = arbiters.iter().map(Arbiter::handle).collect();
+    let dispatch_config = config.dispatch_config().map_err(|m| ConfigError::Invalid {
+        setting: "dispatch",
+        message: m,
+    })?;
+    let sessions = actors::Sessions::default();
+    let dispatch = actors::Dispatch::new(
+        dispatch_config,
+        catalog.clone(),
+        sessions.clone(),
+        actors::Clock::system(),
+        handles,
+    )?;
+    let gateway = Arc::new(actors::gateway::SandboxGateway::new(
+        Duration::from_millis(config.payments.sandbox_latency_ms),
+        Duration::from_millis(config.payments.gateway_timeout_ms * 3),
+    ));
+    let orders = actors::Orders::start(
+        store.clone(),
+        dispatch.clone(),
+        gateway,
+        config.order_config(),
+        config.payment_config(),
+    )?;
+    let mut validator = wire::Validator::new(catalog);
+    validator.limits.max_frame_bytes = config.socket.max_frame_bytes;
+    let (trigger, stop) = shutdown::channel();
+    let metrics = telemetry::prometheus();
+    telemetry::describe();
+    let state = AppState {
+        config: Arc::new(config),
+        store: store.clone(),
+        dispatch,
+        orders,
+        tokens: auth::Tokens::new(&secrets.token_secret),
+        secrets: Arc::new(secrets),
+        validator: Arc::new(validator),
+        metrics,
+        shutdown: stop.clone(),
+    };
+    let archive = archive_task(state.clone());
+    let app = Router::new()
+        .route("/v1/ws", get(session::upgrade))
+        .merge(http::routes())
+        .with_state(state.clone());
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving HTTP and WebSocket");
+    let mut stopped = stop.clone();
+    let send_buffer = state.config.socket.send_buffer_bytes;
+    let listener =
+        axum::serve::ListenerExt::tap_io(listener, move |tcp: &mut tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+            if send_buffer > 0 {
+                let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
+            }
+        });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing connections");
+            trigger.fire();
+            stopped.wait().await;
+        })
+        .await;
+    archive.abort();
+    // Sessions have sent `shutdown` and closed; make every write durable.
+    store.flush_blocking()?;
+    for arbiter in arbiters {
+        arbiter.stop();
+    }
+    tracing::info!("stopped");
+    served.map_err(EngineError::Io)
+}
+
+/// Moves ended orders to the archive once they are older than the configured age.
+fn archive_task(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let age_ms = u64::from(state.config.orders.archive_after_days) * 86_400_000;
+            let cutoff = state.dispatch.now_ms().saturating_sub(age_ms);
+            let store = state.store.clone();
+            match tokio::task::spawn_blocking(move || store.archive_ended_before(cutoff)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(archived = n, "archived ended orders"),
+                Ok(Err(e)) => tracing::error!(error = %e, "archiving failed"),
+                _ => {}
+            }
+        }
+    })
+}

@@ -1,0 +1,475 @@
+//! One app's WebSocket session: authenticated at upgrade, then a loop that reads frames,
+//! writes what the actors queue for this party, pings, and closes on shutdown, on a slow
+//! reader, on missed pongs or on an oversize frame.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::{AssociateProfileInfo, Outbound, Outbox};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::time::{Instant, MissedTickBehavior};
+use wire::{Encoding, ErrorCode, ErrorFrame, PartyId, ServerMessage, Welcome};
+
+use crate::http::{ApiError, bearer};
+use crate::state::AppState;
+use crate::telemetry;
+
+/// Close codes (RFC 6455).
+mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct UpgradeQuery {
+    token: Option<String>,
+}
+
+/// `GET /v1/ws`: checks the token and the party's profile, then upgrades.
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<UpgradeQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if state.shutdown.is_stopping() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ShuttingDown,
+            "shutting down",
+        )
+        .into_response();
+    }
+    let Some(token) = bearer(&headers, q.token.as_deref()) else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "a bearer token is required",
+        )
+        .into_response();
+    };
+    let claims = match state.tokens.verify(token) {
+        Ok(c) => c,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                e.to_string(),
+            )
+            .into_response();
+        }
+    };
+    let party = claims.party();
+    let profile = match party {
+        PartyId::User(u) => state.store.user(u).map(|p| p.map(|_| None)),
+        PartyId::Associate(a) => state
+            .store
+            .associate(a)
+            .map(|p| p.map(|p| Some(actors::profile_info(&p, &state.validator.catalog)))),
+    };
+    let info = match profile {
+        Ok(Some(info)) => info,
+        Ok(None) => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::UnknownParty,
+                "no profile for this party",
+            )
+            .into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let socket = &state.config.socket;
+    let ws = ws
+        .protocols([Encoding::Json.subprotocol(), Encoding::Binary.subprotocol()])
+        .read_buffer_size(socket.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_write_buffer_size(socket.max_frame_bytes * 64)
+        // The engine enforces the frame limit itself (with an error frame); this is the backstop.
+        .max_message_size(socket.max_frame_bytes * 4)
+        .max_frame_size(socket.max_frame_bytes * 4);
+    let encoding = ws
+        .selected_protocol()
+        .and_then(|p| p.to_str().ok())
+        .and_then(Encoding::from_subprotocol)
+        .unwrap_or(Encoding::Json);
+    ws.on_upgrade(move |socket| async move {
+        Session::new(state, party, encoding, info.unwrap_or_default())
+            .run(socket)
+            .await;
+    })
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    ClientClosed,
+    Shutdown,
+    SlowReader,
+    MissedPongs,
+    TooBig,
+    Flooding,
+    Replaced,
+    WriteFailed,
+}
+
+impl End {
+    fn label(self) -> &'static str {
+        match self {
+            End::ClientClosed => "client",
+            End::Shutdown => "shutdown",
+            End::SlowReader => "slow_reader",
+            End::MissedPongs => "missed_pongs",
+            End::TooBig => "frame_too_large",
+            End::Flooding => "flooding",
+            End::Replaced => "replaced",
+            End::WriteFailed => "write_failed",
+        }
+    }
+}
+
+/// A token bucket for location frames.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+    /// Frames refused in the current second, to tell flooding from eagerness.
+    refused: u32,
+    refused_since: Instant,
+    told: Option<Instant>,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        let now = Instant::now();
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: now,
+            refused: 0,
+            refused_since: now,
+            told: None,
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return true;
+        }
+        if now.duration_since(self.refused_since) >= Duration::from_secs(1) {
+            self.refused = 0;
+            self.refused_since = now;
+        }
+        self.refused += 1;
+        false
+    }
+
+    /// Refusing at ten times the allowed rate is flooding.
+    fn flooding(&self) -> bool {
+        f64::from(self.refused) > 10.0 * self.rate.max(1.0)
+    }
+
+    /// Whether to send a rate-limit error now (at most one a second).
+    fn tell(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .told
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.told = Some(now);
+        true
+    }
+}
+
+/// One connected app.
+pub(crate) struct Session {
+    pub(crate) state: AppState,
+    pub(crate) party: PartyId,
+    encoding: Encoding,
+    profile: AssociateProfileInfo,
+    pub(crate) outbox: Outbox,
+    locations: Bucket,
+}
+
+impl Session {
+    fn new(
+        state: AppState,
+        party: PartyId,
+        encoding: Encoding,
+        profile: AssociateProfileInfo,
+    ) -> Self {
+        let socket = &state.config.socket;
+        let locations = Bucket::new(socket.location_per_s, socket.location_burst);
+        // Replaced in `run` by the real queue; a placeholder keeps the struct simple.
+        let (outbox, _) = Outbox::channel(1);
+        Self {
+            state,
+            party,
+            encoding,
+            profile,
+            outbox,
+            locations,
+        }
+    }
+
+    /// Queues a frame for this connection.
+    pub(crate) fn push(&self, frame: impl Into<ServerMessage>) {
+        let _ = self.outbox.push(Arc::new(frame.into()));
+    }
+
+    /// Queues an error frame.
+    pub(crate) fn refuse(
+        &self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        client_ref: Option<String>,
+    ) {
+        metrics::counter!(telemetry::FRAMES_REFUSED, "code" => code.as_str()).increment(1);
+        self.push(ErrorFrame {
+            code,
+            message: message.into(),
+            client_ref,
+        });
+    }
+
+    fn encode(&self, frame: &ServerMessage) -> Message {
+        let bytes = wire::encode(self.encoding, frame);
+        match self.encoding {
+            // expect: the JSON encoder writes only UTF-8.
+            Encoding::Json => Message::Text(Utf8Bytes::from(
+                String::from_utf8(bytes).expect("JSON is UTF-8"),
+            )),
+            Encoding::Binary => Message::Binary(bytes.into()),
+        }
+    }
+
+    async fn run(mut self, socket: WebSocket) {
+        let config = self.state.config.socket.clone();
+        let (outbox, mut outbound) = Outbox::channel(config.outbound_queue);
+        let signals = outbox.signals();
+        self.outbox = outbox.clone();
+        let connection = outbox.connection;
+        let sessions = self.state.dispatch.sessions().clone();
+        if let Some(old) = sessions.attach(self.party, outbox) {
+            // A newer connection of the same party replaces the old one, which closes.
+            old.replace();
+        }
+        let role = self.party.role().as_str();
+        metrics::gauge!(telemetry::CONNECTIONS, "role" => role).increment(1.0);
+
+        self.push(Welcome {
+            id: self.party.uuid(),
+            role: self.party.role(),
+            protocol: wire::PROTOCOL_VERSION.into(),
+            heartbeat_s: u32::try_from(config.heartbeat_s).unwrap_or(u32::MAX),
+            server_time_ms: self.state.dispatch.now_ms(),
+        });
+        self.restore().await;
+
+        let (mut tx, mut rx) = socket.split();
+        let mut shutdown = self.state.shutdown.clone();
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + Duration::from_secs(config.heartbeat_s),
+            Duration::from_secs(config.heartbeat_s),
+        );
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut unanswered = 0u32;
+        let write_timeout = Duration::from_millis(config.write_timeout_ms);
+        let end = loop {
+            tokio::select! {
+                _ = shutdown.wait() => {
+                    let bye = self.encode(&wire::Shutdown { reconnect_after_ms: 2_000 }.into());
+                    let _ = tokio::time::timeout(write_timeout, tx.send(bye)).await;
+                    break End::Shutdown;
+                }
+                _ = signals.overflow.notified() => break End::SlowReader,
+                _ = signals.replaced.notified() => break End::Replaced,
+                frame = outbound.recv() => {
+                    // The sender half lives in `self.outbox`, so the queue never closes here.
+                    let Some(frame) = frame else { break End::WriteFailed };
+                    if !self.write(&mut tx, &frame, write_timeout).await {
+                        break End::WriteFailed;
+                    }
+                }
+                incoming = rx.next() => {
+                    let message = match incoming {
+                        Some(Ok(m)) => m,
+                        Some(Err(_)) | None => break End::ClientClosed,
+                    };
+                    let (bytes, binary) = match &message {
+                        Message::Text(t) => (t.as_bytes(), false),
+                        Message::Binary(b) => (b.as_ref(), true),
+                        Message::Pong(_) => { unanswered = 0; continue; }
+                        Message::Ping(_) => continue,
+                        Message::Close(_) => break End::ClientClosed,
+                    };
+                    if bytes.len() > config.max_frame_bytes {
+                        self.refuse(ErrorCode::FrameTooLarge, format!("{} bytes is over the limit of {}", bytes.len(), config.max_frame_bytes), None);
+                        break End::TooBig;
+                    }
+                    if let Err(end) = self.handle(bytes, binary).await {
+                        break end;
+                    }
+                }
+                _ = ping.tick() => {
+                    if unanswered >= config.missed_pongs {
+                        break End::MissedPongs;
+                    }
+                    unanswered += 1;
+                    if tokio::time::timeout(write_timeout, tx.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
+                        break End::WriteFailed;
+                    }
+                }
+            }
+        };
+
+        // Flush what is queued (errors explaining the close come first), then close.
+        while let Ok(frame) = outbound.try_recv() {
+            if end == End::SlowReader || !self.write(&mut tx, &frame, write_timeout).await {
+                break;
+            }
+        }
+        let code = match end {
+            End::Shutdown => Some(close::GOING_AWAY),
+            End::TooBig => Some(close::TOO_BIG),
+            End::SlowReader | End::MissedPongs | End::Flooding | End::Replaced => {
+                Some(close::POLICY)
+            }
+            End::ClientClosed | End::WriteFailed => None,
+        };
+        if end != End::ClientClosed {
+            metrics::counter!(telemetry::DISCONNECTS, "reason" => end.label()).increment(1);
+        }
+        if let Some(code) = code {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(end.label()),
+            };
+            let _ = tokio::time::timeout(write_timeout, tx.send(Message::Close(Some(frame)))).await;
+        }
+        let _ = tokio::time::timeout(write_timeout, tx.close()).await;
+        metrics::gauge!(telemetry::CONNECTIONS, "role" => role).decrement(1.0);
+        if sessions.detach(self.party, connection)
+            && let PartyId::Associate(a) = self.party
+        {
+            self.state.dispatch.associate_disconnected(a);
+        }
+    }
+
+    async fn write(
+        &self,
+        tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+        frame: &Outbound,
+        limit: Duration,
+    ) -> bool {
+        let message = self.encode(frame);
+        matches!(
+            tokio::time::timeout(limit, tx.send(message)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Re-sends what the party should see after (re)connecting.
+    async fn restore(&mut self) {
+        match self.party {
+            PartyId::Associate(a) => {
+                match self
+                    .state
+                    .dispatch
+                    .associate_connected(a, self.profile.clone())
+                    .await
+                {
+                    Ok(view) => {
+                        let catalog = &self.state.validator.catalog;
+                        self.push(wire::Status {
+                            availability: view.availability,
+                            skills: view
+                                .skills
+                                .iter()
+                                .filter_map(|t| catalog.name(t).map(str::to_owned))
+                                .collect(),
+                        });
+                        if let Some(offer) = view.offer {
+                            self.push(offer);
+                        }
+                    }
+                    Err(e) => self.refuse(e.code(), e.to_string(), None),
+                }
+            }
+            PartyId::User(_) => {}
+        }
+        if let Some(order) = self.state.orders.open_order_of(self.party)
+            && let Ok(snapshot) = self.state.orders.snapshot(self.party, order).await
+        {
+            self.push(wire::OrderFrame {
+                order: Box::new(snapshot),
+            });
+        }
+    }
+
+    /// Decodes, checks and acts on one frame. An error frame keeps the session; an
+    /// `Err` ends it.
+    async fn handle(&mut self, bytes: &[u8], binary: bool) -> Result<(), End> {
+        let expected_binary = self.encoding == Encoding::Binary;
+        if binary != expected_binary {
+            self.refuse(
+                ErrorCode::WrongEncoding,
+                format!("this session speaks {}", self.encoding.subprotocol()),
+                None,
+            );
+            return Ok(());
+        }
+        let frame: wire::ClientMessage =
+            match wire::decode(self.encoding, bytes, &self.state.validator) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.refuse(e.code, e.detail, None);
+                    return Ok(());
+                }
+            };
+        metrics::counter!(telemetry::FRAMES_IN, "type" => frame.type_name()).increment(1);
+        let client_ref = frame.client_ref().map(str::to_owned);
+        if !frame.allowed_for(self.party.role()) {
+            let role = self.party.role().as_str();
+            self.refuse(
+                ErrorCode::WrongRole,
+                format!("a {role} may not send {}", frame.type_name()),
+                client_ref,
+            );
+            return Ok(());
+        }
+        if matches!(frame, wire::ClientMessage::Location(_)) && !self.locations.take() {
+            if self.locations.flooding() {
+                return Err(End::Flooding);
+            }
+            if self.locations.tell() {
+                self.refuse(
+                    ErrorCode::RateLimited,
+                    "location frames arrive faster than allowed",
+                    None,
+                );
+            }
+            return Ok(());
+        }
+        if let Err(e) = self.act(frame).await {
+            self.refuse(e.code(), e.to_string(), client_ref);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! Process-wide telemetry: the Prometheus recorder behind `GET /metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Connected apps by role.
+pub const CONNECTIONS: &str = "speedy_connections";
+/// Frames received, by type.
+pub const FRAMES_IN: &str = "speedy_frames_received_total";
+/// Frames refused, by error code.
+pub const FRAMES_REFUSED: &str = "speedy_frames_refused_total";
+/// Connections closed by the engine, by reason.
+pub const DISCONNECTS: &str = "speedy_disconnects_total";
+
+/// The recorder's handle, installing the recorder on first use (once per process, so
+/// several engines in one test process share it).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness): then ours only
+            // renders what it sees, which is nothing, and the other one keeps working.
+            if let Err(e) = metrics::set_global_recorder(recorder) {
+                tracing::warn!(error = %e, "a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Describes the engine's metrics so the exposition carries HELP and TYPE lines.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(CONNECTIONS, "Connected apps by role.");
+    describe_counter!(FRAMES_IN, "Frames received from apps, by type.");
+    describe_counter!(
+        FRAMES_REFUSED,
+        "Frames refused with an error frame, by code."
+    );
+    describe_counter!(DISCONNECTS, "Connections the engine closed, by reason.");
+    describe_counter!(actors::telemetry::OFFERS, "Offers by how they ended.");
+    describe_counter!(actors::telemetry::REQUESTS, "Requests by how they ended.");
+    describe_histogram!(
+        actors::telemetry::TIME_TO_ALLOT,
+        metrics::Unit::Seconds,
+        "Seconds from request to allotment."
+    );
+    describe_histogram!(
+        actors::telemetry::TIME_TO_FIRST_OFFER,
+        metrics::Unit::Seconds,
+        "Seconds from request to first offer."
+    );
+    describe_gauge!(
+        actors::telemetry::OPEN_REQUESTS,
+        "Requests looking for an associate."
+    );
+    describe_gauge!(
+        actors::telemetry::AVAILABLE_ASSOCIATES,
+        "Available associates per shard."
+    );
+    describe_counter!(
+        actors::telemetry::ORDER_TRANSITIONS,
+        "Order transitions by the state reached."
+    );
+    describe_counter!(
+        actors::telemetry::PAYMENTS,
+        "Payment outcomes by method and status."
+    );
+    describe_counter!(actors::telemetry::FEEDBACK, "Feedback received by source.");
+}

@@ -1,0 +1,205 @@
+//! A real engine on 127.0.0.1:0 in its own thread (an actix system on a multi-thread
+//! tokio runtime, as `main` runs it), plus helpers to create parties and connect apps.
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use engine::Config;
+use serde_json::json;
+use tokio::sync::oneshot;
+use wire::client::{Client, ClientError, ConnectOptions, http_api};
+use wire::{AssociateId, Encoding, ServerMessage, UserId};
+
+/// How long a test waits for an expected frame.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running engine.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub admin_key: String,
+    pub feedback_key: String,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+/// Settings for tests: fast heartbeats, one worker.
+pub fn test_config() -> Config {
+    let mut c = Config {
+        workers: 1,
+        admin_key: Some("test-admin-key-0123456789".into()),
+        token_secret: Some("test-token-secret-0123456789".into()),
+        feedback_api_key: Some("test-feedback-key-0123456789".into()),
+        ..Config::default()
+    };
+    c.payments.sandbox_latency_ms = 1;
+    c
+}
+
+impl TestServer {
+    /// Starts an engine with `test_config()` changed by `tweak`.
+    pub fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), tweak)
+    }
+
+    /// Starts an engine on an existing data directory.
+    pub fn start_in(data_dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        config.data_dir = data_dir.path().to_path_buf();
+        tweak(&mut config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let admin_key = config.admin_key.clone().unwrap();
+        let feedback_key = config.feedback_api_key.clone().unwrap();
+        let thread = std::thread::spawn(move || {
+            let system = actix_rt::System::with_tokio_rt(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap()
+            });
+            system.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                engine::run(listener, config, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+            })
+        });
+        Self {
+            addr,
+            admin_key,
+            feedback_key,
+            data_dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the engine gracefully and returns its data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.data_dir, dir)
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap().unwrap();
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// An HTTP call as the admin.
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> http_api::Response {
+        http_api::request(
+            self.addr,
+            method,
+            path,
+            &[("x-admin-key", &self.admin_key)],
+            body.as_ref(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A token for a party, from `POST /v1/tokens`.
+    pub async fn token(&self, sub: uuid::Uuid, role: &str) -> String {
+        let r = self
+            .admin(
+                "POST",
+                "/v1/tokens",
+                Some(json!({ "sub": sub, "role": role })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a user profile; returns its id and a token.
+    pub async fn user(&self, name: &str) -> (UserId, String) {
+        let r = self
+            .admin(
+                "POST",
+                "/v1/users",
+                Some(json!({ "name": name, "phone": "+91-90000-00001" })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id: UserId = r.body["id"].as_str().unwrap().parse().unwrap();
+        (id, self.token(id.0, "user").await)
+    }
+
+    /// Creates an associate profile; returns its id and a token.
+    pub async fn associate(&self, name: &str, skills: &[&str]) -> (AssociateId, String) {
+        let r = self
+            .admin(
+                "POST",
+                "/v1/associates",
+                Some(json!({ "name": name, "phone": "+91-90000-00002", "skills": skills })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id: AssociateId = r.body["id"].as_str().unwrap().parse().unwrap();
+        (id, self.token(id.0, "associate").await)
+    }
+
+    /// Connects an app with JSON frames and reads its welcome.
+    pub async fn connect(&self, token: &str) -> Client {
+        self.connect_with(token, Encoding::Json).await
+    }
+
+    /// Connects an app with the given encoding and reads its welcome.
+    pub async fn connect_with(&self, token: &str, encoding: Encoding) -> Client {
+        let options = ConnectOptions {
+            url: self.ws_url(),
+            token: token.into(),
+            encoding,
+            local_ip: None,
+            recv_buffer_bytes: None,
+        };
+        let mut c = Client::connect_with(&options).await.unwrap();
+        match c.recv_timeout(WAIT).await.unwrap() {
+            ServerMessage::Welcome(_) => c,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// Tries to connect, returning the failure.
+    pub async fn try_connect(&self, url: &str, token: &str) -> Result<Client, ClientError> {
+        Client::connect(url, token).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Waits for the first frame `pick` accepts, skipping others.
+pub async fn expect<T>(
+    c: &mut Client,
+    what: &str,
+    pick: impl FnMut(ServerMessage) -> Option<T>,
+) -> T {
+    c.recv_until(WAIT, pick)
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
+}

@@ -1,0 +1,154 @@
+//! The HTTP API: health, metrics, tokens, profiles, errors.
+
+use serde_json::json;
+use wire::client::http_api;
+
+use crate::harness::TestServer;
+
+#[tokio::test]
+async fn health_profiles_tokens_and_errors() {
+    let s = TestServer::start(|_| {});
+    let health = http_api::request(s.addr, "GET", "/healthz", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (health.status, health.body["status"].as_str()),
+        (200, Some("ok"))
+    );
+
+    // Admin routes need the key.
+    let r = http_api::request(s.addr, "GET", "/v1/users", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error"]["code"], "unauthorized");
+    let r = http_api::request(
+        s.addr,
+        "GET",
+        "/v1/users",
+        &[("x-admin-key", "wrong-key-wrong-key")],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+
+    let (user, _) = s.user("Asha").await;
+    let r = s.admin("GET", &format!("/v1/users/{user}"), None).await;
+    assert_eq!((r.status, r.body["name"].as_str()), (200, Some("Asha")));
+    let r = s
+        .admin(
+            "POST",
+            "/v1/users",
+            Some(json!({ "name": "", "phone": "1" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("bad_field"))
+    );
+    let r = s
+        .admin(
+            "POST",
+            "/v1/users",
+            Some(json!({ "name": "B", "phone": "1", "date_of_birth": "1990-13-01" })),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = s
+        .admin(
+            "POST",
+            "/v1/associates",
+            Some(json!({ "name": "R", "phone": "2", "skills": ["juggling"] })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("unknown_task_type"))
+    );
+    let (associate, _) = s.associate("Ravi", &["companion", "helper"]).await;
+    let r = s.admin("GET", "/v1/associates", None).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(r.body[0]["id"].as_str().unwrap(), associate.to_string());
+
+    // Malformed JSON keeps the server up and says why.
+    let r = http_api::request(
+        s.addr,
+        "POST",
+        "/v1/tokens",
+        &[("x-admin-key", &s.admin_key)],
+        Some(&json!({"sub": "x"})),
+    )
+    .await
+    .unwrap();
+    assert!(r.status == 400 || r.status == 422, "{}", r.text);
+    let r = s
+        .admin("GET", &format!("/v1/orders/{}", wire::OrderId::new()), None)
+        .await;
+    assert_eq!(r.status, 404);
+    let r = s.admin("GET", "/v1/pricing", None).await;
+    assert_eq!(r.body["currency"], "INR");
+    let health = http_api::request(s.addr, "GET", "/healthz", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200);
+}
+
+#[tokio::test]
+async fn metrics_are_valid_prometheus_text() {
+    let s = TestServer::start(|_| {});
+    // Some traffic so the exposition has samples.
+    let (_, token) = s.user("Asha").await;
+    let mut c = s.connect(&token).await;
+    c.send(wire::Heartbeat { nonce: Some(1) }).await.unwrap();
+    crate::harness::expect(&mut c, "heartbeat", |m| {
+        matches!(m, wire::ServerMessage::Heartbeat(_)).then_some(())
+    })
+    .await;
+    let r = http_api::request(s.addr, "GET", "/metrics", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text.contains("speedy_frames_received_total"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("# TYPE speedy_connections gauge"),
+        "{}",
+        r.text
+    );
+    let promtool = std::process::Command::new("promtool")
+        .arg("--version")
+        .output();
+    match promtool {
+        Ok(out) if out.status.success() => {
+            let mut child = std::process::Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(r.text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        _ if std::env::var_os("SPEEDY_REQUIRE_PROMTOOL").is_some() => {
+            panic!("promtool is required but missing")
+        }
+        _ => eprintln!("promtool not installed: skipped `promtool check metrics` (CI installs it)"),
+    }
+}

@@ -1,0 +1,408 @@
+//! WebSocket sessions: identity, the dispatch happy path with live tracking, errors that
+//! keep the socket, oversize frames, slow readers, reconnects.
+
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::Message;
+use wire::model::Point;
+use wire::{ClientMessage, Encoding, ErrorCode, ServerMessage};
+
+use crate::harness::{TestServer, WAIT, expect};
+
+fn at(lat: f64, lng: f64) -> Point {
+    Point { lat, lng }
+}
+
+fn error_code(m: ServerMessage) -> Option<ErrorCode> {
+    match m {
+        ServerMessage::Error(e) => Some(e.code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn the_upgrade_needs_a_valid_token_and_a_profile() {
+    let s = TestServer::start(|_| {});
+    let e = s.try_connect(&s.ws_url(), "not-a-token").await.unwrap_err();
+    assert_eq!(e.http_status(), Some(401), "{e}");
+    let e = wire::client::Client::connect(&s.ws_url(), "")
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), Some(401), "{e}");
+    let stranger = s.token(uuid::Uuid::now_v7(), "user").await;
+    let e = s.try_connect(&s.ws_url(), &stranger).await.unwrap_err();
+    assert_eq!(e.http_status(), Some(403), "{e}");
+    let (id, token) = s.user("Asha").await;
+    // The token also works as a query parameter, for browsers.
+    let url = format!("{}?token={token}", s.ws_url());
+    let mut c = wire::client::Client::connect(&url, "").await.unwrap();
+    match c.recv_timeout(WAIT).await.unwrap() {
+        ServerMessage::Welcome(w) => assert_eq!(w.id, id.0),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A user and an associate about 110 m apart, the associate online.
+async fn pair(
+    s: &TestServer,
+) -> (
+    wire::client::Client,
+    wire::client::Client,
+    wire::AssociateId,
+) {
+    let (_, user_token) = s.user("Asha").await;
+    let (associate, associate_token) = s.associate("Ravi", &["companion"]).await;
+    let mut a = s.connect(&associate_token).await;
+    a.send(wire::Location {
+        point: at(12.9726, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
+    expect(&mut a, "status available", |m| match m {
+        ServerMessage::Status(st) if st.availability == wire::model::Availability::Available => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    let mut u = s.connect(&user_token).await;
+    u.send(wire::Location {
+        point: at(12.9716, 77.5946),
+        accuracy_m: Some(5),
+    })
+    .await
+    .unwrap();
+    (u, a, associate)
+}
+
+fn request() -> wire::TaskRequest {
+    wire::TaskRequest {
+        client_ref: "r-1".into(),
+        task: "companion".into(),
+        pickup: at(12.9716, 77.5946),
+        note: Some("gate 2".into()),
+        discount_code: None,
+    }
+}
+
+#[tokio::test]
+async fn request_offer_accept_allot_and_track_both_ways() {
+    let s = TestServer::start(|_| {});
+    let (mut u, mut a, associate) = pair(&s).await;
+    u.send(request()).await.unwrap();
+    let received = expect(&mut u, "request_received", |m| match m {
+        ServerMessage::RequestReceived(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    assert_eq!(received.client_ref, "r-1");
+    let offer = expect(&mut a, "offer", |m| match m {
+        ServerMessage::Offer(o) => Some(o),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (offer.request_id, offer.task.as_str(), offer.note.as_deref()),
+        (received.request_id, "companion", Some("gate 2"))
+    );
+    assert!(
+        (100..=120).contains(&offer.distance_m),
+        "{}",
+        offer.distance_m
+    );
+    a.send(wire::Accept {
+        request_id: offer.request_id,
+    })
+    .await
+    .unwrap();
+    let mine = expect(&mut a, "allotted", |m| match m {
+        ServerMessage::Allotted(x) => Some(x),
+        _ => None,
+    })
+    .await;
+    let theirs = expect(&mut u, "allotted", |m| match m {
+        ServerMessage::Allotted(x) => Some(x),
+        _ => None,
+    })
+    .await;
+    assert_eq!(mine.order.order_id, theirs.order.order_id);
+    assert_eq!(theirs.client_ref.as_deref(), Some("r-1"));
+    assert!(mine.order.pin.is_none(), "the associate never sees the PIN");
+    assert_eq!(theirs.order.pin.as_ref().map(String::len), Some(4));
+    assert_eq!(theirs.order.associate.id, associate.0);
+    // Live tracking, both ways.
+    a.send(wire::Location {
+        point: at(12.9720, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    let seen = expect(&mut u, "peer location", |m| match m {
+        ServerMessage::PeerLocation(p) => Some(p),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (seen.order_id, seen.point),
+        (mine.order.order_id, at(12.9720, 77.5946))
+    );
+    u.send(wire::Location {
+        point: at(12.9717, 77.5947),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    let seen = expect(&mut a, "peer location", |m| match m {
+        ServerMessage::PeerLocation(p) => Some(p),
+        _ => None,
+    })
+    .await;
+    assert_eq!(seen.point, at(12.9717, 77.5947));
+    // The order's history over HTTP, for the user with their own token.
+    let r = s
+        .admin("GET", &format!("/v1/orders/{}", mine.order.order_id), None)
+        .await;
+    assert_eq!(r.body["order"]["state"], "allotted");
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn wrong_roles_and_malformed_frames_get_errors_and_the_socket_stays_usable() {
+    let s = TestServer::start(|_| {});
+    let (mut u, mut a, _) = pair(&s).await;
+    // A user may not accept, an associate may not request.
+    u.send(wire::Accept {
+        request_id: wire::RequestId::new(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        expect(&mut u, "error", error_code).await,
+        ErrorCode::WrongRole
+    );
+    a.send(request()).await.unwrap();
+    assert_eq!(
+        expect(&mut a, "error", error_code).await,
+        ErrorCode::WrongRole
+    );
+    // An associate accepting an offer that is not theirs.
+    a.send(wire::Accept {
+        request_id: wire::RequestId::new(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        expect(&mut a, "error", error_code).await,
+        ErrorCode::NotYourOffer
+    );
+    for (raw, code) in [
+        ("{not json", ErrorCode::BadFrame),
+        (r#"{"type":"teleport"}"#, ErrorCode::UnknownType),
+        (r#"{"type":"location"}"#, ErrorCode::MissingField),
+        (
+            r#"{"type":"location","point":{"lat":NaN,"lng":0}}"#,
+            ErrorCode::BadFrame,
+        ),
+        (
+            r#"{"type":"location","point":{"lat":95,"lng":0}}"#,
+            ErrorCode::BadCoordinates,
+        ),
+        (
+            r#"{"type":"request","client_ref":"x","task":"juggling","pickup":{"lat":1,"lng":1}}"#,
+            ErrorCode::UnknownTaskType,
+        ),
+    ] {
+        u.send_raw(Message::text(raw)).await.unwrap();
+        let got = expect(&mut u, "error", error_code).await;
+        assert_eq!(got, code, "{raw}");
+    }
+    u.send_raw(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(
+        expect(&mut u, "error", error_code).await,
+        ErrorCode::WrongEncoding
+    );
+    let bad_ref =
+        r#"{"type":"request","client_ref":"mine-7","task":"juggling","pickup":{"lat":1,"lng":1}}"#;
+    u.send_raw(Message::text(bad_ref)).await.unwrap();
+    // Decode errors cannot echo a reference they could not read; a refused valid frame does.
+    let e = expect(&mut u, "error", |m| match m {
+        ServerMessage::Error(e) => Some(e),
+        _ => None,
+    })
+    .await;
+    assert_eq!(e.code, ErrorCode::UnknownTaskType);
+    u.send(wire::TaskRequest {
+        discount_code: Some("NOPE".into()),
+        ..request()
+    })
+    .await
+    .unwrap();
+    let e = expect(&mut u, "error", |m| match m {
+        ServerMessage::Error(e) => Some(e),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (e.code, e.client_ref.as_deref()),
+        (ErrorCode::BadDiscountCode, Some("r-1"))
+    );
+    // Still usable.
+    u.send(wire::Heartbeat { nonce: Some(9) }).await.unwrap();
+    let h = expect(&mut u, "heartbeat", |m| match m {
+        ServerMessage::Heartbeat(h) => Some(h),
+        _ => None,
+    })
+    .await;
+    assert_eq!(h.nonce, Some(9));
+}
+
+#[tokio::test]
+async fn binary_frames_work_end_to_end() {
+    let s = TestServer::start(|_| {});
+    let (_, token) = s.user("Bin").await;
+    let mut c = s.connect_with(&token, Encoding::Binary).await;
+    c.send(wire::Heartbeat { nonce: Some(3) }).await.unwrap();
+    let h = expect(&mut c, "heartbeat", |m| match m {
+        ServerMessage::Heartbeat(h) => Some(h),
+        _ => None,
+    })
+    .await;
+    assert_eq!(h.nonce, Some(3));
+}
+
+#[tokio::test]
+async fn an_oversize_frame_closes_the_socket() {
+    let s = TestServer::start(|_| {});
+    let (_, token) = s.user("Big").await;
+    let mut c = s.connect(&token).await;
+    let big = format!(r#"{{"type":"heartbeat","pad":"{}"}}"#, "x".repeat(20_000));
+    c.send_raw(Message::text(big)).await.unwrap();
+    assert_eq!(
+        expect(&mut c, "error", error_code).await,
+        ErrorCode::FrameTooLarge
+    );
+    match c.recv_timeout(WAIT).await {
+        Err(wire::client::ClientError::Closed(reason)) => {
+            assert!(reason.starts_with("1009"), "{reason}")
+        }
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped() {
+    let s = TestServer::start(|c| {
+        c.socket.outbound_queue = 16;
+        c.socket.write_timeout_ms = 300;
+        c.socket.send_buffer_bytes = 8 * 1024;
+    });
+    let (_, token) = s.user("Slow").await;
+    // Small kernel buffers on both ends so "not reading" shows within kilobytes.
+    let options = wire::client::ConnectOptions {
+        url: s.ws_url(),
+        token,
+        encoding: Encoding::Json,
+        local_ip: None,
+        recv_buffer_bytes: Some(4 * 1024),
+    };
+    let c = wire::client::Client::connect_with(&options).await.unwrap();
+    let (mut tx, rx) = c.split();
+    // Ask for a stream of replies and never read them.
+    let flood = async {
+        for n in 0u64.. {
+            if tx
+                .send(ClientMessage::from(wire::Heartbeat { nonce: Some(n) }))
+                .await
+                .is_err()
+            {
+                return n;
+            }
+        }
+        unreachable!("u64 frames")
+    };
+    let sent = tokio::time::timeout(Duration::from_secs(60), flood)
+        .await
+        .expect("the engine must drop the reader");
+    assert!(sent > 16, "dropped after only {sent} frames");
+    drop(rx);
+    // The engine is fine: others connect and are served.
+    let (_, token2) = s.user("Next").await;
+    let mut c2 = s.connect(&token2).await;
+    c2.send(wire::Heartbeat { nonce: Some(1) }).await.unwrap();
+    expect(&mut c2, "heartbeat", |m| {
+        matches!(m, ServerMessage::Heartbeat(_)).then_some(())
+    })
+    .await;
+    let metrics = wire::client::http_api::request(s.addr, "GET", "/metrics", &[], None)
+        .await
+        .unwrap()
+        .text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("speedy_disconnects_total")
+                && (l.contains("slow_reader") || l.contains("write_failed"))),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn reconnecting_mid_offer_and_mid_order_restores_the_state() {
+    let s = TestServer::start(|_| {});
+    let (_, user_token) = s.user("Asha").await;
+    let (_, associate_token) = s.associate("Ravi", &["companion"]).await;
+    let mut a = s.connect(&associate_token).await;
+    a.send(wire::Location {
+        point: at(12.9726, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
+    let mut u = s.connect(&user_token).await;
+    u.send(request()).await.unwrap();
+    let offer = expect(&mut a, "offer", |m| match m {
+        ServerMessage::Offer(o) => Some(o),
+        _ => None,
+    })
+    .await;
+    // The associate's phone switches networks: a second connection while the first lingers.
+    let mut a2 = s.connect(&associate_token).await;
+    let again = expect(&mut a2, "offer again", |m| match m {
+        ServerMessage::Offer(o) => Some(o),
+        _ => None,
+    })
+    .await;
+    assert_eq!(again, offer, "same offer, same expiry");
+    assert!(
+        matches!(
+            a.recv_timeout(WAIT).await,
+            Err(wire::client::ClientError::Closed(_))
+        ),
+        "the old connection closes"
+    );
+    a2.send(wire::Accept {
+        request_id: offer.request_id,
+    })
+    .await
+    .unwrap();
+    let order = expect(&mut u, "allotted", |m| match m {
+        ServerMessage::Allotted(x) => Some(x.order),
+        _ => None,
+    })
+    .await;
+    // The user drops and comes back: the order is re-sent, PIN included.
+    drop(u);
+    let mut u2 = s.connect(&user_token).await;
+    let snapshot = expect(&mut u2, "order", |m| match m {
+        ServerMessage::Order(o) => Some(o.order),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (snapshot.order_id, snapshot.pin.as_deref()),
+        (order.order_id, order.pin.as_deref())
+    );
+}
