@@ -119,6 +119,8 @@ pub struct OrderActor {
     charging: Option<PaymentId>,
     /// A billing request is out (recovery path).
     billing: bool,
+    /// The successful payment being recorded, reported once the order is paid.
+    settling: Option<PaymentOutcome>,
 }
 
 impl OrderActor {
@@ -135,6 +137,7 @@ impl OrderActor {
             invoice,
             charging: None,
             billing: false,
+            settling: None,
         }
     }
 
@@ -254,7 +257,7 @@ impl OrderActor {
             .dispatch()
             .now_ms()
             .saturating_sub(self.record.allotted_at_ms);
-        if since <= u64::from(policy.free_minutes) * 60_000 {
+        if since < u64::from(policy.free_minutes) * 60_000 {
             0
         } else {
             policy.fee_minor
@@ -336,7 +339,12 @@ impl OrderActor {
                     }
                 }
             }
-            OrderState::Paid => self.commit_now(OrderEventKind::Closed, Vec::new(), ctx),
+            OrderState::Paid => {
+                if let Some(outcome) = self.settling.take() {
+                    self.orders.sessions().to_user(self.record.user_id, PaymentResult { payment: Box::new(outcome) });
+                }
+                self.commit_now(OrderEventKind::Closed, Vec::new(), ctx);
+            }
             OrderState::Closed | OrderState::Cancelled => {
                 if state == OrderState::Closed
                     && let Some(invoice) = &self.invoice
@@ -421,21 +429,13 @@ impl OrderActor {
         );
     }
 
-    /// Records a payment's outcome: tells the user, and on success settles the invoice
-    /// (tip and settlement) and moves the order to paid, which closes it.
+    /// Records a payment's outcome durably, then tells the user. On success it settles
+    /// the invoice (tip and settlement) and moves the order to paid, which closes it; the
+    /// user hears of the success only once the order is paid on disk.
     fn settle(&mut self, payment: storage::PaymentRecord, ctx: &mut Context<Self>) {
         if self.charging == Some(payment.payment_id) {
             self.charging = None;
         }
-        let outcome = PaymentOutcome {
-            payment_id: payment.payment_id,
-            order_id: payment.order_id,
-            idempotency_key: payment.idempotency_key.clone(),
-            status: payment.status,
-            amount_minor: payment.amount_minor,
-            transaction_ref: payment.transaction_ref.clone(),
-            failure: payment.failure.clone(),
-        };
         let method = payment.method;
         metrics::counter!(
             crate::telemetry::PAYMENTS,
@@ -443,20 +443,27 @@ impl OrderActor {
             "status" => status_name(payment.status)
         )
         .increment(1);
-        self.orders.sessions().to_user(
-            self.record.user_id,
-            PaymentResult {
-                payment: Box::new(outcome),
-            },
-        );
-        if payment.status != PaymentStatus::Succeeded || self.record.state != OrderState::Billed {
-            if let Err(e) = self.orders.store().put_payment(&payment) {
-                tracing::error!(payment = %payment.payment_id, error = %e, "could not store the payment outcome");
+        let outcome = outcome_of(&payment);
+        let invoice = match (&self.invoice, payment.status, self.record.state) {
+            (Some(invoice), PaymentStatus::Succeeded, OrderState::Billed) => invoice.clone(),
+            _ => {
+                // Failed, pending, or too late to matter: store it, then tell the user.
+                let stored = self.orders.store().put_payment(&payment);
+                let user = self.record.user_id;
+                let write = async move {
+                    match stored {
+                        Ok(ticket) => ticket.durable().await,
+                        Err(e) => Err(e),
+                    }
+                }
+                .into_actor(self)
+                .map(move |durable, act, _| match durable {
+                    Ok(()) => act.orders.sessions().to_user(user, PaymentResult { payment: Box::new(outcome) }),
+                    Err(e) => tracing::error!(error = %e, "could not store a payment outcome"),
+                });
+                ctx.wait(write);
+                return;
             }
-            return;
-        }
-        let Some(invoice) = self.invoice.clone() else {
-            return;
         };
         let mut paid = match pricing::with_tip(&invoice, payment.tip_minor) {
             Ok(i) => i,
@@ -471,19 +478,13 @@ impl OrderActor {
             paid_at_ms: payment.updated_at_ms,
         });
         self.invoice = Some(paid.clone());
+        self.settling = Some(outcome);
         let kind = OrderEventKind::Paid {
             payment_id: payment.payment_id,
             method,
             amount_minor: payment.amount_minor,
         };
-        self.commit_now(
-            kind,
-            vec![
-                storage::SideWrite::Payment(payment),
-                storage::SideWrite::Invoice(paid),
-            ],
-            ctx,
-        );
+        self.commit_now(kind, vec![storage::SideWrite::Payment(payment), storage::SideWrite::Invoice(paid)], ctx);
     }
 
     /// Picks up where a recovered order left off.
@@ -510,6 +511,19 @@ fn status_name(s: PaymentStatus) -> &'static str {
         PaymentStatus::Pending => "pending",
         PaymentStatus::Succeeded => "succeeded",
         PaymentStatus::Failed => "failed",
+    }
+}
+
+/// How a payment record is reported to the user.
+pub(crate) fn outcome_of(p: &storage::PaymentRecord) -> PaymentOutcome {
+    PaymentOutcome {
+        payment_id: p.payment_id,
+        order_id: p.order_id,
+        idempotency_key: p.idempotency_key.clone(),
+        status: p.status,
+        amount_minor: p.amount_minor,
+        transaction_ref: p.transaction_ref.clone(),
+        failure: p.failure.clone(),
     }
 }
 

@@ -203,8 +203,18 @@ impl Orders {
         }
     }
 
-    /// The user pays their order's invoice.
+    /// The user pays their order's invoice. Once the order has closed, a retry with a
+    /// used key gets the stored outcome again.
     pub async fn pay(&self, party: PartyId, frame: wire::Pay) -> Result<(), ActorError> {
+        let Ok(actor) = self.actor(frame.order_id) else {
+            let PartyId::User(user) = party else { return Err(ActorError::NotYourOrder) };
+            let stored = self.shared.store.payment_by_key(user, &frame.idempotency_key)?;
+            let Some(payment) = stored.filter(|p| p.order_id == frame.order_id) else {
+                return Err(ActorError::NotYourOrder);
+            };
+            self.sessions().to_user(user, wire::PaymentResult { payment: Box::new(order::outcome_of(&payment)) });
+            return Ok(());
+        };
         let pay = order::Pay {
             party,
             method: frame.method,
@@ -212,7 +222,7 @@ impl Orders {
             idempotency_key: frame.idempotency_key,
             tip_minor: frame.tip_minor.unwrap_or(0),
         };
-        self.actor(frame.order_id)?.send(pay).await?
+        actor.send(pay).await?
     }
 
     /// The associate confirms cash.

@@ -99,6 +99,14 @@ impl Store {
         }
     }
 
+    /// The payment a user's idempotency key names, if any.
+    pub fn payment_by_key(&self, user: UserId, key: &str) -> Result<Option<PaymentRecord>, StorageError> {
+        match self.inner.payment_keys.get(idempotency_key(user, key))? {
+            Some(id) => self.inner.payments.get(id),
+            None => Ok(None),
+        }
+    }
+
     /// Replaces a payment record (status changes outside an order transition).
     pub fn put_payment(&self, record: &PaymentRecord) -> Result<Ticket, StorageError> {
         self.inner

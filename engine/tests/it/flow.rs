@@ -1,0 +1,290 @@
+//! Orders to money to feedback over real sockets: the seed's nineteen steps, and the
+//! cash, declined-card and cancellation variants.
+
+use serde_json::json;
+use wire::client::{Client, http_api};
+use wire::model::{OrderSnapshot, OrderState, PaymentMethod, PaymentStatus, Point};
+use wire::{ErrorCode, OrderId, ServerMessage};
+
+use crate::harness::{TestServer, expect};
+
+fn at(lat: f64, lng: f64) -> Point {
+    Point { lat, lng }
+}
+
+/// A user and an online associate connected, with ids.
+struct Parties {
+    u: Client,
+    a: Client,
+    user: wire::UserId,
+    associate: wire::AssociateId,
+}
+
+async fn parties(s: &TestServer) -> Parties {
+    let (user, user_token) = s.user("Asha").await;
+    let (associate, associate_token) = s.associate("Ravi", &["companion", "helper"]).await;
+    let mut a = s.connect(&associate_token).await;
+    a.send(wire::Location { point: at(12.9726, 77.5946), accuracy_m: None }).await.unwrap();
+    a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
+    expect(&mut a, "available", |m| match m {
+        ServerMessage::Status(st) if st.availability == wire::model::Availability::Available => Some(()),
+        _ => None,
+    })
+    .await;
+    let mut u = s.connect(&user_token).await;
+    u.send(wire::Location { point: at(12.9716, 77.5946), accuracy_m: None }).await.unwrap();
+    Parties { u, a, user, associate }
+}
+
+fn request(code: Option<&str>) -> wire::TaskRequest {
+    wire::TaskRequest {
+        client_ref: "flow-1".into(),
+        task: "companion".into(),
+        pickup: at(12.9716, 77.5946),
+        note: None,
+        discount_code: code.map(str::to_owned),
+    }
+}
+
+/// Request, offer, accept: the order as the user sees it (with PIN).
+async fn allot(p: &mut Parties, code: Option<&str>) -> OrderSnapshot {
+    p.u.send(request(code)).await.unwrap();
+    let offer = expect(&mut p.a, "offer", |m| match m {
+        ServerMessage::Offer(o) => Some(o),
+        _ => None,
+    })
+    .await;
+    p.a.send(wire::Accept { request_id: offer.request_id }).await.unwrap();
+    expect(&mut p.a, "allotted", |m| matches!(m, ServerMessage::Allotted(_)).then_some(())).await;
+    expect(&mut p.u, "allotted", |m| match m {
+        ServerMessage::Allotted(x) => Some(*x.order),
+        _ => None,
+    })
+    .await
+}
+
+async fn state_update(c: &mut Client, order: OrderId, state: OrderState) {
+    expect(c, state.as_str(), |m| match m {
+        ServerMessage::OrderUpdate(u) if u.order_id == order && u.state == state => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+/// Arrive, start with the PIN, complete: both get the invoice.
+async fn work(p: &mut Parties, order: &OrderSnapshot) -> wire::model::Invoice {
+    let id = order.order_id;
+    p.a.send(wire::EnRoute { order_id: id }).await.unwrap();
+    state_update(&mut p.u, id, OrderState::EnRoute).await;
+    p.a.send(wire::Arrived { order_id: id }).await.unwrap();
+    state_update(&mut p.u, id, OrderState::Arrived).await;
+    p.a.send(wire::Start { order_id: id, pin: order.pin.clone().unwrap() }).await.unwrap();
+    state_update(&mut p.a, id, OrderState::Started).await;
+    p.u.send(wire::Complete { order_id: id }).await.unwrap();
+    state_update(&mut p.a, id, OrderState::Completed).await;
+    let theirs = expect(&mut p.a, "invoice", |m| match m {
+        ServerMessage::Invoice(i) => Some(*i.invoice),
+        _ => None,
+    })
+    .await;
+    let mine = expect(&mut p.u, "invoice", |m| match m {
+        ServerMessage::Invoice(i) => Some(*i.invoice),
+        _ => None,
+    })
+    .await;
+    assert_eq!(mine, theirs);
+    assert_eq!(mine.lines.iter().map(|l| l.amount_minor).sum::<i64>(), mine.total_minor);
+    mine
+}
+
+async fn payment_result(c: &mut Client) -> wire::model::PaymentOutcome {
+    expect(c, "payment result", |m| match m {
+        ServerMessage::PaymentResult(p) => Some(*p.payment),
+        _ => None,
+    })
+    .await
+}
+
+async fn error(c: &mut Client) -> ErrorCode {
+    expect(c, "error", |m| match m {
+        ServerMessage::Error(e) => Some(e.code),
+        _ => None,
+    })
+    .await
+}
+
+async fn order_json(s: &TestServer, id: OrderId) -> serde_json::Value {
+    let r = s.admin("GET", &format!("/v1/orders/{id}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+#[tokio::test]
+async fn all_nineteen_steps() {
+    let s = TestServer::start(|_| {});
+    let code = json!({
+        "code": "WELCOME50",
+        "kind": { "percent": { "rate_bp": 5000, "cap_minor": 10000 } },
+        "expires_at_ms": null,
+        "min_order_minor": 0,
+        "once_per_user": true
+    });
+    assert_eq!(s.admin("POST", "/v1/discounts", Some(code)).await.status, 201);
+    let mut p = parties(&s).await;
+    let order = allot(&mut p, Some("WELCOME50")).await;
+    let id = order.order_id;
+    assert_eq!(order.discount_code.as_deref(), Some("WELCOME50"));
+    // Live tracking during the order.
+    p.a.send(wire::Location { point: at(12.9722, 77.5946), accuracy_m: None }).await.unwrap();
+    expect(&mut p.u, "peer location", |m| matches!(m, ServerMessage::PeerLocation(_)).then_some(())).await;
+    // A wrong PIN is refused; the right one starts the job.
+    p.a.send(wire::Arrived { order_id: id }).await.unwrap();
+    state_update(&mut p.a, id, OrderState::Arrived).await;
+    let wrong = if order.pin.as_deref() == Some("0000") { "1111" } else { "0000" };
+    p.a.send(wire::Start { order_id: id, pin: wrong.into() }).await.unwrap();
+    assert_eq!(error(&mut p.a).await, ErrorCode::WrongPin);
+    p.a.send(wire::Start { order_id: id, pin: order.pin.clone().unwrap() }).await.unwrap();
+    state_update(&mut p.u, id, OrderState::Started).await;
+    p.u.send(wire::Complete { order_id: id }).await.unwrap();
+    let invoice = expect(&mut p.u, "invoice", |m| match m {
+        ServerMessage::Invoice(i) => Some(*i.invoice),
+        _ => None,
+    })
+    .await;
+    assert!(invoice.lines.iter().any(|l| l.kind == wire::model::LineKind::Discount), "{invoice:?}");
+    // Pay by card with a tip, then retry with the same key: one charge.
+    let pay = wire::Pay {
+        order_id: id,
+        method: PaymentMethod::Card,
+        instrument: "4242424242424242".into(),
+        idempotency_key: "pay-1".into(),
+        tip_minor: Some(2_000),
+    };
+    p.u.send(pay.clone()).await.unwrap();
+    let first = payment_result(&mut p.u).await;
+    assert_eq!(first.status, PaymentStatus::Succeeded);
+    assert_eq!(first.amount_minor, invoice.total_minor + 2_000);
+    for c in [&mut p.u, &mut p.a] {
+        let closed = expect(c, "order closed", |m| match m {
+            ServerMessage::OrderClosed(x) => Some(*x.invoice),
+            _ => None,
+        })
+        .await;
+        assert_eq!(closed.total_minor, invoice.total_minor + 2_000);
+        assert_eq!(closed.settlement.as_ref().map(|s| s.method), Some(PaymentMethod::Card));
+        // Both are asked for feedback once the order closes.
+        expect(c, "feedback request", |m| matches!(m, ServerMessage::FeedbackRequest(_)).then_some(())).await;
+    }
+    p.u.send(pay).await.unwrap();
+    let again = payment_result(&mut p.u).await;
+    assert_eq!(again, first, "a retry returns the first result");
+    let stored = order_json(&s, id).await;
+    assert_eq!(stored["order"]["state"], "closed");
+    assert_eq!(stored["payments"].as_array().unwrap().len(), 1, "charged once");
+    assert_eq!(stored["events"].as_array().unwrap().len(), 7);
+    // Both rate; a second rating is refused.
+    p.u.send(wire::Feedback { order_id: id, rating: 5, comment: Some("kind".into()) }).await.unwrap();
+    expect(&mut p.u, "recorded", |m| matches!(m, ServerMessage::FeedbackRecorded(_)).then_some(())).await;
+    p.a.send(wire::Feedback { order_id: id, rating: 4, comment: None }).await.unwrap();
+    expect(&mut p.a, "recorded", |m| matches!(m, ServerMessage::FeedbackRecorded(_)).then_some(())).await;
+    p.u.send(wire::Feedback { order_id: id, rating: 1, comment: None }).await.unwrap();
+    assert_eq!(error(&mut p.u).await, ErrorCode::AlreadyRated);
+    // One more from social media, over HTTP with the API key.
+    let social = json!({ "order_id": id, "about": "associate", "rating": 3, "source": "twitter", "comment": "late but fine" });
+    let r = http_api::request(s.addr, "POST", "/v1/feedback", &[("x-api-key", &s.feedback_key)], Some(&social)).await.unwrap();
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = http_api::request(s.addr, "POST", "/v1/feedback", &[("x-api-key", "nope-nope-nope-nope")], Some(&social)).await.unwrap();
+    assert_eq!(r.status, 401);
+    let associate = s.admin("GET", &format!("/v1/associates/{}", p.associate), None).await.body;
+    assert_eq!((associate["rating_sum"].as_u64(), associate["rating_count"].as_u64()), (Some(8), Some(2)));
+    let user = s.admin("GET", &format!("/v1/users/{}", p.user), None).await.body;
+    assert_eq!((user["rating_sum"].as_u64(), user["rating_count"].as_u64()), (Some(4), Some(1)));
+    // The associate is available again and gets the next offer; the code was used once.
+    let (_, token2) = s.user("Bela").await;
+    let mut u2 = s.connect(&token2).await;
+    u2.send(request(None)).await.unwrap();
+    expect(&mut p.a, "next offer", |m| matches!(m, ServerMessage::Offer(_)).then_some(())).await;
+    p.u.send(request(Some("WELCOME50"))).await.unwrap();
+    assert_eq!(error(&mut p.u).await, ErrorCode::BadDiscountCode);
+}
+
+#[tokio::test]
+async fn cash_needs_the_full_amount() {
+    let s = TestServer::start(|_| {});
+    let mut p = parties(&s).await;
+    let order = allot(&mut p, None).await;
+    let invoice = work(&mut p, &order).await;
+    p.a.send(wire::CashReceived { order_id: order.order_id, amount_minor: invoice.total_minor - 1 }).await.unwrap();
+    assert_eq!(error(&mut p.a).await, ErrorCode::InsufficientAmount);
+    p.u.send(wire::CashReceived { order_id: order.order_id, amount_minor: invoice.total_minor }).await.unwrap();
+    assert_eq!(error(&mut p.u).await, ErrorCode::WrongRole);
+    p.a.send(wire::CashReceived { order_id: order.order_id, amount_minor: invoice.total_minor }).await.unwrap();
+    let paid = payment_result(&mut p.u).await;
+    assert_eq!((paid.status, paid.amount_minor), (PaymentStatus::Succeeded, invoice.total_minor));
+    state_update(&mut p.a, order.order_id, OrderState::Closed).await;
+    assert_eq!(order_json(&s, order.order_id).await["invoice"]["settlement"]["method"], "cash");
+}
+
+#[tokio::test]
+async fn a_declined_card_then_a_good_one() {
+    let s = TestServer::start(|_| {});
+    let mut p = parties(&s).await;
+    let order = allot(&mut p, None).await;
+    let invoice = work(&mut p, &order).await;
+    let pay = |instrument: &str, key: &str| wire::Pay {
+        order_id: order.order_id,
+        method: PaymentMethod::Card,
+        instrument: instrument.into(),
+        idempotency_key: key.into(),
+        tip_minor: None,
+    };
+    p.u.send(pay(actors::gateway::test_instruments::CARD_DECLINED, "k-declined")).await.unwrap();
+    let declined = payment_result(&mut p.u).await;
+    assert_eq!((declined.status, declined.failure.as_deref()), (PaymentStatus::Failed, Some("card_declined")));
+    p.u.send(pay("4242424242424242", "k-good")).await.unwrap();
+    let good = payment_result(&mut p.u).await;
+    assert_eq!((good.status, good.amount_minor), (PaymentStatus::Succeeded, invoice.total_minor));
+    state_update(&mut p.u, order.order_id, OrderState::Closed).await;
+    let stored = order_json(&s, order.order_id).await;
+    let statuses: Vec<&str> = stored["payments"].as_array().unwrap().iter().map(|p| p["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "succeeded").count(), 1);
+    assert_eq!(statuses.iter().filter(|s| **s == "failed").count(), 1);
+}
+
+#[tokio::test]
+async fn cancellations_are_free_in_the_window_and_cost_a_fee_after() {
+    // Free window of five minutes: the user cancels at once, for free.
+    let s = TestServer::start(|_| {});
+    let mut p = parties(&s).await;
+    let order = allot(&mut p, None).await;
+    p.u.send(wire::CancelOrder { order_id: order.order_id, reason: Some("plans changed".into()) }).await.unwrap();
+    state_update(&mut p.a, order.order_id, OrderState::Cancelled).await;
+    let stored = order_json(&s, order.order_id).await;
+    assert_eq!(stored["order"]["cancellation"]["fee_minor"], 0);
+    assert_eq!(stored["order"]["cancellation"]["by"], "user");
+    // The associate is free again.
+    p.u.send(request(None)).await.unwrap();
+    expect(&mut p.a, "offer after cancel", |m| matches!(m, ServerMessage::Offer(_)).then_some(())).await;
+    drop(s);
+
+    // No free window: the associate cancels after arriving and the fee applies; started
+    // orders cannot be cancelled.
+    let s = TestServer::start(|c| c.pricing.cancellation.free_minutes = 0);
+    let mut p = parties(&s).await;
+    let order = allot(&mut p, None).await;
+    p.a.send(wire::Arrived { order_id: order.order_id }).await.unwrap();
+    state_update(&mut p.u, order.order_id, OrderState::Arrived).await;
+    p.a.send(wire::CancelOrder { order_id: order.order_id, reason: None }).await.unwrap();
+    state_update(&mut p.u, order.order_id, OrderState::Cancelled).await;
+    let stored = order_json(&s, order.order_id).await;
+    let fee = s.admin("GET", "/v1/pricing", None).await.body["cancellation"]["fee_minor"].as_i64().unwrap();
+    assert_eq!(stored["order"]["cancellation"]["fee_minor"].as_i64(), Some(fee));
+    assert_eq!(stored["order"]["cancellation"]["by"], "associate");
+
+    let order = allot(&mut p, None).await;
+    p.a.send(wire::Arrived { order_id: order.order_id }).await.unwrap();
+    p.a.send(wire::Start { order_id: order.order_id, pin: order.pin.clone().unwrap() }).await.unwrap();
+    state_update(&mut p.u, order.order_id, OrderState::Started).await;
+    p.u.send(wire::CancelOrder { order_id: order.order_id, reason: None }).await.unwrap();
+    assert_eq!(error(&mut p.u).await, ErrorCode::InvalidState);
+}
