@@ -6,7 +6,7 @@ use actix::prelude::*;
 use wire::InvoiceId;
 use wire::model::{Invoice, OrderEventKind, OrderState};
 
-use crate::bus::EventBus;
+use crate::bus::Subscription;
 use crate::error::ActorError;
 use crate::orders::Orders;
 use crate::pricing::{self, BillInput};
@@ -24,13 +24,17 @@ pub struct Bill {
 /// Prices orders.
 pub struct BillingActor {
     orders: Orders,
-    bus: EventBus,
+    /// Taken when the actor starts; subscribed before, so no event is missed.
+    events: Option<Subscription>,
 }
 
 impl BillingActor {
-    /// A billing actor for `orders`, listening on `bus`.
-    pub fn new(orders: Orders, bus: EventBus) -> Self {
-        Self { orders, bus }
+    /// A billing actor for `orders`, fed by `events` from the bus.
+    pub fn new(orders: Orders, events: Subscription) -> Self {
+        Self {
+            orders,
+            events: Some(events),
+        }
     }
 
     /// The invoice and tax invoice for `order`; redeems its discount code.
@@ -86,7 +90,9 @@ impl Actor for BillingActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let mut events = self.bus.subscribe();
+        let Some(mut events) = self.events.take() else {
+            return;
+        };
         let addr = ctx.address();
         actix_rt::spawn(async move {
             while let Some((_, event)) = events.next().await {

@@ -6,7 +6,7 @@ use actix::prelude::*;
 use wire::model::{OrderState, Role};
 use wire::{FeedbackId, FeedbackRecorded, FeedbackRequest, OrderId, PartyId};
 
-use crate::bus::EventBus;
+use crate::bus::Subscription;
 use crate::error::ActorError;
 use crate::orders::{Orders, side_of};
 
@@ -50,13 +50,17 @@ struct Closed {
 /// Records feedback.
 pub struct FeedbackActor {
     orders: Orders,
-    bus: EventBus,
+    /// Taken when the actor starts; subscribed before, so no event is missed.
+    events: Option<Subscription>,
 }
 
 impl FeedbackActor {
-    /// A feedback actor listening on `bus`.
-    pub fn new(orders: Orders, bus: EventBus) -> Self {
-        Self { orders, bus }
+    /// A feedback actor fed by `events` from the bus.
+    pub fn new(orders: Orders, events: Subscription) -> Self {
+        Self {
+            orders,
+            events: Some(events),
+        }
     }
 
     fn store(&self, record: storage::FeedbackRecord) -> Result<(), ActorError> {
@@ -78,7 +82,9 @@ impl Actor for FeedbackActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let mut events = self.bus.subscribe();
+        let Some(mut events) = self.events.take() else {
+            return;
+        };
         let addr = ctx.address();
         actix_rt::spawn(async move {
             while let Some((_, event)) = events.next().await {

@@ -328,7 +328,12 @@ impl OrderActor {
     /// What a newly reached state sets off.
     fn after(&mut self, state: OrderState, ctx: &mut Context<Self>) {
         match state {
-            OrderState::Completed => self.orders.stop_tracking(&self.record),
+            OrderState::Completed => {
+                self.orders.stop_tracking(&self.record);
+                // Billing hears of the completion on the bus; should the invoice not
+                // arrive (billing failed, or restarted), ask again directly.
+                ctx.run_later(BILLING_RETRY, |act, ctx| act.bill(ctx));
+            }
             OrderState::Billed => {
                 if let Some(invoice) = &self.invoice {
                     for party in self.parties() {
@@ -341,7 +346,12 @@ impl OrderActor {
             }
             OrderState::Paid => {
                 if let Some(outcome) = self.settling.take() {
-                    self.orders.sessions().to_user(self.record.user_id, PaymentResult { payment: Box::new(outcome) });
+                    self.orders.sessions().to_user(
+                        self.record.user_id,
+                        PaymentResult {
+                            payment: Box::new(outcome),
+                        },
+                    );
                 }
                 self.commit_now(OrderEventKind::Closed, Vec::new(), ctx);
             }
@@ -458,7 +468,12 @@ impl OrderActor {
                 }
                 .into_actor(self)
                 .map(move |durable, act, _| match durable {
-                    Ok(()) => act.orders.sessions().to_user(user, PaymentResult { payment: Box::new(outcome) }),
+                    Ok(()) => act.orders.sessions().to_user(
+                        user,
+                        PaymentResult {
+                            payment: Box::new(outcome),
+                        },
+                    ),
                     Err(e) => tracing::error!(error = %e, "could not store a payment outcome"),
                 });
                 ctx.wait(write);
@@ -484,7 +499,14 @@ impl OrderActor {
             method,
             amount_minor: payment.amount_minor,
         };
-        self.commit_now(kind, vec![storage::SideWrite::Payment(payment), storage::SideWrite::Invoice(paid)], ctx);
+        self.commit_now(
+            kind,
+            vec![
+                storage::SideWrite::Payment(payment),
+                storage::SideWrite::Invoice(paid),
+            ],
+            ctx,
+        );
     }
 
     /// Picks up where a recovered order left off.

@@ -110,7 +110,7 @@ impl Orders {
         let _ = orders
             .shared
             .billing
-            .set(BillingActor::new(o.clone(), o.shared.bus.clone()).start());
+            .set(BillingActor::new(o.clone(), o.shared.bus.subscribe()).start());
         let _ = orders
             .shared
             .payments
@@ -118,7 +118,7 @@ impl Orders {
         let _ = orders
             .shared
             .feedback
-            .set(FeedbackActor::new(o.clone(), o.shared.bus.clone()).start());
+            .set(FeedbackActor::new(o.clone(), o.shared.bus.subscribe()).start());
         let desk = OrderDesk::new(o).start();
         orders.shared.dispatch.set_order_sink(desk.recipient());
         crate::telemetry::count_transitions(orders.shared.bus.subscribe());
@@ -207,12 +207,22 @@ impl Orders {
     /// used key gets the stored outcome again.
     pub async fn pay(&self, party: PartyId, frame: wire::Pay) -> Result<(), ActorError> {
         let Ok(actor) = self.actor(frame.order_id) else {
-            let PartyId::User(user) = party else { return Err(ActorError::NotYourOrder) };
-            let stored = self.shared.store.payment_by_key(user, &frame.idempotency_key)?;
+            let PartyId::User(user) = party else {
+                return Err(ActorError::NotYourOrder);
+            };
+            let stored = self
+                .shared
+                .store
+                .payment_by_key(user, &frame.idempotency_key)?;
             let Some(payment) = stored.filter(|p| p.order_id == frame.order_id) else {
                 return Err(ActorError::NotYourOrder);
             };
-            self.sessions().to_user(user, wire::PaymentResult { payment: Box::new(order::outcome_of(&payment)) });
+            self.sessions().to_user(
+                user,
+                wire::PaymentResult {
+                    payment: Box::new(order::outcome_of(&payment)),
+                },
+            );
             return Ok(());
         };
         let pay = order::Pay {

@@ -97,9 +97,13 @@ enum Phase {
     /// Looking for candidates (a search may be in flight).
     Searching,
     /// Asking an associate to reserve themselves.
+    /// The associate may already hold the reservation (and answer) before its reply
+    /// reaches this actor: an answer from them counts as for the offer.
     Reserving {
+        associate: AssociateId,
         addr: Addr<AssociateActor>,
         generation: u64,
+        distance_m: u32,
     },
     /// An offer is out.
     Offering {
@@ -219,8 +223,10 @@ impl RequestActor {
         let associate = candidate.id;
         let distance_m = candidate.distance_m.round() as u32;
         self.phase = Phase::Reserving {
+            associate,
             addr: addr.clone(),
             generation,
+            distance_m,
         };
         let window = self.dispatch.config().window_for(self.spec.task);
         let expires = Instant::now() + window;
@@ -273,12 +279,7 @@ impl RequestActor {
         expires: Instant,
         ctx: &mut Context<Self>,
     ) {
-        telemetry::offer("sent");
-        if !self.offered_any {
-            self.offered_any = true;
-            metrics::histogram!(telemetry::TIME_TO_FIRST_OFFER)
-                .record(self.spec.created.elapsed().as_secs_f64());
-        }
+        self.note_sent();
         self.phase = Phase::Offering {
             associate,
             addr,
@@ -314,6 +315,33 @@ impl RequestActor {
         self.refused.insert(*associate);
         self.phase = Phase::Searching;
         self.next_candidate(ctx);
+    }
+
+    /// Counts an offer that reached an associate (and the first one's latency).
+    fn note_sent(&mut self) {
+        telemetry::offer("sent");
+        if !self.offered_any {
+            self.offered_any = true;
+            metrics::histogram!(telemetry::TIME_TO_FIRST_OFFER)
+                .record(self.spec.created.elapsed().as_secs_f64());
+        }
+    }
+
+    /// The associate holding (or being asked for) the offer, and their distance.
+    fn holder(&self) -> Option<(AssociateId, u32)> {
+        match &self.phase {
+            Phase::Reserving {
+                associate,
+                distance_m,
+                ..
+            }
+            | Phase::Offering {
+                associate,
+                distance_m,
+                ..
+            } => Some((*associate, *distance_m)),
+            _ => None,
+        }
     }
 
     /// Withdraws the open offer or the reservation in flight, telling the associate why.
@@ -379,14 +407,14 @@ impl Handler<AcceptOffer> for RequestActor {
     /// Accepts only from the associate holding the open offer; then creates the order
     /// (durably) before answering, and the request ends.
     fn handle(&mut self, msg: AcceptOffer, _: &mut Context<Self>) -> Self::Result {
-        let offered_distance = match &self.phase {
-            Phase::Offering {
-                associate,
-                distance_m,
-                ..
-            } if *associate == msg.associate => Some(*distance_m),
-            _ => None,
-        };
+        let offered_distance = self
+            .holder()
+            .filter(|(a, _)| *a == msg.associate)
+            .map(|(_, d)| d);
+        if offered_distance.is_some() && matches!(self.phase, Phase::Reserving { .. }) {
+            // Accepted before the grant reached us: the offer was out all the same.
+            self.note_sent();
+        }
         let current = offered_distance.is_some();
         let sink = self.dispatch.order_sink().cloned();
         let (Some(distance_m), Some(sink)) = (offered_distance, sink) else {
@@ -446,10 +474,15 @@ impl Handler<OfferRefused> for RequestActor {
 
     /// Moves on if the refusal is about the open offer.
     fn handle(&mut self, msg: OfferRefused, ctx: &mut Context<Self>) {
-        let current =
-            matches!(&self.phase, Phase::Offering { associate, .. } if *associate == msg.associate);
-        if !current {
+        let Some((holder, _)) = self.holder() else {
             return;
+        };
+        if holder != msg.associate {
+            return;
+        }
+        if matches!(self.phase, Phase::Reserving { .. }) {
+            // Refused before the grant reached us: the offer was out all the same.
+            self.note_sent();
         }
         telemetry::offer(match msg.why {
             RefusedBy::Declined => "declined",

@@ -100,7 +100,11 @@ impl Store {
     }
 
     /// The payment a user's idempotency key names, if any.
-    pub fn payment_by_key(&self, user: UserId, key: &str) -> Result<Option<PaymentRecord>, StorageError> {
+    pub fn payment_by_key(
+        &self,
+        user: UserId,
+        key: &str,
+    ) -> Result<Option<PaymentRecord>, StorageError> {
         match self.inner.payment_keys.get(idempotency_key(user, key))? {
             Some(id) => self.inner.payments.get(id),
             None => Ok(None),

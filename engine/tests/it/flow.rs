@@ -24,16 +24,33 @@ async fn parties(s: &TestServer) -> Parties {
     let (user, user_token) = s.user("Asha").await;
     let (associate, associate_token) = s.associate("Ravi", &["companion", "helper"]).await;
     let mut a = s.connect(&associate_token).await;
-    a.send(wire::Location { point: at(12.9726, 77.5946), accuracy_m: None }).await.unwrap();
+    a.send(wire::Location {
+        point: at(12.9726, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
     a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
     expect(&mut a, "available", |m| match m {
-        ServerMessage::Status(st) if st.availability == wire::model::Availability::Available => Some(()),
+        ServerMessage::Status(st) if st.availability == wire::model::Availability::Available => {
+            Some(())
+        }
         _ => None,
     })
     .await;
     let mut u = s.connect(&user_token).await;
-    u.send(wire::Location { point: at(12.9716, 77.5946), accuracy_m: None }).await.unwrap();
-    Parties { u, a, user, associate }
+    u.send(wire::Location {
+        point: at(12.9716, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    Parties {
+        u,
+        a,
+        user,
+        associate,
+    }
 }
 
 fn request(code: Option<&str>) -> wire::TaskRequest {
@@ -54,8 +71,15 @@ async fn allot(p: &mut Parties, code: Option<&str>) -> OrderSnapshot {
         _ => None,
     })
     .await;
-    p.a.send(wire::Accept { request_id: offer.request_id }).await.unwrap();
-    expect(&mut p.a, "allotted", |m| matches!(m, ServerMessage::Allotted(_)).then_some(())).await;
+    p.a.send(wire::Accept {
+        request_id: offer.request_id,
+    })
+    .await
+    .unwrap();
+    expect(&mut p.a, "allotted", |m| {
+        matches!(m, ServerMessage::Allotted(_)).then_some(())
+    })
+    .await;
     expect(&mut p.u, "allotted", |m| match m {
         ServerMessage::Allotted(x) => Some(*x.order),
         _ => None,
@@ -78,7 +102,12 @@ async fn work(p: &mut Parties, order: &OrderSnapshot) -> wire::model::Invoice {
     state_update(&mut p.u, id, OrderState::EnRoute).await;
     p.a.send(wire::Arrived { order_id: id }).await.unwrap();
     state_update(&mut p.u, id, OrderState::Arrived).await;
-    p.a.send(wire::Start { order_id: id, pin: order.pin.clone().unwrap() }).await.unwrap();
+    p.a.send(wire::Start {
+        order_id: id,
+        pin: order.pin.clone().unwrap(),
+    })
+    .await
+    .unwrap();
     state_update(&mut p.a, id, OrderState::Started).await;
     p.u.send(wire::Complete { order_id: id }).await.unwrap();
     state_update(&mut p.a, id, OrderState::Completed).await;
@@ -93,7 +122,10 @@ async fn work(p: &mut Parties, order: &OrderSnapshot) -> wire::model::Invoice {
     })
     .await;
     assert_eq!(mine, theirs);
-    assert_eq!(mine.lines.iter().map(|l| l.amount_minor).sum::<i64>(), mine.total_minor);
+    assert_eq!(
+        mine.lines.iter().map(|l| l.amount_minor).sum::<i64>(),
+        mine.total_minor
+    );
     mine
 }
 
@@ -129,21 +161,46 @@ async fn all_nineteen_steps() {
         "min_order_minor": 0,
         "once_per_user": true
     });
-    assert_eq!(s.admin("POST", "/v1/discounts", Some(code)).await.status, 201);
+    assert_eq!(
+        s.admin("POST", "/v1/discounts", Some(code)).await.status,
+        201
+    );
     let mut p = parties(&s).await;
     let order = allot(&mut p, Some("WELCOME50")).await;
     let id = order.order_id;
     assert_eq!(order.discount_code.as_deref(), Some("WELCOME50"));
     // Live tracking during the order.
-    p.a.send(wire::Location { point: at(12.9722, 77.5946), accuracy_m: None }).await.unwrap();
-    expect(&mut p.u, "peer location", |m| matches!(m, ServerMessage::PeerLocation(_)).then_some(())).await;
+    p.a.send(wire::Location {
+        point: at(12.9722, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    expect(&mut p.u, "peer location", |m| {
+        matches!(m, ServerMessage::PeerLocation(_)).then_some(())
+    })
+    .await;
     // A wrong PIN is refused; the right one starts the job.
     p.a.send(wire::Arrived { order_id: id }).await.unwrap();
     state_update(&mut p.a, id, OrderState::Arrived).await;
-    let wrong = if order.pin.as_deref() == Some("0000") { "1111" } else { "0000" };
-    p.a.send(wire::Start { order_id: id, pin: wrong.into() }).await.unwrap();
+    let wrong = if order.pin.as_deref() == Some("0000") {
+        "1111"
+    } else {
+        "0000"
+    };
+    p.a.send(wire::Start {
+        order_id: id,
+        pin: wrong.into(),
+    })
+    .await
+    .unwrap();
     assert_eq!(error(&mut p.a).await, ErrorCode::WrongPin);
-    p.a.send(wire::Start { order_id: id, pin: order.pin.clone().unwrap() }).await.unwrap();
+    p.a.send(wire::Start {
+        order_id: id,
+        pin: order.pin.clone().unwrap(),
+    })
+    .await
+    .unwrap();
     state_update(&mut p.u, id, OrderState::Started).await;
     p.u.send(wire::Complete { order_id: id }).await.unwrap();
     let invoice = expect(&mut p.u, "invoice", |m| match m {
@@ -151,7 +208,13 @@ async fn all_nineteen_steps() {
         _ => None,
     })
     .await;
-    assert!(invoice.lines.iter().any(|l| l.kind == wire::model::LineKind::Discount), "{invoice:?}");
+    assert!(
+        invoice
+            .lines
+            .iter()
+            .any(|l| l.kind == wire::model::LineKind::Discount),
+        "{invoice:?}"
+    );
     // Pay by card with a tip, then retry with the same key: one charge.
     let pay = wire::Pay {
         order_id: id,
@@ -171,39 +234,107 @@ async fn all_nineteen_steps() {
         })
         .await;
         assert_eq!(closed.total_minor, invoice.total_minor + 2_000);
-        assert_eq!(closed.settlement.as_ref().map(|s| s.method), Some(PaymentMethod::Card));
+        assert_eq!(
+            closed.settlement.as_ref().map(|s| s.method),
+            Some(PaymentMethod::Card)
+        );
         // Both are asked for feedback once the order closes.
-        expect(c, "feedback request", |m| matches!(m, ServerMessage::FeedbackRequest(_)).then_some(())).await;
+        expect(c, "feedback request", |m| {
+            matches!(m, ServerMessage::FeedbackRequest(_)).then_some(())
+        })
+        .await;
     }
     p.u.send(pay).await.unwrap();
     let again = payment_result(&mut p.u).await;
     assert_eq!(again, first, "a retry returns the first result");
     let stored = order_json(&s, id).await;
     assert_eq!(stored["order"]["state"], "closed");
-    assert_eq!(stored["payments"].as_array().unwrap().len(), 1, "charged once");
+    assert_eq!(
+        stored["payments"].as_array().unwrap().len(),
+        1,
+        "charged once"
+    );
     assert_eq!(stored["events"].as_array().unwrap().len(), 7);
     // Both rate; a second rating is refused.
-    p.u.send(wire::Feedback { order_id: id, rating: 5, comment: Some("kind".into()) }).await.unwrap();
-    expect(&mut p.u, "recorded", |m| matches!(m, ServerMessage::FeedbackRecorded(_)).then_some(())).await;
-    p.a.send(wire::Feedback { order_id: id, rating: 4, comment: None }).await.unwrap();
-    expect(&mut p.a, "recorded", |m| matches!(m, ServerMessage::FeedbackRecorded(_)).then_some(())).await;
-    p.u.send(wire::Feedback { order_id: id, rating: 1, comment: None }).await.unwrap();
+    p.u.send(wire::Feedback {
+        order_id: id,
+        rating: 5,
+        comment: Some("kind".into()),
+    })
+    .await
+    .unwrap();
+    expect(&mut p.u, "recorded", |m| {
+        matches!(m, ServerMessage::FeedbackRecorded(_)).then_some(())
+    })
+    .await;
+    p.a.send(wire::Feedback {
+        order_id: id,
+        rating: 4,
+        comment: None,
+    })
+    .await
+    .unwrap();
+    expect(&mut p.a, "recorded", |m| {
+        matches!(m, ServerMessage::FeedbackRecorded(_)).then_some(())
+    })
+    .await;
+    p.u.send(wire::Feedback {
+        order_id: id,
+        rating: 1,
+        comment: None,
+    })
+    .await
+    .unwrap();
     assert_eq!(error(&mut p.u).await, ErrorCode::AlreadyRated);
     // One more from social media, over HTTP with the API key.
     let social = json!({ "order_id": id, "about": "associate", "rating": 3, "source": "twitter", "comment": "late but fine" });
-    let r = http_api::request(s.addr, "POST", "/v1/feedback", &[("x-api-key", &s.feedback_key)], Some(&social)).await.unwrap();
+    let r = http_api::request(
+        s.addr,
+        "POST",
+        "/v1/feedback",
+        &[("x-api-key", &s.feedback_key)],
+        Some(&social),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 201, "{}", r.text);
-    let r = http_api::request(s.addr, "POST", "/v1/feedback", &[("x-api-key", "nope-nope-nope-nope")], Some(&social)).await.unwrap();
+    let r = http_api::request(
+        s.addr,
+        "POST",
+        "/v1/feedback",
+        &[("x-api-key", "nope-nope-nope-nope")],
+        Some(&social),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 401);
-    let associate = s.admin("GET", &format!("/v1/associates/{}", p.associate), None).await.body;
-    assert_eq!((associate["rating_sum"].as_u64(), associate["rating_count"].as_u64()), (Some(8), Some(2)));
-    let user = s.admin("GET", &format!("/v1/users/{}", p.user), None).await.body;
-    assert_eq!((user["rating_sum"].as_u64(), user["rating_count"].as_u64()), (Some(4), Some(1)));
+    let associate = s
+        .admin("GET", &format!("/v1/associates/{}", p.associate), None)
+        .await
+        .body;
+    assert_eq!(
+        (
+            associate["rating_sum"].as_u64(),
+            associate["rating_count"].as_u64()
+        ),
+        (Some(8), Some(2))
+    );
+    let user = s
+        .admin("GET", &format!("/v1/users/{}", p.user), None)
+        .await
+        .body;
+    assert_eq!(
+        (user["rating_sum"].as_u64(), user["rating_count"].as_u64()),
+        (Some(4), Some(1))
+    );
     // The associate is available again and gets the next offer; the code was used once.
     let (_, token2) = s.user("Bela").await;
     let mut u2 = s.connect(&token2).await;
     u2.send(request(None)).await.unwrap();
-    expect(&mut p.a, "next offer", |m| matches!(m, ServerMessage::Offer(_)).then_some(())).await;
+    expect(&mut p.a, "next offer", |m| {
+        matches!(m, ServerMessage::Offer(_)).then_some(())
+    })
+    .await;
     p.u.send(request(Some("WELCOME50"))).await.unwrap();
     assert_eq!(error(&mut p.u).await, ErrorCode::BadDiscountCode);
 }
@@ -214,15 +345,36 @@ async fn cash_needs_the_full_amount() {
     let mut p = parties(&s).await;
     let order = allot(&mut p, None).await;
     let invoice = work(&mut p, &order).await;
-    p.a.send(wire::CashReceived { order_id: order.order_id, amount_minor: invoice.total_minor - 1 }).await.unwrap();
+    p.a.send(wire::CashReceived {
+        order_id: order.order_id,
+        amount_minor: invoice.total_minor - 1,
+    })
+    .await
+    .unwrap();
     assert_eq!(error(&mut p.a).await, ErrorCode::InsufficientAmount);
-    p.u.send(wire::CashReceived { order_id: order.order_id, amount_minor: invoice.total_minor }).await.unwrap();
+    p.u.send(wire::CashReceived {
+        order_id: order.order_id,
+        amount_minor: invoice.total_minor,
+    })
+    .await
+    .unwrap();
     assert_eq!(error(&mut p.u).await, ErrorCode::WrongRole);
-    p.a.send(wire::CashReceived { order_id: order.order_id, amount_minor: invoice.total_minor }).await.unwrap();
+    p.a.send(wire::CashReceived {
+        order_id: order.order_id,
+        amount_minor: invoice.total_minor,
+    })
+    .await
+    .unwrap();
     let paid = payment_result(&mut p.u).await;
-    assert_eq!((paid.status, paid.amount_minor), (PaymentStatus::Succeeded, invoice.total_minor));
+    assert_eq!(
+        (paid.status, paid.amount_minor),
+        (PaymentStatus::Succeeded, invoice.total_minor)
+    );
     state_update(&mut p.a, order.order_id, OrderState::Closed).await;
-    assert_eq!(order_json(&s, order.order_id).await["invoice"]["settlement"]["method"], "cash");
+    assert_eq!(
+        order_json(&s, order.order_id).await["invoice"]["settlement"]["method"],
+        "cash"
+    );
 }
 
 #[tokio::test]
@@ -238,15 +390,31 @@ async fn a_declined_card_then_a_good_one() {
         idempotency_key: key.into(),
         tip_minor: None,
     };
-    p.u.send(pay(actors::gateway::test_instruments::CARD_DECLINED, "k-declined")).await.unwrap();
+    p.u.send(pay(
+        actors::gateway::test_instruments::CARD_DECLINED,
+        "k-declined",
+    ))
+    .await
+    .unwrap();
     let declined = payment_result(&mut p.u).await;
-    assert_eq!((declined.status, declined.failure.as_deref()), (PaymentStatus::Failed, Some("card_declined")));
+    assert_eq!(
+        (declined.status, declined.failure.as_deref()),
+        (PaymentStatus::Failed, Some("card_declined"))
+    );
     p.u.send(pay("4242424242424242", "k-good")).await.unwrap();
     let good = payment_result(&mut p.u).await;
-    assert_eq!((good.status, good.amount_minor), (PaymentStatus::Succeeded, invoice.total_minor));
+    assert_eq!(
+        (good.status, good.amount_minor),
+        (PaymentStatus::Succeeded, invoice.total_minor)
+    );
     state_update(&mut p.u, order.order_id, OrderState::Closed).await;
     let stored = order_json(&s, order.order_id).await;
-    let statuses: Vec<&str> = stored["payments"].as_array().unwrap().iter().map(|p| p["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = stored["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses.iter().filter(|s| **s == "succeeded").count(), 1);
     assert_eq!(statuses.iter().filter(|s| **s == "failed").count(), 1);
 }
@@ -257,14 +425,22 @@ async fn cancellations_are_free_in_the_window_and_cost_a_fee_after() {
     let s = TestServer::start(|_| {});
     let mut p = parties(&s).await;
     let order = allot(&mut p, None).await;
-    p.u.send(wire::CancelOrder { order_id: order.order_id, reason: Some("plans changed".into()) }).await.unwrap();
+    p.u.send(wire::CancelOrder {
+        order_id: order.order_id,
+        reason: Some("plans changed".into()),
+    })
+    .await
+    .unwrap();
     state_update(&mut p.a, order.order_id, OrderState::Cancelled).await;
     let stored = order_json(&s, order.order_id).await;
     assert_eq!(stored["order"]["cancellation"]["fee_minor"], 0);
     assert_eq!(stored["order"]["cancellation"]["by"], "user");
     // The associate is free again.
     p.u.send(request(None)).await.unwrap();
-    expect(&mut p.a, "offer after cancel", |m| matches!(m, ServerMessage::Offer(_)).then_some(())).await;
+    expect(&mut p.a, "offer after cancel", |m| {
+        matches!(m, ServerMessage::Offer(_)).then_some(())
+    })
+    .await;
     drop(s);
 
     // No free window: the associate cancels after arriving and the fee applies; started
@@ -272,19 +448,87 @@ async fn cancellations_are_free_in_the_window_and_cost_a_fee_after() {
     let s = TestServer::start(|c| c.pricing.cancellation.free_minutes = 0);
     let mut p = parties(&s).await;
     let order = allot(&mut p, None).await;
-    p.a.send(wire::Arrived { order_id: order.order_id }).await.unwrap();
+    p.a.send(wire::Arrived {
+        order_id: order.order_id,
+    })
+    .await
+    .unwrap();
     state_update(&mut p.u, order.order_id, OrderState::Arrived).await;
-    p.a.send(wire::CancelOrder { order_id: order.order_id, reason: None }).await.unwrap();
+    p.a.send(wire::CancelOrder {
+        order_id: order.order_id,
+        reason: None,
+    })
+    .await
+    .unwrap();
     state_update(&mut p.u, order.order_id, OrderState::Cancelled).await;
     let stored = order_json(&s, order.order_id).await;
-    let fee = s.admin("GET", "/v1/pricing", None).await.body["cancellation"]["fee_minor"].as_i64().unwrap();
-    assert_eq!(stored["order"]["cancellation"]["fee_minor"].as_i64(), Some(fee));
+    let fee = s.admin("GET", "/v1/pricing", None).await.body["cancellation"]["fee_minor"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        stored["order"]["cancellation"]["fee_minor"].as_i64(),
+        Some(fee)
+    );
     assert_eq!(stored["order"]["cancellation"]["by"], "associate");
 
     let order = allot(&mut p, None).await;
-    p.a.send(wire::Arrived { order_id: order.order_id }).await.unwrap();
-    p.a.send(wire::Start { order_id: order.order_id, pin: order.pin.clone().unwrap() }).await.unwrap();
+    p.a.send(wire::Arrived {
+        order_id: order.order_id,
+    })
+    .await
+    .unwrap();
+    p.a.send(wire::Start {
+        order_id: order.order_id,
+        pin: order.pin.clone().unwrap(),
+    })
+    .await
+    .unwrap();
     state_update(&mut p.u, order.order_id, OrderState::Started).await;
-    p.u.send(wire::CancelOrder { order_id: order.order_id, reason: None }).await.unwrap();
+    p.u.send(wire::CancelOrder {
+        order_id: order.order_id,
+        reason: None,
+    })
+    .await
+    .unwrap();
     assert_eq!(error(&mut p.u).await, ErrorCode::InvalidState);
+}
+
+#[tokio::test]
+async fn wrong_pins_lock_the_start() {
+    let s = TestServer::start(|c| c.orders.pin_attempts = 3);
+    let mut p = parties(&s).await;
+    let order = allot(&mut p, None).await;
+    let right = order.pin.clone().unwrap();
+    let wrong = if right == "0000" { "1111" } else { "0000" };
+    p.a.send(wire::Arrived {
+        order_id: order.order_id,
+    })
+    .await
+    .unwrap();
+    state_update(&mut p.a, order.order_id, OrderState::Arrived).await;
+    for expected in [
+        ErrorCode::WrongPin,
+        ErrorCode::WrongPin,
+        ErrorCode::PinLocked,
+    ] {
+        p.a.send(wire::Start {
+            order_id: order.order_id,
+            pin: wrong.into(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(error(&mut p.a).await, expected);
+    }
+    // Locked: even the right PIN waits.
+    p.a.send(wire::Start {
+        order_id: order.order_id,
+        pin: right,
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut p.a).await, ErrorCode::PinLocked);
+    assert_eq!(
+        order_json(&s, order.order_id).await["order"]["state"],
+        "arrived"
+    );
 }

@@ -19,7 +19,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub admin_key: String,
     pub feedback_key: String,
-    pub data_dir: tempfile::TempDir,
+    /// Kept so the directory lives as long as the engine.
+    _data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), String>>>,
 }
@@ -38,13 +39,9 @@ pub fn test_config() -> Config {
 }
 
 impl TestServer {
-    /// Starts an engine with `test_config()` changed by `tweak`.
+    /// Starts an engine with `test_config()` changed by `tweak`, on a fresh data directory.
     pub fn start(tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::start_in(tempfile::tempdir().unwrap(), tweak)
-    }
-
-    /// Starts an engine on an existing data directory.
-    pub fn start_in(data_dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config();
         config.data_dir = data_dir.path().to_path_buf();
         tweak(&mut config);
@@ -75,17 +72,10 @@ impl TestServer {
             addr,
             admin_key,
             feedback_key,
-            data_dir,
+            _data_dir: data_dir,
             stop: Some(stop),
             thread: Some(thread),
         }
-    }
-
-    /// Stops the engine gracefully and returns its data directory.
-    pub fn stop(mut self) -> tempfile::TempDir {
-        self.shutdown();
-        let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.data_dir, dir)
     }
 
     fn shutdown(&mut self) {
@@ -193,13 +183,22 @@ impl Drop for TestServer {
     }
 }
 
-/// Waits for the first frame `pick` accepts, skipping others.
+/// Waits for the first frame `pick` accepts, skipping others (named in the failure).
 pub async fn expect<T>(
     c: &mut Client,
     what: &str,
-    pick: impl FnMut(ServerMessage) -> Option<T>,
+    mut pick: impl FnMut(ServerMessage) -> Option<T>,
 ) -> T {
-    c.recv_until(WAIT, pick)
-        .await
-        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
+    let mut skipped = Vec::new();
+    let found = c
+        .recv_until(WAIT, |m| {
+            let detail = format!("{m:?}");
+            let got = pick(m);
+            if got.is_none() {
+                skipped.push(detail.chars().take(300).collect::<String>());
+            }
+            got
+        })
+        .await;
+    found.unwrap_or_else(|e| panic!("waiting for {what}: {e}; skipped {skipped:#?}"))
 }
