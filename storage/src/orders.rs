@@ -66,12 +66,13 @@ pub fn apply_event(order: &mut OrderRecord, event: &OrderEvent) {
     }
 }
 
-// Positions of the trees in an order transaction.
+// Positions of the trees in an order transaction: the first three are always there;
+// the rest only when the write needs them (fewer trees, cheaper transactions).
 const ORDERS: usize = 0;
-const OPEN: usize = 1;
-const ENDED: usize = 2;
-const EVENTS: usize = 3;
-const FEED: usize = 4;
+const EVENTS: usize = 1;
+const FEED: usize = 2;
+const OPEN: usize = 3;
+const ENDED: usize = 4;
 const INVOICES: usize = 5;
 const TAX: usize = 6;
 const PAYMENTS: usize = 7;
@@ -91,19 +92,23 @@ fn flatten<T>(r: Result<T, TransactionError<StorageError>>) -> Result<T, Storage
 }
 
 impl Store {
-    fn order_trees(&self) -> [&sled::Tree; 9] {
+    /// The trees an order write touches: orders, events and feed, then the open and
+    /// ended indexes if `index`, then the money trees if `money`.
+    fn order_trees(&self, index: bool, money: bool) -> Vec<&sled::Tree> {
         let i = &self.inner;
-        [
-            &i.orders.tree,
-            &i.open,
-            &i.ended,
-            &i.events.tree,
-            &i.feed.tree,
-            &i.invoices.tree,
-            &i.tax_invoices.tree,
-            &i.payments.tree,
-            &i.meta,
-        ]
+        let mut trees = vec![&i.orders.tree, &i.events.tree, &i.feed.tree];
+        if index || money {
+            trees.extend([&i.open, &i.ended]);
+        }
+        if money {
+            trees.extend([
+                &i.invoices.tree,
+                &i.tax_invoices.tree,
+                &i.payments.tree,
+                &i.meta,
+            ]);
+        }
+        trees
     }
 
     /// Creates an order in state allotted with its first event; fails if it exists.
@@ -120,7 +125,7 @@ impl Store {
             },
         };
         apply_event(&mut order, &event);
-        let trees = self.order_trees();
+        let trees = self.order_trees(true, false);
         let feed_seq = flatten(trees.as_slice().transaction(|t| {
             let key = order.order_id.to_bytes();
             if t[ORDERS].get(key)?.is_some() {
@@ -148,7 +153,7 @@ impl Store {
         side: &[SideWrite],
     ) -> Result<Committed, StorageError> {
         let to = kind.state();
-        let trees = self.order_trees();
+        let trees = self.order_trees(to.is_terminal(), !side.is_empty());
         let result = flatten(trees.as_slice().transaction(|t| {
             let key = order_id.to_bytes();
             let Some(bytes) = t[ORDERS].get(key)? else {
