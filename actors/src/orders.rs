@@ -203,36 +203,55 @@ impl Orders {
         }
     }
 
-    /// The user pays their order's invoice. Once the order has closed, a retry with a
-    /// used key gets the stored outcome again.
+    /// The user pays their order's invoice. Once the order has ended, a retry with a used
+    /// key gets the stored outcome again.
     pub async fn pay(&self, party: PartyId, frame: wire::Pay) -> Result<(), ActorError> {
         let Ok(actor) = self.actor(frame.order_id) else {
-            let PartyId::User(user) = party else {
-                return Err(ActorError::NotYourOrder);
-            };
-            let stored = self
-                .shared
-                .store
-                .payment_by_key(user, &frame.idempotency_key)?;
-            let Some(payment) = stored.filter(|p| p.order_id == frame.order_id) else {
-                return Err(ActorError::NotYourOrder);
-            };
-            self.sessions().to_user(
-                user,
-                wire::PaymentResult {
-                    payment: Box::new(order::outcome_of(&payment)),
-                },
-            );
-            return Ok(());
+            return self.pay_ended(party, &frame);
         };
         let pay = order::Pay {
             party,
             method: frame.method,
-            instrument: frame.instrument,
-            idempotency_key: frame.idempotency_key,
+            instrument: frame.instrument.clone(),
+            idempotency_key: frame.idempotency_key.clone(),
             tip_minor: frame.tip_minor.unwrap_or(0),
         };
-        actor.send(pay).await?
+        match actor.send(pay).await {
+            Ok(result) => result,
+            // The order ended between the lookup and the message.
+            Err(_) => self.pay_ended(party, &frame),
+        }
+    }
+
+    /// Answers a payment attempt on an order that has no actor any more (it ended) from
+    /// storage: a used key gets its stored outcome again.
+    fn pay_ended(&self, party: PartyId, frame: &wire::Pay) -> Result<(), ActorError> {
+        let PartyId::User(user) = party else {
+            return Err(ActorError::NotYourOrder);
+        };
+        let stored = self
+            .shared
+            .store
+            .payment_by_key(user, &frame.idempotency_key)?;
+        match stored.filter(|p| p.order_id == frame.order_id) {
+            Some(payment) => {
+                let outcome = order::outcome_of(&payment);
+                self.sessions().to_user(
+                    user,
+                    wire::PaymentResult {
+                        payment: Box::new(outcome),
+                    },
+                );
+                Ok(())
+            }
+            None => match self.shared.store.order(frame.order_id)? {
+                Some(o) if o.user_id == user => Err(ActorError::InvalidState(format!(
+                    "the order is {} and is not payable",
+                    o.state.as_str()
+                ))),
+                _ => Err(ActorError::NotYourOrder),
+            },
+        }
     }
 
     /// The associate confirms cash.
@@ -245,7 +264,10 @@ impl Orders {
             party,
             amount_minor: frame.amount_minor,
         };
-        self.actor(frame.order_id)?.send(cash).await?
+        match self.actor(frame.order_id)?.send(cash).await {
+            Ok(result) => result,
+            Err(_) => Err(ActorError::InvalidState("the order has ended".into())),
+        }
     }
 
     /// A party rates the other side of a closed order.
@@ -357,9 +379,11 @@ impl Orders {
         order: OrderId,
         action: Action,
     ) -> Result<(), ActorError> {
-        self.actor(order)?
-            .send(order::Act { party, action })
-            .await?
+        match self.actor(order)?.send(order::Act { party, action }).await {
+            Ok(result) => result,
+            // The order ended between the lookup and the message.
+            Err(_) => Err(ActorError::InvalidState("the order has ended".into())),
+        }
     }
 
     /// The order as `party` may see it.
@@ -368,7 +392,10 @@ impl Orders {
         party: PartyId,
         order: OrderId,
     ) -> Result<OrderSnapshot, ActorError> {
-        self.actor(order)?.send(order::View { party }).await?
+        match self.actor(order)?.send(order::View { party }).await {
+            Ok(result) => result,
+            Err(_) => Err(ActorError::InvalidState("the order has ended".into())),
+        }
     }
 
     /// Relays `party`'s position to the other side of their order, at most once per

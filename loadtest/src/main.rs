@@ -1,5 +1,221 @@
-//! The simulator binary (built by a later issue).
-fn main() {
-    eprintln!("loadtest: not built yet");
-    std::process::exit(1);
+//! `loadtest`: drive a Speedy Cheers engine with simulated apps and report.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use loadtest::flow::{self, EncodingChoice, FlowConfig};
+use loadtest::report::FlowReport;
+use loadtest::stats::Stats;
+use loadtest::target::{ChildEngine, InProcess, Target, sibling_engine};
+
+/// Drive a Speedy Cheers engine with simulated apps.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The full flow: associates, users, orders, payments, feedback; a report at the end.
+    Flow {
+        /// Engine HTTP address (host:port); omitted: start an engine in this process with
+        /// windows divided by the compression factor.
+        #[arg(long)]
+        url: Option<SocketAddr>,
+        /// The engine's admin key (with --url).
+        #[arg(long, env = "SPEEDY_ADMIN_KEY", hide_env_values = true)]
+        admin_key: Option<String>,
+        /// Simulated associates.
+        #[arg(long, default_value_t = 200)]
+        associates: usize,
+        /// Simulated users.
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Seconds during which users arrive.
+        #[arg(long, default_value_t = 60)]
+        duration_s: u64,
+        /// Seconds to let open orders finish afterwards.
+        #[arg(long, default_value_t = 60)]
+        drain_s: u64,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 60.0)]
+        compression: f64,
+        /// Probability an associate accepts an offer.
+        #[arg(long, default_value_t = 0.6)]
+        accept_p: f64,
+        /// Simulated seconds between location reports.
+        #[arg(long, default_value_t = 10.0)]
+        location_every_s: f64,
+        /// Spread connections over this many source addresses (127.0.0.2 and up).
+        #[arg(long, default_value_t = 16)]
+        source_ips: usize,
+        /// Use binary frames.
+        #[arg(long)]
+        binary: bool,
+        /// Actor threads of the in-process engine.
+        #[arg(long, default_value_t = 1)]
+        engine_workers: usize,
+        /// Where to write report.json and report.svg.
+        #[arg(long, default_value = "loadtest-report")]
+        report_dir: PathBuf,
+        /// No progress bar (CI).
+        #[arg(long)]
+        quiet: bool,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Location ingest through the engine against a bare WebSocket server, same client.
+    Ingest {
+        /// Connections.
+        #[arg(long, default_value_t = 200)]
+        connections: usize,
+        /// Seconds per side.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Actor threads of the in-process engine.
+        #[arg(long, default_value_t = 1)]
+        engine_workers: usize,
+    },
+    /// Resident memory per idle associate, with the engine binary as a child process.
+    Idle {
+        /// Connections.
+        #[arg(long, default_value_t = 19_000)]
+        connections: usize,
+        /// The engine binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Spread connections over this many source addresses.
+        #[arg(long, default_value_t = 16)]
+        source_ips: usize,
+    },
+}
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Flow {
+                url,
+                admin_key,
+                associates,
+                users,
+                duration_s,
+                drain_s,
+                compression,
+                accept_p,
+                location_every_s,
+                source_ips,
+                binary,
+                engine_workers,
+                report_dir,
+                quiet,
+                seed,
+            } => {
+                let mut engine = None;
+                let target = match url {
+                    Some(http) => Target { http, admin_key: admin_key.context("--admin-key is needed with --url")? },
+                    None => {
+                        let mut config = flow::engine_config(compression);
+                        config.workers = engine_workers;
+                        let e = InProcess::start(config)?;
+                        let t = e.target.clone();
+                        engine = Some(e);
+                        t
+                    }
+                };
+                let cfg = FlowConfig {
+                    associates,
+                    users,
+                    duration: Duration::from_secs(duration_s),
+                    drain: Duration::from_secs(drain_s),
+                    compression,
+                    accept_p,
+                    location_every_s,
+                    source_ips,
+                    encoding: if binary { EncodingChoice::Binary } else { EncodingChoice::Json },
+                    seed,
+                    ..FlowConfig::default()
+                };
+                let stats = Arc::new(Stats::default());
+                let bar = progress_bar(quiet);
+                let shown = bar.clone();
+                let result = flow::run(target, cfg, stats.clone(), move |s, open_requests, open_orders| {
+                    let secs = s.started.elapsed().as_secs_f64().max(0.001);
+                    shown.set_message(format!(
+                        "conns {} | frames in {:.0}/s | requests {} ({:.1}/s) | offers {} | allotted {} | open requests {} | open orders {} | closed {} | errors {}",
+                        s.open_connections(),
+                        s.frames_received() as f64 / secs,
+                        s.outcomes.get("requests"),
+                        s.outcomes.get("requests") as f64 / secs,
+                        s.received.get("offer"),
+                        s.outcomes.get("allotted"),
+                        open_requests,
+                        open_orders,
+                        s.outcomes.get("closed"),
+                        s.protocol_errors.snapshot().values().sum::<u64>(),
+                    ));
+                    shown.tick();
+                })
+                .await?;
+                bar.finish_and_clear();
+                let report = FlowReport::new(&stats, result);
+                report.write(&report_dir, &stats)?;
+                println!("{}", report.summary());
+                println!("report: {}/report.json, {}/report.svg", report_dir.display(), report_dir.display());
+                if let Some(e) = engine {
+                    e.stop()?;
+                }
+                if !report.result.clean() {
+                    bail!(
+                        "the run was not clean: unfinished {:?}, lost {:?}, protocol errors {:?}",
+                        report.result.unfinished,
+                        report.result.lost,
+                        report.result.protocol_errors
+                    );
+                }
+                Ok(())
+            }
+            Command::Ingest { connections, seconds, engine_workers } => {
+                let mut config = flow::engine_config(1.0);
+                config.workers = engine_workers;
+                config.socket.location_per_s = 1_000_000;
+                config.socket.location_burst = 1_000_000;
+                let engine = InProcess::start(config)?;
+                let report = loadtest::ingest::compare(&engine.target, connections, seconds, 16).await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                engine.stop()?;
+                Ok(())
+            }
+            Command::Idle { connections, engine, source_ips } => {
+                let binary = engine.unwrap_or_else(sibling_engine);
+                let child = ChildEngine::start(&binary, &["--workers".into(), "1".into()])?;
+                let report = loadtest::idle::measure(&child, connections, source_ips).await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            }
+        }
+    })
 }

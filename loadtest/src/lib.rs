@@ -1,0 +1,17 @@
+//! The Speedy Cheers simulator: many simulated apps driving an engine over real
+//! WebSockets, and the measurements the performance report is built from.
+//!
+//! - [`target`]: where the engine is (a URL with an admin key, an engine started in this
+//!   process, or the engine binary started as a child), and creating parties on it.
+//! - [`flow`]: the full-flow simulation: associates moving and answering offers, users
+//!   arriving as a Poisson process, orders run through to payment and feedback.
+//! - [`stats`]: counters and latency histograms; [`report`]: JSON and SVG reports.
+//! - [`ingest`]: location ingest against a bare WebSocket server that only counts frames.
+//! - [`idle`]: resident memory per idle connected associate.
+
+pub mod flow;
+pub mod idle;
+pub mod ingest;
+pub mod report;
+pub mod stats;
+pub mod target;
