@@ -3,12 +3,14 @@
 //! associate's position, skills and zone, and keeps its shard supervisor's index in step:
 //! in the index exactly when online, connected, known to be somewhere and free.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use geo::{LatLng, ShardId, Skills, TaskType};
 use wire::model::{Availability, OfferEnd};
 use wire::{AssociateId, Offer, OfferEnded, OrderId, RequestId, Status};
 
-use crate::dispatch::{AssociateProfileInfo, Dispatch};
+use crate::dispatch::{AssociateProfileInfo, Dispatch, PositionSlot};
 use crate::error::ActorError;
 use crate::request::{AcceptOffer, AcceptOutcome, OfferRefused, RefusedBy, RequestActor};
 use crate::supervisor::{IndexRemove, IndexUpsert};
@@ -40,13 +42,10 @@ pub struct GoOnline {
 #[rtype(result = "AssociateView")]
 pub struct GoOffline {}
 
-/// A new position.
+/// A new position waits in the associate's position slot.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Moved {
-    /// Where the associate is.
-    pub point: LatLng,
-}
+pub struct Moved {}
 
 /// Set or clear the service zone.
 #[derive(Debug, Message)]
@@ -154,12 +153,19 @@ pub struct AssociateActor {
     phase: Phase,
     /// The shard whose index holds this associate, if any.
     indexed_in: Option<ShardId>,
+    /// Where reported positions wait (coalesced) for this actor.
+    reported: Arc<PositionSlot>,
     dispatch: Dispatch,
 }
 
 impl AssociateActor {
     /// A disconnected, offline associate.
-    pub fn new(id: AssociateId, profile: AssociateProfileInfo, dispatch: Dispatch) -> Self {
+    pub(crate) fn new(
+        id: AssociateId,
+        profile: AssociateProfileInfo,
+        reported: Arc<PositionSlot>,
+        dispatch: Dispatch,
+    ) -> Self {
         Self {
             id,
             skills: profile.skills,
@@ -170,6 +176,7 @@ impl AssociateActor {
             connected: false,
             phase: Phase::Free,
             indexed_in: None,
+            reported,
             dispatch,
         }
     }
@@ -337,10 +344,13 @@ impl Handler<GoOffline> for AssociateActor {
 impl Handler<Moved> for AssociateActor {
     type Result = ();
 
-    /// Records the position; moves the index entry, handing over across shard borders.
-    fn handle(&mut self, msg: Moved, _: &mut Context<Self>) {
-        self.position = Some(msg.point);
-        self.sync_index();
+    /// Takes the newest reported position; moves the index entry, handing over across
+    /// shard borders.
+    fn handle(&mut self, _: Moved, _: &mut Context<Self>) {
+        if let Some(point) = self.reported.take() {
+            self.position = Some(point);
+            self.sync_index();
+        }
     }
 }
 

@@ -47,11 +47,41 @@ pub(crate) struct Shared {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     supervisors: DashMap<ShardId, Addr<ShardSupervisor>>,
-    associates: DashMap<AssociateId, Addr<AssociateActor>>,
+    associates: DashMap<AssociateId, AssociateEntry>,
     pub(crate) requests: DashMap<RequestId, Addr<RequestActor>>,
     user_requests: DashMap<UserId, RequestId>,
     user_positions: DashMap<UserId, LatLng>,
     order_sink: OnceLock<Recipient<CreateOrder>>,
+}
+
+/// An associate's actor and the slot their newest position waits in.
+#[derive(Clone)]
+struct AssociateEntry {
+    addr: Addr<AssociateActor>,
+    position: Arc<PositionSlot>,
+}
+
+/// The newest reported position of an associate, waiting for their actor. Reports that
+/// arrive faster than the actor applies them overwrite each other: the newest wins, and
+/// the actor's mailbox holds at most one wake-up per associate.
+#[derive(Debug, Default)]
+pub(crate) struct PositionSlot {
+    latest: std::sync::Mutex<Option<LatLng>>,
+    queued: std::sync::atomic::AtomicBool,
+}
+
+impl PositionSlot {
+    /// Stores `point`; true if the actor needs a wake-up.
+    fn report(&self, point: LatLng) -> bool {
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(point);
+        !self.queued.swap(true, Ordering::AcqRel)
+    }
+
+    /// The newest position since the last take, re-arming the wake-up.
+    pub(crate) fn take(&self) -> Option<LatLng> {
+        self.queued.store(false, Ordering::Release);
+        self.latest.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 /// What an associate's profile says about them when they connect.
@@ -160,24 +190,22 @@ impl Dispatch {
 
     /// The associate's actor if it exists.
     pub(crate) fn associate_addr(&self, id: AssociateId) -> Option<Addr<AssociateActor>> {
-        self.shared.associates.get(&id).map(|a| a.clone())
+        self.shared.associates.get(&id).map(|a| a.addr.clone())
     }
 
-    fn associate_or_start(
-        &self,
-        id: AssociateId,
-        info: &AssociateProfileInfo,
-    ) -> Addr<AssociateActor> {
+    fn associate_or_start(&self, id: AssociateId, info: &AssociateProfileInfo) -> Addr<AssociateActor> {
         if let Some(addr) = self.associate_addr(id) {
             return addr;
         }
         match self.shared.associates.entry(id) {
-            Entry::Occupied(e) => e.get().clone(),
+            Entry::Occupied(e) => e.get().addr.clone(),
             Entry::Vacant(e) => {
                 let dispatch = self.clone();
                 let info = info.clone();
-                let addr = self.spawn(move || AssociateActor::new(id, info, dispatch));
-                e.insert(addr.clone());
+                let position = Arc::new(PositionSlot::default());
+                let slot = position.clone();
+                let addr = self.spawn(move || AssociateActor::new(id, info, slot, dispatch));
+                e.insert(AssociateEntry { addr: addr.clone(), position });
                 addr
             }
         }
@@ -219,8 +247,11 @@ impl Dispatch {
 
     /// An associate's position.
     pub fn associate_location(&self, id: AssociateId, point: LatLng) {
-        if let Some(addr) = self.associate_addr(id) {
-            addr.do_send(associate::Moved { point });
+        let Some(entry) = self.shared.associates.get(&id).map(|e| e.clone()) else {
+            return;
+        };
+        if entry.position.report(point) {
+            entry.addr.do_send(associate::Moved {});
         }
     }
 

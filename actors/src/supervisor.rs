@@ -114,6 +114,7 @@ impl Handler<IndexUpsert> for ShardSupervisor {
     fn handle(&mut self, msg: IndexUpsert, _: &mut Context<Self>) {
         let was = self.index.len();
         self.index.upsert(msg.id, msg.point, msg.skills);
+        metrics::counter!(telemetry::INDEX_UPDATES).increment(1);
         if self.index.len() != was {
             self.publish_count();
         }

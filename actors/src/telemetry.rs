@@ -10,6 +10,8 @@ pub const TIME_TO_ALLOT: &str = "speedy_time_to_allot_seconds";
 pub const TIME_TO_FIRST_OFFER: &str = "speedy_time_to_first_offer_seconds";
 /// Requests still looking for an associate.
 pub const OPEN_REQUESTS: &str = "speedy_open_requests";
+/// Position updates applied to an availability index (the end of location ingest).
+pub const INDEX_UPDATES: &str = "speedy_index_updates_total";
 /// Available associates in a shard's index.
 pub const AVAILABLE_ASSOCIATES: &str = "speedy_available_associates";
 /// Orders by the state they reached.

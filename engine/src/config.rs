@@ -188,7 +188,7 @@ impl Default for SocketSettings {
             max_frame_bytes: 16 * 1024,
             location_per_s: 5,
             location_burst: 20,
-            read_buffer_bytes: 4 * 1024,
+            read_buffer_bytes: 1024,
             send_buffer_bytes: 0,
         }
     }

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use wire::client::{Client, ConnectOptions};
 use wire::model::Point;
 use wire::{ClientMessage, Encoding};
@@ -38,7 +39,17 @@ impl Ceiling {
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    // Agree to the client's first subprotocol, as any server must.
+                    let echo = |req: &Request, mut resp: Response| {
+                        let offered = req.headers().get("sec-websocket-protocol").and_then(|p| p.to_str().ok());
+                        if let Some(first) = offered.and_then(|p| p.split(',').next())
+                            && let Ok(value) = first.trim().parse()
+                        {
+                            resp.headers_mut().insert("sec-websocket-protocol", value);
+                        }
+                        Ok(resp)
+                    };
+                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, echo).await else {
                         return;
                     };
                     while let Some(Ok(m)) = ws.next().await {
@@ -68,9 +79,11 @@ pub struct IngestReport {
     pub seconds: f64,
     /// Frames/s the bare server counted.
     pub ceiling_per_s: f64,
-    /// Location frames/s the engine took in (from its own counter).
+    /// Location frames/s the engine received (decoded and validated by sessions).
+    pub engine_received_per_s: f64,
+    /// Position updates/s applied to the availability index (end to end).
     pub engine_per_s: f64,
-    /// Engine over ceiling.
+    /// Engine frames received over the ceiling's.
     pub ratio: f64,
 }
 
@@ -119,13 +132,12 @@ async fn raw_clients(url: &str, n: usize, spread: usize) -> anyhow::Result<Vec<C
     Ok(out)
 }
 
-async fn engine_location_frames(target: &Target) -> anyhow::Result<u64> {
+/// The sum of the engine's counter `name` (all label sets) from its metrics endpoint.
+async fn engine_counter(target: &Target, name: &str) -> anyhow::Result<u64> {
     let r = wire::client::http_api::request(target.http, "GET", "/metrics", &[], None).await?;
     Ok(r.text
         .lines()
-        .filter(|l| {
-            l.starts_with("speedy_frames_received_total") && l.contains("type=\"location\"")
-        })
+        .filter(|l| l.starts_with(name) && (name != "speedy_frames_received_total" || l.contains("type=\"location\"")))
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum::<f64>() as u64)
 }
@@ -175,20 +187,25 @@ pub async fn compare(
         c.send(wire::GoOnline { skills: vec![] }).await?;
         clients.push(c);
     }
-    let before = engine_location_frames(target).await?;
+    // Received: decoded and validated by sessions. Applied: moved in an availability
+    // index, the end of the path (the actors coalesce a burst to its newest position).
+    let received_before = engine_counter(target, "speedy_frames_received_total").await?;
+    let applied_before = engine_counter(target, "speedy_index_updates_total").await?;
     let t = Instant::now();
     blast(clients, frame, seconds).await;
     let engine_secs = t.elapsed().as_secs_f64();
-    // Let queued frames be counted.
+    // Let queued updates be applied.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let engine_frames = engine_location_frames(target).await? - before;
+    let received = engine_counter(target, "speedy_frames_received_total").await? - received_before;
+    let applied = engine_counter(target, "speedy_index_updates_total").await? - applied_before;
     let ceiling_per_s = ceiling_frames as f64 / ceiling_secs;
-    let engine_per_s = engine_frames as f64 / engine_secs;
+    let engine_received_per_s = received as f64 / engine_secs;
     Ok(IngestReport {
         connections,
         seconds,
         ceiling_per_s,
-        engine_per_s,
-        ratio: engine_per_s / ceiling_per_s.max(1.0),
+        engine_received_per_s,
+        engine_per_s: applied as f64 / engine_secs,
+        ratio: engine_received_per_s / ceiling_per_s.max(1.0),
     })
 }

@@ -84,6 +84,13 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         engine_workers: usize,
     },
+    /// Print engine settings (TOML) with every window divided by the compression factor,
+    /// for running the engine as its own process: `engine --config <file>`.
+    EngineConfig {
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 60.0)]
+        compression: f64,
+    },
     /// Resident memory per idle associate, with the engine binary as a child process.
     Idle {
         /// Connections.
@@ -95,6 +102,9 @@ enum Command {
         /// Spread connections over this many source addresses.
         #[arg(long, default_value_t = 16)]
         source_ips: usize,
+        /// A config file for the engine.
+        #[arg(long)]
+        engine_config: Option<PathBuf>,
     },
 }
 
@@ -209,13 +219,29 @@ fn main() -> anyhow::Result<()> {
                 engine.stop()?;
                 Ok(())
             }
-            Command::Idle { connections, engine, source_ips } => {
+            Command::EngineConfig { compression } => {
+                let mut config = flow::engine_config(compression);
+                // Each run makes its own data directory and keys.
+                config.data_dir = PathBuf::from("./data-loadtest");
+                println!("{}", toml_text(&config)?);
+                Ok(())
+            }
+            Command::Idle { connections, engine, source_ips, engine_config } => {
                 let binary = engine.unwrap_or_else(sibling_engine);
-                let child = ChildEngine::start(&binary, &["--workers".into(), "1".into()])?;
+                let mut args = vec!["--workers".to_owned(), "1".to_owned()];
+                if let Some(file) = engine_config {
+                    args.push("--config".into());
+                    args.push(file.display().to_string());
+                }
+                let child = ChildEngine::start(&binary, &args)?;
                 let report = loadtest::idle::measure(&child, connections, source_ips).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }
         }
     })
+}
+
+fn toml_text(config: &engine::Config) -> anyhow::Result<String> {
+    Ok(toml::to_string_pretty(config)?)
 }
