@@ -63,6 +63,10 @@ pub fn describe() {
         "Available associates per shard."
     );
     describe_counter!(
+        actors::telemetry::INDEX_UPDATES,
+        "Position updates applied to an availability index."
+    );
+    describe_counter!(
         actors::telemetry::ORDER_TRANSITIONS,
         "Order transitions by the state reached."
     );

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use wire::client::{Client, ConnectOptions};
 use wire::model::Point;
 use wire::{ClientMessage, Encoding};
@@ -39,17 +39,9 @@ impl Ceiling {
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
-                    // Agree to the client's first subprotocol, as any server must.
-                    let echo = |req: &Request, mut resp: Response| {
-                        let offered = req.headers().get("sec-websocket-protocol").and_then(|p| p.to_str().ok());
-                        if let Some(first) = offered.and_then(|p| p.split(',').next())
-                            && let Ok(value) = first.trim().parse()
-                        {
-                            resp.headers_mut().insert("sec-websocket-protocol", value);
-                        }
-                        Ok(resp)
-                    };
-                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, echo).await else {
+                    let Ok(mut ws) =
+                        tokio_tungstenite::accept_hdr_async(stream, echo_protocol).await
+                    else {
                         return;
                     };
                     while let Some(Ok(m)) = ws.next().await {
@@ -68,6 +60,24 @@ impl Drop for Ceiling {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Agrees to the client's first subprotocol, as any server must.
+#[expect(
+    clippy::result_large_err,
+    reason = "the callback signature is tungstenite's"
+)]
+fn echo_protocol(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    let offered = req
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|p| p.to_str().ok());
+    if let Some(first) = offered.and_then(|p| p.split(',').next())
+        && let Ok(value) = first.trim().parse()
+    {
+        resp.headers_mut().insert("sec-websocket-protocol", value);
+    }
+    Ok(resp)
 }
 
 /// The ingest comparison.
@@ -137,7 +147,10 @@ async fn engine_counter(target: &Target, name: &str) -> anyhow::Result<u64> {
     let r = wire::client::http_api::request(target.http, "GET", "/metrics", &[], None).await?;
     Ok(r.text
         .lines()
-        .filter(|l| l.starts_with(name) && (name != "speedy_frames_received_total" || l.contains("type=\"location\"")))
+        .filter(|l| {
+            l.starts_with(name)
+                && (name != "speedy_frames_received_total" || l.contains("type=\"location\""))
+        })
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum::<f64>() as u64)
 }
