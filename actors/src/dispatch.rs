@@ -193,7 +193,11 @@ impl Dispatch {
         self.shared.associates.get(&id).map(|a| a.addr.clone())
     }
 
-    fn associate_or_start(&self, id: AssociateId, info: &AssociateProfileInfo) -> Addr<AssociateActor> {
+    fn associate_or_start(
+        &self,
+        id: AssociateId,
+        info: &AssociateProfileInfo,
+    ) -> Addr<AssociateActor> {
         if let Some(addr) = self.associate_addr(id) {
             return addr;
         }
@@ -205,7 +209,10 @@ impl Dispatch {
                 let position = Arc::new(PositionSlot::default());
                 let slot = position.clone();
                 let addr = self.spawn(move || AssociateActor::new(id, info, slot, dispatch));
-                e.insert(AssociateEntry { addr: addr.clone(), position });
+                e.insert(AssociateEntry {
+                    addr: addr.clone(),
+                    position,
+                });
                 addr
             }
         }

@@ -598,18 +598,7 @@ impl Handler<Pay> for OrderActor {
     /// Starts a gateway payment of the invoice plus tip. A key already used returns that
     /// payment's outcome again instead of charging.
     fn handle(&mut self, msg: Pay, ctx: &mut Context<Self>) -> Self::Result {
-        if side_of(&self.record, msg.party) != Some(Role::User) {
-            return Err(ActorError::NotYourOrder);
-        }
-        let invoice = match (&self.invoice, self.record.state) {
-            (Some(invoice), OrderState::Billed) => invoice.clone(),
-            (_, state) => {
-                return Err(ActorError::InvalidState(format!(
-                    "the order is {} and is not payable",
-                    state.as_str()
-                )));
-            }
-        };
+        let invoice = self.payable_invoice(msg.party, Role::User)?;
         let now = self.orders.dispatch().now_ms();
         let record = storage::PaymentRecord {
             payment_id: PaymentId::new(),
@@ -632,15 +621,7 @@ impl Handler<Pay> for OrderActor {
         match self.orders.store().begin_payment(&record)? {
             storage::PaymentStart::Existing(existing) => {
                 // The same key again: the first payment's outcome, never a new charge.
-                let outcome = PaymentOutcome {
-                    payment_id: existing.payment_id,
-                    order_id: existing.order_id,
-                    idempotency_key: existing.idempotency_key,
-                    status: existing.status,
-                    amount_minor: existing.amount_minor,
-                    transaction_ref: existing.transaction_ref,
-                    failure: existing.failure,
-                };
+                let outcome = outcome_of(&existing);
                 self.orders.sessions().to_user(
                     self.record.user_id,
                     PaymentResult {
@@ -690,21 +671,30 @@ impl Handler<Pay> for OrderActor {
 
 impl OrderActor {
     fn report_pending(&mut self, payment: &storage::PaymentRecord) {
-        let outcome = PaymentOutcome {
-            payment_id: payment.payment_id,
-            order_id: payment.order_id,
-            idempotency_key: payment.idempotency_key.clone(),
-            status: PaymentStatus::Pending,
-            amount_minor: payment.amount_minor,
-            transaction_ref: None,
-            failure: None,
-        };
+        let mut outcome = outcome_of(payment);
+        outcome.status = PaymentStatus::Pending;
+        outcome.transaction_ref = None;
+        outcome.failure = None;
         self.orders.sessions().to_user(
             self.record.user_id,
             PaymentResult {
                 payment: Box::new(outcome),
             },
         );
+    }
+
+    /// The invoice to settle, if `party` is the order's `side` and the order is billed.
+    fn payable_invoice(&self, party: PartyId, side: Role) -> Result<Invoice, ActorError> {
+        if side_of(&self.record, party) != Some(side) {
+            return Err(ActorError::NotYourOrder);
+        }
+        match (&self.invoice, self.record.state) {
+            (Some(invoice), OrderState::Billed) => Ok(invoice.clone()),
+            (_, state) => Err(ActorError::InvalidState(format!(
+                "the order is {} and is not payable",
+                state.as_str()
+            ))),
+        }
     }
 }
 
@@ -713,18 +703,7 @@ impl Handler<CashReceived> for OrderActor {
 
     /// Settles the invoice in cash when the associate confirms at least its total.
     fn handle(&mut self, msg: CashReceived, ctx: &mut Context<Self>) -> Self::Result {
-        if side_of(&self.record, msg.party) != Some(Role::Associate) {
-            return Err(ActorError::NotYourOrder);
-        }
-        let invoice = match (&self.invoice, self.record.state) {
-            (Some(invoice), OrderState::Billed) => invoice.clone(),
-            (_, state) => {
-                return Err(ActorError::InvalidState(format!(
-                    "the order is {} and is not payable",
-                    state.as_str()
-                )));
-            }
-        };
+        let invoice = self.payable_invoice(msg.party, Role::Associate)?;
         if self.charging.is_some() {
             return Err(ActorError::InvalidState(
                 "a card payment is in progress".into(),

@@ -85,29 +85,46 @@ pub fn rating_centi(sum: u64, count: u32) -> Option<u16> {
     Some(centi.min(500) as u16)
 }
 
+/// How the other side of an order sees a party with these profile fields.
+fn party_summary(
+    id: uuid::Uuid,
+    name: &str,
+    phone: &str,
+    rating_sum: u64,
+    rating_count: u32,
+) -> PartySummary {
+    PartySummary {
+        id,
+        name: name.to_owned(),
+        phone: phone.to_owned(),
+        rating_centi: rating_centi(rating_sum, rating_count),
+        rating_count,
+    }
+}
+
 impl UserProfile {
     /// How the other side of an order sees this user.
     pub fn summary(&self) -> PartySummary {
-        PartySummary {
-            id: self.id.0,
-            name: self.name.clone(),
-            phone: self.phone.clone(),
-            rating_centi: rating_centi(self.rating_sum, self.rating_count),
-            rating_count: self.rating_count,
-        }
+        party_summary(
+            self.id.0,
+            &self.name,
+            &self.phone,
+            self.rating_sum,
+            self.rating_count,
+        )
     }
 }
 
 impl AssociateProfile {
     /// How the other side of an order sees this associate.
     pub fn summary(&self) -> PartySummary {
-        PartySummary {
-            id: self.id.0,
-            name: self.name.clone(),
-            phone: self.phone.clone(),
-            rating_centi: rating_centi(self.rating_sum, self.rating_count),
-            rating_count: self.rating_count,
-        }
+        party_summary(
+            self.id.0,
+            &self.name,
+            &self.phone,
+            self.rating_sum,
+            self.rating_count,
+        )
     }
 }
 

@@ -10,10 +10,10 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
 use wire::client::{Client, http_api};
-use wire::model::{OrderState, PaymentMethod, PaymentStatus, Point};
+use wire::model::{OrderState, PaymentMethod, PaymentStatus};
 use wire::{ServerMessage, UserId};
 
-use crate::harness::{WAIT, expect};
+use crate::harness::{WAIT, at, expect};
 
 const ADMIN: &str = "crash-admin-key-0123456789";
 const SECRET: &str = "crash-token-secret-0123456789";
@@ -98,10 +98,6 @@ impl Engine {
         ));
         c
     }
-}
-
-fn at(lat: f64, lng: f64) -> Point {
-    Point { lat, lng }
 }
 
 async fn order_state(c: &mut Client) -> wire::model::OrderSnapshot {

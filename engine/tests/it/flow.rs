@@ -3,55 +3,10 @@
 
 use serde_json::json;
 use wire::client::{Client, http_api};
-use wire::model::{OrderSnapshot, OrderState, PaymentMethod, PaymentStatus, Point};
+use wire::model::{OrderSnapshot, OrderState, PaymentMethod, PaymentStatus};
 use wire::{ErrorCode, OrderId, ServerMessage};
 
-use crate::harness::{TestServer, expect};
-
-fn at(lat: f64, lng: f64) -> Point {
-    Point { lat, lng }
-}
-
-/// A user and an online associate connected, with ids.
-struct Parties {
-    u: Client,
-    a: Client,
-    user: wire::UserId,
-    associate: wire::AssociateId,
-}
-
-async fn parties(s: &TestServer) -> Parties {
-    let (user, user_token) = s.user("Asha").await;
-    let (associate, associate_token) = s.associate("Ravi", &["companion", "helper"]).await;
-    let mut a = s.connect(&associate_token).await;
-    a.send(wire::Location {
-        point: at(12.9726, 77.5946),
-        accuracy_m: None,
-    })
-    .await
-    .unwrap();
-    a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
-    expect(&mut a, "available", |m| match m {
-        ServerMessage::Status(st) if st.availability == wire::model::Availability::Available => {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
-    let mut u = s.connect(&user_token).await;
-    u.send(wire::Location {
-        point: at(12.9716, 77.5946),
-        accuracy_m: None,
-    })
-    .await
-    .unwrap();
-    Parties {
-        u,
-        a,
-        user,
-        associate,
-    }
-}
+use crate::harness::{Parties, TestServer, at, expect, parties};
 
 fn request(code: Option<&str>) -> wire::TaskRequest {
     wire::TaskRequest {

@@ -202,3 +202,49 @@ pub async fn expect<T>(
         .await;
     found.unwrap_or_else(|e| panic!("waiting for {what}: {e}; skipped {skipped:#?}"))
 }
+
+/// A point.
+pub fn at(lat: f64, lng: f64) -> wire::model::Point {
+    wire::model::Point { lat, lng }
+}
+
+/// A user and an online associate connected, with ids.
+pub struct Parties {
+    pub u: Client,
+    pub a: Client,
+    pub user: wire::UserId,
+    pub associate: wire::AssociateId,
+}
+
+pub async fn parties(s: &TestServer) -> Parties {
+    let (user, user_token) = s.user("Asha").await;
+    let (associate, associate_token) = s.associate("Ravi", &["companion", "helper"]).await;
+    let mut a = s.connect(&associate_token).await;
+    a.send(wire::Location {
+        point: at(12.9726, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
+    expect(&mut a, "available", |m| match m {
+        ServerMessage::Status(st) if st.availability == wire::model::Availability::Available => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    let mut u = s.connect(&user_token).await;
+    u.send(wire::Location {
+        point: at(12.9716, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    Parties {
+        u,
+        a,
+        user,
+        associate,
+    }
+}

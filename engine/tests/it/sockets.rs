@@ -4,14 +4,9 @@
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::Message;
-use wire::model::Point;
 use wire::{ClientMessage, Encoding, ErrorCode, ServerMessage};
 
-use crate::harness::{TestServer, WAIT, expect};
-
-fn at(lat: f64, lng: f64) -> Point {
-    Point { lat, lng }
-}
+use crate::harness::{TestServer, WAIT, at, expect, parties};
 
 fn error_code(m: ServerMessage) -> Option<ErrorCode> {
     match m {
@@ -42,41 +37,6 @@ async fn the_upgrade_needs_a_valid_token_and_a_profile() {
     }
 }
 
-/// A user and an associate about 110 m apart, the associate online.
-async fn pair(
-    s: &TestServer,
-) -> (
-    wire::client::Client,
-    wire::client::Client,
-    wire::AssociateId,
-) {
-    let (_, user_token) = s.user("Asha").await;
-    let (associate, associate_token) = s.associate("Ravi", &["companion"]).await;
-    let mut a = s.connect(&associate_token).await;
-    a.send(wire::Location {
-        point: at(12.9726, 77.5946),
-        accuracy_m: None,
-    })
-    .await
-    .unwrap();
-    a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
-    expect(&mut a, "status available", |m| match m {
-        ServerMessage::Status(st) if st.availability == wire::model::Availability::Available => {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
-    let mut u = s.connect(&user_token).await;
-    u.send(wire::Location {
-        point: at(12.9716, 77.5946),
-        accuracy_m: Some(5),
-    })
-    .await
-    .unwrap();
-    (u, a, associate)
-}
-
 fn request() -> wire::TaskRequest {
     wire::TaskRequest {
         client_ref: "r-1".into(),
@@ -90,7 +50,12 @@ fn request() -> wire::TaskRequest {
 #[tokio::test]
 async fn request_offer_accept_allot_and_track_both_ways() {
     let s = TestServer::start(|_| {});
-    let (mut u, mut a, associate) = pair(&s).await;
+    let crate::harness::Parties {
+        mut u,
+        mut a,
+        associate,
+        ..
+    } = parties(&s).await;
     u.send(request()).await.unwrap();
     let received = expect(&mut u, "request_received", |m| match m {
         ServerMessage::RequestReceived(r) => Some(r),
@@ -171,7 +136,7 @@ async fn request_offer_accept_allot_and_track_both_ways() {
 #[tokio::test]
 async fn wrong_roles_and_malformed_frames_get_errors_and_the_socket_stays_usable() {
     let s = TestServer::start(|_| {});
-    let (mut u, mut a, _) = pair(&s).await;
+    let crate::harness::Parties { mut u, mut a, .. } = parties(&s).await;
     // A user may not accept, an associate may not request.
     u.send(wire::Accept {
         request_id: wire::RequestId::new(),
