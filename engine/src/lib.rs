@@ -130,6 +130,7 @@ pub async fn run(
         validator: Arc::new(validator),
         metrics,
         shutdown: stop.clone(),
+        live_sessions: shutdown::Sessions::default(),
     };
     let archive = archive_task(state.clone());
     let app = Router::new()
@@ -156,7 +157,20 @@ pub async fn run(
         })
         .await;
     archive.abort();
-    // Sessions have sent `shutdown` and closed; make every write durable.
+    // Upgraded sessions are not the HTTP server's to wait for: each sends `shutdown`,
+    // closes, and counts itself out (bounded by the write timeout).
+    let patience =
+        Duration::from_millis(state.config.socket.write_timeout_ms) + Duration::from_secs(1);
+    if tokio::time::timeout(patience, state.live_sessions.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = state.live_sessions.live(),
+            "sessions still open at shutdown"
+        );
+    }
+    // Make every write durable.
     store.flush_blocking()?;
     for arbiter in arbiters {
         arbiter.stop();

@@ -72,7 +72,9 @@ enum RoleArg {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Logs go to stderr: stdout carries only what a subcommand prints (a token, a config).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

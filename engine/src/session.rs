@@ -260,6 +260,7 @@ impl Session {
     }
 
     async fn run(mut self, socket: WebSocket) {
+        let _live = self.state.live_sessions.enter();
         let config = self.state.config.socket.clone();
         let (outbox, mut outbound) = Outbox::channel(config.outbound_queue);
         let signals = outbox.signals();

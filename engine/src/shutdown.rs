@@ -34,3 +34,54 @@ impl Shutdown {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
 }
+
+/// Counts live sessions so shutdown can wait for them: upgraded WebSockets outlive the
+/// HTTP server's own connection tracking.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions {
+    inner: std::sync::Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
+}
+
+/// One live session; dropping it counts the session out.
+#[derive(Debug)]
+pub struct SessionGuard(Sessions);
+
+impl Sessions {
+    /// Counts a session in until the guard drops.
+    pub fn enter(&self) -> SessionGuard {
+        self.inner
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SessionGuard(self.clone())
+    }
+
+    /// Live sessions now.
+    pub fn live(&self) -> usize {
+        self.inner.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until no session is live.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.inner.1.notified();
+            if self.live() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .inner
+            .0
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.inner.1.notify_waiters();
+        }
+    }
+}

@@ -31,4 +31,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The stop signal.
     pub shutdown: Shutdown,
+    /// Live WebSocket sessions, which shutdown waits for.
+    pub live_sessions: crate::shutdown::Sessions,
 }

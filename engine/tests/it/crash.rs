@@ -298,3 +298,41 @@ async fn killed_three_times_nothing_lost_nothing_charged_twice() {
     .await;
     e.kill();
 }
+
+#[tokio::test]
+async fn the_token_subcommand_signs_tokens_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = UserId::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["token", "--role", "user", "--token-secret", SECRET, "--sub"])
+        .arg(user.to_string())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("SPEEDY_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let e = Engine::start(dir.path());
+    let r = e
+        .admin(
+            "POST",
+            "/v1/users",
+            Some(json!({ "id": user, "name": "Asha", "phone": "1" })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut c = Client::connect(&format!("ws://{}/v1/ws", e.addr), &token)
+        .await
+        .unwrap();
+    match c.recv_timeout(WAIT).await.unwrap() {
+        ServerMessage::Welcome(w) => assert_eq!(w.id, user.0),
+        other => panic!("{other:?}"),
+    }
+    e.kill();
+}

@@ -78,6 +78,11 @@ impl TestServer {
         }
     }
 
+    /// Stops the engine gracefully (blocking until it has stopped).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
     fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -371,3 +371,27 @@ async fn reconnecting_mid_offer_and_mid_order_restores_the_state() {
         (order.order_id, order.pin.as_deref())
     );
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_tells_every_app_and_closes() {
+    let s = TestServer::start(|_| {});
+    let (_, token) = s.user("Asha").await;
+    let mut c = s.connect(&token).await;
+    let stopping = tokio::task::spawn_blocking(move || s.stop());
+    let notice = expect(&mut c, "shutdown", |m| match m {
+        ServerMessage::Shutdown(x) => Some(x),
+        _ => None,
+    })
+    .await;
+    assert!(notice.reconnect_after_ms > 0);
+    match c.recv_timeout(WAIT).await {
+        Err(wire::client::ClientError::Closed(reason)) => {
+            assert!(reason.starts_with("1001"), "{reason}")
+        }
+        other => panic!("expected a close, got {other:?}"),
+    }
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("the engine stops")
+        .unwrap();
+}
