@@ -49,7 +49,8 @@ pub(crate) struct Shared {
     supervisors: DashMap<ShardId, Addr<ShardSupervisor>>,
     associates: DashMap<AssociateId, AssociateEntry>,
     pub(crate) requests: DashMap<RequestId, Addr<RequestActor>>,
-    user_requests: DashMap<UserId, RequestId>,
+    /// Each user's open request, as told to them (re-sent when they reconnect).
+    user_requests: DashMap<UserId, RequestReceived>,
     user_positions: DashMap<UserId, LatLng>,
     order_sink: OnceLock<Recipient<CreateOrder>>,
 }
@@ -325,12 +326,6 @@ impl Dispatch {
             .to_latlng()
             .map_err(|e| ActorError::Internal(format!("unvalidated pickup: {e}")))?;
         let request_id = RequestId::new();
-        match self.shared.user_requests.entry(user) {
-            Entry::Occupied(_) => return Err(ActorError::AlreadyActive),
-            Entry::Vacant(e) => {
-                e.insert(request_id);
-            }
-        }
         let created = Instant::now();
         let deadline = created + self.shared.config.request_timeout;
         let received = RequestReceived {
@@ -338,6 +333,12 @@ impl Dispatch {
             request_id,
             expires_at_ms: self.shared.clock.ms_at(deadline),
         };
+        match self.shared.user_requests.entry(user) {
+            Entry::Occupied(_) => return Err(ActorError::AlreadyActive),
+            Entry::Vacant(e) => {
+                e.insert(received.clone());
+            }
+        }
         self.shared.sessions.to_user(user, received.clone());
         let spec = RequestSpec {
             request_id,
@@ -380,7 +381,12 @@ impl Dispatch {
 
     /// The user's open request, if any.
     pub fn open_request_of(&self, user: UserId) -> Option<RequestId> {
-        self.shared.user_requests.get(&user).map(|r| *r)
+        self.shared.user_requests.get(&user).map(|r| r.request_id)
+    }
+
+    /// The user's open request as it was acknowledged to them, if any.
+    pub fn open_request_frame(&self, user: UserId) -> Option<RequestReceived> {
+        self.shared.user_requests.get(&user).map(|r| r.clone())
     }
 
     /// How many requests are looking for an associate.
@@ -393,7 +399,7 @@ impl Dispatch {
         self.shared.requests.remove(&request);
         self.shared
             .user_requests
-            .remove_if(&user, |_, r| *r == request);
+            .remove_if(&user, |_, r| r.request_id == request);
     }
 
     /// Unix milliseconds now.

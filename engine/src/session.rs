@@ -413,7 +413,11 @@ impl Session {
                     Err(e) => self.refuse(e.code(), e.to_string(), None),
                 }
             }
-            PartyId::User(_) => {}
+            PartyId::User(u) => {
+                if let Some(open) = self.state.dispatch.open_request_frame(u) {
+                    self.push(open);
+                }
+            }
         }
         if let Some(order) = self.state.orders.open_order_of(self.party)
             && let Ok(snapshot) = self.state.orders.snapshot(self.party, order).await

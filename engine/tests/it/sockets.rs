@@ -333,6 +333,15 @@ async fn reconnecting_mid_offer_and_mid_order_restores_the_state() {
         _ => None,
     })
     .await;
+    // The user reconnects mid-request: the open request is acknowledged again.
+    drop(u);
+    let mut u = s.connect(&user_token).await;
+    let again = expect(&mut u, "request again", |m| match m {
+        ServerMessage::RequestReceived(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    assert_eq!(again.request_id, offer.request_id);
     // The associate's phone switches networks: a second connection while the first lingers.
     let mut a2 = s.connect(&associate_token).await;
     let again = expect(&mut a2, "offer again", |m| match m {
