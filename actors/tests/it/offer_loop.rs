@@ -209,7 +209,7 @@ async fn an_associate_who_comes_online_later_is_found_on_retry() {
     let mut h = Harness::new(DispatchConfig::default());
     let user = h.user();
     let request = h.request(user, "companion", near(0.0)).await;
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    tokio::time::advance(Duration::from_secs(30)).await;
     let late = h.associate(near(0.001), &[0]).await;
     assert_eq!(h.offer(late).await.request_id, request);
 }
