@@ -1,5 +1,5 @@
 //! WebSocket sessions: identity, the dispatch happy path with live tracking, errors that
-//! keep the socket, oversize frames, slow readers, reconnects.
+//! keep the socket, oversize frames, slow readers, missed pongs, reconnects.
 
 use std::time::Duration;
 
@@ -403,4 +403,83 @@ async fn a_graceful_shutdown_tells_every_app_and_closes() {
         .await
         .expect("the engine stops")
         .unwrap();
+}
+
+/// Opens a WebSocket by hand on a raw TCP stream, so nothing answers the engine's pings.
+async fn silent_socket(s: &TestServer, token: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let upgrade = format!(
+        "GET /v1/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: {}\r\nAuthorization: Bearer {token}\r\n\r\n",
+        s.addr,
+        Encoding::Json.subprotocol()
+    );
+    tcp.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "connection closed during the upgrade");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tcp
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed_and_one_that_does_stays() {
+    let s = TestServer::start(|c| {
+        c.socket.heartbeat_s = 1;
+        c.socket.missed_pongs = 1;
+    });
+    let (_, silent_token) = s.user("Silent").await;
+    let (_, live_token) = s.user("Live").await;
+    let mut live = s.connect(&live_token).await;
+    let mut silent = silent_socket(&s, &silent_token).await;
+
+    // The silent side reads raw bytes (which answers nothing) until the engine hangs up;
+    // the live side reads through tungstenite, which answers every ping, meanwhile.
+    let hang_up = async {
+        use tokio::io::AsyncReadExt;
+        let mut bytes = Vec::new();
+        tokio::time::timeout(WAIT, silent.read_to_end(&mut bytes))
+            .await
+            .expect("the engine must close a socket that never answers pings")
+            .unwrap();
+        bytes
+    };
+    let bytes = tokio::select! {
+        bytes = hang_up => bytes,
+        frame = live.recv_timeout(WAIT) => panic!("the live client got {frame:?} first"),
+    };
+    // Server frames are unmasked: a ping is 0x89, the close is 0x88 with code 1008.
+    assert!(
+        bytes.windows(2).any(|w| w == [0x89, 0x00]),
+        "no ping before the close: {bytes:?}"
+    );
+    let close = bytes
+        .windows(2)
+        .position(|w| w[0] == 0x88)
+        .expect("a close frame");
+    let payload = &bytes[close + 2..];
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1008);
+    assert!(
+        String::from_utf8_lossy(payload).contains("missed_pongs"),
+        "{bytes:?}"
+    );
+
+    // The live client saw the same pings, answered them and is still served.
+    live.send(wire::Heartbeat { nonce: Some(7) }).await.unwrap();
+    let h = expect(&mut live, "heartbeat", |m| match m {
+        ServerMessage::Heartbeat(h) => Some(h),
+        _ => None,
+    })
+    .await;
+    assert_eq!(h.nonce, Some(7));
 }
