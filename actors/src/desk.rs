@@ -73,49 +73,45 @@ impl Handler<CreateOrder> for OrderDesk {
                 next_seq: 0,
             })
         })();
-        let committed = record.and_then(|r| store.create_order(&r).map_err(ActorError::from));
-        let committed = match committed {
-            Ok(c) => c,
+        let write = match record {
+            Ok(r) => store.create_order_durable(r),
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let storage::Committed {
-            order,
-            event,
-            feed_seq,
-            ticket,
-        } = committed;
         let client_ref = a.client_ref;
-        Box::pin(async move { ticket.durable().await }.into_actor(self).map(
-            move |durable, act, _| {
-                durable?;
-                let orders = act.orders.clone();
-                let actor_orders = orders.clone();
-                let record = order.clone();
-                let addr = orders
-                    .dispatch()
-                    .spawn(move || OrderActor::new(record, actor_orders));
-                orders.register(&order, addr);
-                let view = OrderActor::view_of(&order, None);
-                let mut user_copy = view.clone();
-                user_copy.pin = Some(order.pin.clone());
-                let sessions = orders.sessions();
-                sessions.to_user(
-                    order.user_id,
-                    Allotted {
-                        client_ref: Some(client_ref),
-                        order: Box::new(user_copy),
-                    },
-                );
-                sessions.to_associate(
-                    order.associate_id,
-                    Allotted {
-                        client_ref: None,
-                        order: Box::new(view),
-                    },
-                );
-                orders.publish(feed_seq, event);
-                Ok(order.order_id)
-            },
-        ))
+        Box::pin(write.into_actor(self).map(move |committed, act, _| {
+            let storage::Committed {
+                order,
+                event,
+                feed_seq,
+                ..
+            } = committed?;
+            let orders = act.orders.clone();
+            let actor_orders = orders.clone();
+            let record = order.clone();
+            let addr = orders
+                .dispatch()
+                .spawn(move || OrderActor::new(record, actor_orders));
+            orders.register(&order, addr);
+            let view = OrderActor::view_of(&order, None);
+            let mut user_copy = view.clone();
+            user_copy.pin = Some(order.pin.clone());
+            let sessions = orders.sessions();
+            sessions.to_user(
+                order.user_id,
+                Allotted {
+                    client_ref: Some(client_ref),
+                    order: Box::new(user_copy),
+                },
+            );
+            sessions.to_associate(
+                order.associate_id,
+                Allotted {
+                    client_ref: None,
+                    order: Box::new(view),
+                },
+            );
+            orders.publish(feed_seq, event);
+            Ok(order.order_id)
+        }))
     }
 }

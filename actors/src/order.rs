@@ -274,39 +274,32 @@ impl OrderActor {
         side: Vec<storage::SideWrite>,
     ) -> ResponseActFuture<Self, Result<(), ActorError>> {
         let now = self.orders.dispatch().now_ms();
-        let committed = match self
+        let write = self
             .orders
             .store()
-            .transition(self.record.order_id, now, kind, &side)
-        {
-            Ok(c) => c,
-            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
-        };
-        let storage::Committed {
-            order,
-            event,
-            feed_seq,
-            ticket,
-        } = committed;
-        Box::pin(async move { ticket.durable().await }.into_actor(self).map(
-            move |durable, act, ctx| {
-                durable.map_err(ActorError::from)?;
-                act.record = order;
-                for party in act.parties() {
-                    let update = OrderUpdate {
-                        order_id: event.order_id,
-                        state: event.state,
-                        at_ms: event.at_ms,
-                        by,
-                    };
-                    act.orders.sessions().send(party, update.into()).ok();
-                }
-                let state = event.state;
-                act.after(state, ctx);
-                act.orders.publish(feed_seq, event);
-                Ok(())
-            },
-        ))
+            .transition_durable(self.record.order_id, now, kind, side);
+        Box::pin(write.into_actor(self).map(move |committed, act, ctx| {
+            let storage::Committed {
+                order,
+                event,
+                feed_seq,
+                ..
+            } = committed?;
+            act.record = order;
+            for party in act.parties() {
+                let update = OrderUpdate {
+                    order_id: event.order_id,
+                    state: event.state,
+                    at_ms: event.at_ms,
+                    by,
+                };
+                act.orders.sessions().send(party, update.into()).ok();
+            }
+            let state = event.state;
+            act.after(state, ctx);
+            act.orders.publish(feed_seq, event);
+            Ok(())
+        }))
     }
 
     /// Commits from inside the actor (not as a reply), holding the mailbox until durable.

@@ -4,14 +4,16 @@
 //!
 //! Run: `cargo bench -p speedy-benches --bench storage_commit` (set `COMMIT_WRITERS`,
 //! `COMMIT_SECONDS`, `COMMIT_WAIT_US`, `COMMIT_DIR` to change writers, duration, the
-//! committer's batching wait and the database directory).
+//! committer's batching wait and the database directory). Writers are OS threads that
+//! block on each ticket, or with `COMMIT_MODE=async` tasks on one tokio thread that await
+//! it, as order actors do on their arbiter.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use storage::{OrderRecord, Store, StoreConfig};
+use storage::{Committed, Durable, OrderRecord, Store, StoreConfig};
 use wire::model::{OrderEventKind, OrderState, PartySummary, Point};
 use wire::{AssociateId, OrderId, RequestId, UserId};
 
@@ -57,10 +59,122 @@ fn order(n: u64) -> OrderRecord {
     }
 }
 
+/// The lifecycle each writer walks after creating an order.
+const STEPS: [OrderEventKind; 4] = [
+    OrderEventKind::EnRoute,
+    OrderEventKind::Arrived,
+    OrderEventKind::Started,
+    OrderEventKind::Completed { minutes: 30 },
+];
+
+fn histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram")
+}
+
+/// Whether writes run on the caller's thread with a ticket for the flush
+/// (`COMMIT_PATH=caller`) instead of on the committer, as the order actors write.
+fn on_caller() -> bool {
+    std::env::var("COMMIT_PATH").is_ok_and(|p| p == "caller")
+}
+
+/// One write of an order's walk on the caller's thread: the creation (step 0) or a
+/// transition; the ticket resolves after the flush.
+fn write_here(store: &Store, o: &OrderRecord, step: usize, n: u64) -> storage::Ticket {
+    let committed = if step == 0 {
+        store.create_order(o)
+    } else {
+        store.transition(o.order_id, n, STEPS[step - 1].clone(), &[])
+    };
+    committed.expect("write").ticket
+}
+
+/// The same write run by the committer, resolving once durable.
+fn write_durable(store: &Store, o: &OrderRecord, step: usize, n: u64) -> Durable<Committed> {
+    if step == 0 {
+        store.create_order_durable(o.clone())
+    } else {
+        store.transition_durable(o.order_id, n, STEPS[step - 1].clone(), Vec::new())
+    }
+}
+
+/// Writer threads blocking on each ticket.
+fn run_threads(store: &Store, writers: usize, stop: &AtomicBool) -> Vec<(u64, Histogram<u64>)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                scope.spawn(move || {
+                    let caller = on_caller();
+                    let (mut hist, mut done, mut n) = (histogram(), 0u64, w as u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        let o = order(n);
+                        n += writers as u64;
+                        for step in 0..=STEPS.len() {
+                            let t = Instant::now();
+                            if caller {
+                                write_here(store, &o, step, n).wait().expect("durable");
+                            } else {
+                                write_durable(store, &o, step, n).wait().expect("durable");
+                            }
+                            hist.record(t.elapsed().as_micros() as u64).ok();
+                            done += 1;
+                        }
+                    }
+                    (done, hist)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .collect()
+    })
+}
+
+/// Writer tasks on one tokio thread, awaiting each ticket.
+fn run_tasks(store: &Store, writers: usize, stop: &Arc<AtomicBool>) -> Vec<(u64, Histogram<u64>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let caller = on_caller();
+                    let (mut hist, mut done, mut n) = (histogram(), 0u64, w as u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        let o = order(n);
+                        n += writers as u64;
+                        for step in 0..=STEPS.len() {
+                            let t = Instant::now();
+                            if caller {
+                                let ticket = write_here(&store, &o, step, n);
+                                ticket.durable().await.expect("durable");
+                            } else {
+                                write_durable(&store, &o, step, n).await.expect("durable");
+                            }
+                            hist.record(t.elapsed().as_micros() as u64).ok();
+                            done += 1;
+                        }
+                    }
+                    (done, hist)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("writer task"));
+        }
+        out
+    })
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; this harness takes no arguments of its own.
     let writers: usize = env("COMMIT_WRITERS", 256);
     let seconds: u64 = env("COMMIT_SECONDS", 10);
+    let tasks = std::env::var("COMMIT_MODE").is_ok_and(|m| m == "async");
     let dir = std::env::var("COMMIT_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| {
@@ -75,67 +189,35 @@ fn main() {
     })
     .expect("open store");
     let stop = Arc::new(AtomicBool::new(false));
+    let timer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(seconds));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
     let start = Instant::now();
-    let histograms: Vec<(u64, Histogram<u64>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..writers)
-            .map(|w| {
-                let store = store.clone();
-                let stop = stop.clone();
-                scope.spawn(move || {
-                    let mut hist =
-                        Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
-                    let mut done = 0u64;
-                    let steps = [
-                        OrderEventKind::EnRoute,
-                        OrderEventKind::Arrived,
-                        OrderEventKind::Started,
-                        OrderEventKind::Completed { minutes: 30 },
-                    ];
-                    let mut n = w as u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let o = order(n);
-                        n += writers as u64;
-                        let t = Instant::now();
-                        store
-                            .create_order(&o)
-                            .expect("create")
-                            .ticket
-                            .wait()
-                            .expect("durable");
-                        hist.record(t.elapsed().as_micros() as u64).ok();
-                        done += 1;
-                        for kind in steps.iter().cloned() {
-                            let t = Instant::now();
-                            store
-                                .transition(o.order_id, n, kind, &[])
-                                .expect("transition")
-                                .ticket
-                                .wait()
-                                .expect("durable");
-                            hist.record(t.elapsed().as_micros() as u64).ok();
-                            done += 1;
-                        }
-                    }
-                    (done, hist)
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs(seconds));
-        stop.store(true, Ordering::Relaxed);
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("writer"))
-            .collect()
-    });
+    let histograms = if tasks {
+        run_tasks(&store, writers, &stop)
+    } else {
+        run_threads(&store, writers, &stop)
+    };
     let elapsed = start.elapsed().as_secs_f64();
-    let mut all = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
+    timer.join().expect("timer");
+    let mut all = histogram();
     let mut total = 0;
     for (done, h) in &histograms {
         total += done;
         all.add(h).expect("same bounds");
     }
+    let kind = match (tasks, on_caller()) {
+        (true, true) => "tasks on one thread, writing themselves",
+        (true, false) => "tasks on one thread, writes run by the committer",
+        (false, true) => "threads, writing themselves",
+        (false, false) => "threads, writes run by the committer",
+    };
     println!(
-        "storage group commit: {writers} writers, {seconds} s, commit wait {wait_us} us, database in {}",
+        "storage group commit: {writers} writers ({kind}), {seconds} s, commit wait {wait_us} us, database in {}",
         dir.display()
     );
     println!("durable transitions/s: {:.0}", total as f64 / elapsed);

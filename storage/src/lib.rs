@@ -9,7 +9,8 @@
 //! - Money and people: profiles, invoices and tax invoices, payments with an
 //!   idempotency-key index, feedback with rating updates, discount codes, pricing.
 //! - Durability: writes return a [`Ticket`]; [`Ticket::durable`] resolves once a group
-//!   flush has put the write on disk, so many writes share one fsync.
+//!   flush has put the write on disk, so many writes share one fsync. Order writes also
+//!   come as [`Durable`] writes run by the committer itself, just before its flush.
 
 mod commit;
 mod error;
@@ -20,7 +21,7 @@ mod records;
 mod store;
 mod table;
 
-pub use commit::Ticket;
+pub use commit::{Durable, Ticket};
 pub use error::StorageError;
 pub use orders::{Committed, SideWrite, apply_event};
 pub use people::{FeedbackOutcome, PaymentStart};

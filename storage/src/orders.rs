@@ -5,7 +5,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use wire::OrderId;
 use wire::model::{Cancellation, Invoice, OrderEvent, OrderEventKind, OrderState, UnixMs};
 
-use crate::commit::Ticket;
+use crate::commit::{Durable, Ticket};
 use crate::error::StorageError;
 use crate::keys::{ended_key, event_key};
 use crate::records::{OrderRecord, PaymentRecord, TaxInvoice};
@@ -34,7 +34,8 @@ pub struct Committed {
     pub event: OrderEvent,
     /// The event's position in the global feed.
     pub feed_seq: u64,
-    /// Resolves once the write is on disk.
+    /// Resolves once the write is on disk (at once for a [`Durable`] write, which only
+    /// reports after its flush).
     pub ticket: Ticket,
 }
 
@@ -91,6 +92,154 @@ fn flatten<T>(r: Result<T, TransactionError<StorageError>>) -> Result<T, Storage
     })
 }
 
+/// An order write, as the committer runs it inside its batch transaction.
+#[derive(Debug, Clone)]
+pub(crate) enum OrderWrite {
+    /// Create an order in state allotted.
+    Create(Box<OrderRecord>),
+    /// Move an order on, with records written in the same atomic step.
+    Transition {
+        order_id: OrderId,
+        at_ms: UnixMs,
+        kind: OrderEventKind,
+        side: Vec<SideWrite>,
+    },
+}
+
+/// What an order write produced inside its transaction.
+#[derive(Debug)]
+pub(crate) struct Written {
+    order: OrderRecord,
+    event: OrderEvent,
+    feed_seq: u64,
+}
+
+impl Written {
+    pub(crate) fn committed(self, ticket: Ticket) -> Committed {
+        Committed {
+            order: self.order,
+            event: self.event,
+            feed_seq: self.feed_seq,
+            ticket,
+        }
+    }
+}
+
+impl OrderWrite {
+    /// Applies the write inside a transaction whose trees sit at the positions above.
+    /// Every check (existence, lifecycle) happens before the first write.
+    fn apply(&self, t: &[TransactionalTree]) -> Abortable<Written> {
+        match self {
+            OrderWrite::Create(record) => create_in(t, record),
+            OrderWrite::Transition {
+                order_id,
+                at_ms,
+                kind,
+                side,
+            } => transition_in(t, *order_id, *at_ms, kind, side),
+        }
+    }
+}
+
+/// Runs a batch of order writes in one transaction (one log reservation for all of
+/// them). If any write is refused, the batch is undone and each write runs on its own,
+/// so one bad write never fails the others.
+pub(crate) fn write_batch(
+    trees: &[sled::Tree],
+    writes: &[OrderWrite],
+) -> Vec<Result<Written, StorageError>> {
+    let all = trees.transaction(|t| {
+        writes
+            .iter()
+            .map(|w| w.apply(t))
+            .collect::<Abortable<Vec<_>>>()
+    });
+    match all {
+        Ok(written) => written.into_iter().map(Ok).collect(),
+        Err(TransactionError::Abort(_)) => writes
+            .iter()
+            .map(|w| flatten(trees.transaction(|t| w.apply(t))))
+            .collect(),
+        Err(TransactionError::Storage(e)) => writes
+            .iter()
+            .map(|_| Err(StorageError::Db(e.clone())))
+            .collect(),
+    }
+}
+
+fn create_in(t: &[TransactionalTree], record: &OrderRecord) -> Abortable<Written> {
+    let mut order = record.clone();
+    let event = OrderEvent {
+        order_id: order.order_id,
+        seq: 0,
+        at_ms: order.allotted_at_ms,
+        state: OrderState::Allotted,
+        kind: OrderEventKind::Allotted {
+            user_id: order.user_id,
+            associate_id: order.associate_id,
+        },
+    };
+    apply_event(&mut order, &event);
+    let key = order.order_id.to_bytes();
+    if t[ORDERS].get(key)?.is_some() {
+        return abort(StorageError::AlreadyExists { what: "order" });
+    }
+    t[ORDERS].insert(&key, wire::encode_value(&order))?;
+    t[OPEN].insert(&key, &[])?;
+    let feed_seq = write_event(t, &event)?;
+    Ok(Written {
+        order,
+        event,
+        feed_seq,
+    })
+}
+
+fn transition_in(
+    t: &[TransactionalTree],
+    order_id: OrderId,
+    at_ms: UnixMs,
+    kind: &OrderEventKind,
+    side: &[SideWrite],
+) -> Abortable<Written> {
+    let to = kind.state();
+    let key = order_id.to_bytes();
+    let Some(bytes) = t[ORDERS].get(key)? else {
+        return abort(StorageError::NotFound { what: "order" });
+    };
+    let mut order: OrderRecord = match decode("orders", &bytes) {
+        Ok(o) => o,
+        Err(e) => return abort(e),
+    };
+    if !order.state.can_move_to(to) {
+        return abort(StorageError::InvalidTransition {
+            from: order.state,
+            to,
+        });
+    }
+    let event = OrderEvent {
+        order_id,
+        seq: order.next_seq,
+        at_ms,
+        state: to,
+        kind: kind.clone(),
+    };
+    apply_event(&mut order, &event);
+    t[ORDERS].insert(&key, wire::encode_value(&order))?;
+    if to.is_terminal() {
+        t[OPEN].remove(&key)?;
+        t[ENDED].insert(&ended_key(at_ms, order_id), &[])?;
+    }
+    for write in side {
+        side_write(t, write)?;
+    }
+    let feed_seq = write_event(t, &event)?;
+    Ok(Written {
+        order,
+        event,
+        feed_seq,
+    })
+}
+
 impl Store {
     /// The trees an order write touches: orders, events and feed, then the open and
     /// ended indexes if `index`, then the money trees if `money`.
@@ -113,34 +262,12 @@ impl Store {
 
     /// Creates an order in state allotted with its first event; fails if it exists.
     pub fn create_order(&self, record: &OrderRecord) -> Result<Committed, StorageError> {
-        let mut order = record.clone();
-        let event = OrderEvent {
-            order_id: order.order_id,
-            seq: 0,
-            at_ms: order.allotted_at_ms,
-            state: OrderState::Allotted,
-            kind: OrderEventKind::Allotted {
-                user_id: order.user_id,
-                associate_id: order.associate_id,
-            },
-        };
-        apply_event(&mut order, &event);
-        let trees = self.order_trees(true, false);
-        let feed_seq = flatten(trees.as_slice().transaction(|t| {
-            let key = order.order_id.to_bytes();
-            if t[ORDERS].get(key)?.is_some() {
-                return abort(StorageError::AlreadyExists { what: "order" });
-            }
-            t[ORDERS].insert(&key, wire::encode_value(&order))?;
-            t[OPEN].insert(&key, &[])?;
-            write_event(t, &event)
-        }))?;
-        Ok(Committed {
-            order,
-            event,
-            feed_seq,
-            ticket: self.commit(),
-        })
+        self.write_here(&OrderWrite::Create(Box::new(record.clone())))
+    }
+
+    /// Like [`Self::create_order`], run by the group committer: resolves once durable.
+    pub fn create_order_durable(&self, record: OrderRecord) -> Durable<Committed> {
+        self.inner.committer.submit(OrderWrite::Create(Box::new(record)))
     }
 
     /// Moves an order to the state `kind` leads to, if the lifecycle allows, writing the
@@ -152,49 +279,42 @@ impl Store {
         kind: OrderEventKind,
         side: &[SideWrite],
     ) -> Result<Committed, StorageError> {
-        let to = kind.state();
-        let trees = self.order_trees(to.is_terminal(), !side.is_empty());
-        let result = flatten(trees.as_slice().transaction(|t| {
-            let key = order_id.to_bytes();
-            let Some(bytes) = t[ORDERS].get(key)? else {
-                return abort(StorageError::NotFound { what: "order" });
-            };
-            let mut order: OrderRecord = match decode("orders", &bytes) {
-                Ok(o) => o,
-                Err(e) => return abort(e),
-            };
-            if !order.state.can_move_to(to) {
-                return abort(StorageError::InvalidTransition {
-                    from: order.state,
-                    to,
-                });
-            }
-            let event = OrderEvent {
-                order_id,
-                seq: order.next_seq,
-                at_ms,
-                state: to,
-                kind: kind.clone(),
-            };
-            apply_event(&mut order, &event);
-            t[ORDERS].insert(&key, wire::encode_value(&order))?;
-            if to.is_terminal() {
-                t[OPEN].remove(&key)?;
-                t[ENDED].insert(&ended_key(at_ms, order_id), &[])?;
-            }
-            for write in side {
-                side_write(t, write)?;
-            }
-            let feed_seq = write_event(t, &event)?;
-            Ok((order, event, feed_seq))
-        }))?;
-        let (order, event, feed_seq) = result;
-        Ok(Committed {
-            order,
-            event,
-            feed_seq,
-            ticket: self.commit(),
+        self.write_here(&OrderWrite::Transition {
+            order_id,
+            at_ms,
+            kind,
+            side: side.to_vec(),
         })
+    }
+
+    /// Like [`Self::transition`], run by the group committer: resolves once durable.
+    pub fn transition_durable(
+        &self,
+        order_id: OrderId,
+        at_ms: UnixMs,
+        kind: OrderEventKind,
+        side: Vec<SideWrite>,
+    ) -> Durable<Committed> {
+        self.inner.committer.submit(OrderWrite::Transition {
+            order_id,
+            at_ms,
+            kind,
+            side,
+        })
+    }
+
+    /// Runs one order write in its own transaction on this thread, over only the trees
+    /// it needs; the ticket resolves after the next flush.
+    fn write_here(&self, write: &OrderWrite) -> Result<Committed, StorageError> {
+        let (index, money) = match write {
+            OrderWrite::Create(_) => (true, false),
+            OrderWrite::Transition { kind, side, .. } => {
+                (kind.state().is_terminal(), !side.is_empty())
+            }
+        };
+        let trees = self.order_trees(index, money);
+        let written = flatten(trees.as_slice().transaction(|t| write.apply(t)))?;
+        Ok(written.committed(self.commit()))
     }
 
     /// The order, open, ended or archived.

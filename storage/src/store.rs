@@ -105,25 +105,45 @@ impl Store {
                 db.flush()?;
             }
         }
+        let orders = Table::open(&db, "orders")?;
+        let open = db.open_tree("orders_open")?;
+        let ended = db.open_tree("orders_ended")?;
+        let events = Table::open(&db, "order_events")?;
+        let feed = Table::open(&db, "event_feed")?;
+        let invoices = Table::open(&db, "invoices")?;
+        let tax_invoices = Table::open(&db, "tax_invoices")?;
+        let payments = Table::open(&db, "payments")?;
+        // In the positions `orders.rs` names them (ORDERS, EVENTS, FEED, OPEN, ...).
+        let order_trees = vec![
+            orders.tree.clone(),
+            events.tree.clone(),
+            feed.tree.clone(),
+            open.clone(),
+            ended.clone(),
+            invoices.tree.clone(),
+            tax_invoices.tree.clone(),
+            payments.tree.clone(),
+            meta.clone(),
+        ];
         let inner = Inner {
             users: Table::open(&db, "users")?,
             associates: Table::open(&db, "associates")?,
-            orders: Table::open(&db, "orders")?,
+            orders,
             archive: Table::open(&db, "orders_archive")?,
-            open: db.open_tree("orders_open")?,
-            ended: db.open_tree("orders_ended")?,
-            events: Table::open(&db, "order_events")?,
-            feed: Table::open(&db, "event_feed")?,
-            invoices: Table::open(&db, "invoices")?,
-            tax_invoices: Table::open(&db, "tax_invoices")?,
-            payments: Table::open(&db, "payments")?,
+            open,
+            ended,
+            events,
+            feed,
+            invoices,
+            tax_invoices,
+            payments,
             payment_keys: db.open_tree("payment_keys")?,
             feedback: Table::open(&db, "feedback")?,
             discounts: Table::open(&db, "discount_codes")?,
             redemptions: db.open_tree("discount_redemptions")?,
             pricing: Table::open(&db, "pricing")?,
             meta,
-            committer: Committer::start(db.clone(), config.group_commit_wait)?,
+            committer: Committer::start(db.clone(), order_trees, config.group_commit_wait)?,
             db,
         };
         Ok(Self {

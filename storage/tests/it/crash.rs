@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use storage::{Store, StoreConfig};
+use storage::{Store, StoreConfig, Ticket};
 use wire::model::{OrderEventKind, OrderState, Role};
 use wire::{AssociateId, OrderId, UserId};
 
@@ -50,7 +50,9 @@ fn next_kind(state: OrderState, n: u64) -> Option<OrderEventKind> {
 }
 
 /// The child: four writer threads, each creating orders and walking them forward,
-/// printing `ack <order> <seq>` only after the write's ticket resolves.
+/// printing `ack <order> <seq>` only once the write is durable. Even threads write
+/// through the group committer (as the order actors do), odd ones on their own thread
+/// and wait for a ticket, so a kill lands on both paths.
 #[test]
 #[ignore = "entry point of the crash test's child process, run by crash_and_recover"]
 fn crash_child_writer() {
@@ -67,16 +69,25 @@ fn crash_child_writer() {
                 for n in 0u64.. {
                     let line = if open.len() < 8 || n % 5 == 0 {
                         let o = new_order(UserId::new(), AssociateId::new(), n);
-                        let c = store.create_order(&o).unwrap();
-                        c.ticket.wait().unwrap();
+                        if t % 2 == 0 {
+                            store.create_order_durable(o.clone()).wait().unwrap();
+                        } else {
+                            store.create_order(&o).unwrap().ticket.wait().unwrap();
+                        }
                         open.push((o.order_id, OrderState::Allotted));
                         format!("ack {} 0\n", o.order_id)
                     } else {
                         let i = ((n * 31 + t) as usize) % open.len();
                         let (id, state) = open[i];
                         let kind = next_kind(state, n).unwrap();
-                        let c = store.transition(id, n, kind, &[]).unwrap();
-                        c.ticket.wait().unwrap();
+                        let c = if t % 2 == 0 {
+                            store.transition_durable(id, n, kind, Vec::new()).wait()
+                        } else {
+                            let mut c = store.transition(id, n, kind, &[]).unwrap();
+                            let ticket = std::mem::replace(&mut c.ticket, Ticket::done());
+                            ticket.wait().map(|()| c)
+                        };
+                        let c = c.unwrap();
                         if c.order.state.is_terminal() {
                             open.swap_remove(i);
                         } else {

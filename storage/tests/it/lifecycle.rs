@@ -187,3 +187,92 @@ fn a_newer_schema_is_refused() {
     );
     assert!(err.to_string().contains("upgrade"), "{err}");
 }
+
+#[tokio::test]
+async fn committer_writes_run_in_order_and_a_refused_one_spares_its_batch() {
+    let s = store();
+    let a = new_order(UserId::new(), AssociateId::new(), 10);
+    let b = new_order(UserId::new(), AssociateId::new(), 11);
+    // Submitted back to back without waiting, so they are likely to share a batch:
+    // writes to one order see the writes queued before them.
+    let writes = vec![
+        s.create_order_durable(a.clone()),
+        s.create_order_durable(b.clone()),
+        s.transition_durable(a.order_id, 12, OrderEventKind::EnRoute, Vec::new()),
+        // Refused: b is allotted and cannot start.
+        s.transition_durable(b.order_id, 13, OrderEventKind::Started, Vec::new()),
+        // Refused: a exists already.
+        s.create_order_durable(a.clone()),
+        s.transition_durable(a.order_id, 14, OrderEventKind::Arrived, Vec::new()),
+        s.transition_durable(b.order_id, 15, OrderEventKind::EnRoute, Vec::new()),
+    ];
+    let mut outcomes = Vec::new();
+    for w in writes {
+        outcomes.push(w.await);
+    }
+    let states: Vec<_> = outcomes
+        .iter()
+        .map(|o| {
+            o.as_ref()
+                .map(|c| (c.order.order_id, c.order.state, c.event.seq))
+        })
+        .collect();
+    assert_eq!(
+        states[0].as_ref().unwrap(),
+        &(a.order_id, OrderState::Allotted, 0)
+    );
+    assert_eq!(
+        states[1].as_ref().unwrap(),
+        &(b.order_id, OrderState::Allotted, 0)
+    );
+    assert_eq!(
+        states[2].as_ref().unwrap(),
+        &(a.order_id, OrderState::EnRoute, 1)
+    );
+    assert!(matches!(
+        outcomes[3],
+        Err(StorageError::InvalidTransition {
+            from: OrderState::Allotted,
+            to: OrderState::Started
+        })
+    ));
+    assert!(matches!(
+        outcomes[4],
+        Err(StorageError::AlreadyExists { what: "order" })
+    ));
+    assert_eq!(
+        states[5].as_ref().unwrap(),
+        &(a.order_id, OrderState::Arrived, 2)
+    );
+    assert_eq!(
+        states[6].as_ref().unwrap(),
+        &(b.order_id, OrderState::EnRoute, 1)
+    );
+    // What was acknowledged is what is stored, and each log replays to its order.
+    for (o, events) in [(a.order_id, 3), (b.order_id, 2)] {
+        let stored = s.order(o).unwrap().unwrap();
+        let log = s.events(o).unwrap();
+        assert_eq!(log.len(), events);
+        assert_eq!(replay(&stored, &log), stored);
+    }
+    let feed: Vec<_> = s
+        .events_since(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| (e.order_id, e.seq))
+        .collect();
+    assert_eq!(feed.len(), 5, "{feed:?}");
+}
+
+#[test]
+fn a_committer_write_after_the_store_is_gone_reports_closed_not_a_hang() {
+    let s = store();
+    let o = new_order(UserId::new(), AssociateId::new(), 1);
+    let pending = s.create_order_durable(o);
+    drop(s);
+    // Either the flusher ran it before it stopped, or the write reports the store closed.
+    match pending.wait() {
+        Ok(c) => assert_eq!(c.order.state, OrderState::Allotted),
+        Err(e) => assert!(matches!(e, StorageError::Closed), "{e}"),
+    }
+}
