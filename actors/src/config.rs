@@ -43,7 +43,7 @@ impl Default for DispatchConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry_interval: Duration::from_secs(5),
             candidates_per_search: 10,
-            index_bucket_m: 500.0,
+            index_bucket_m: 1_000.0,
         }
     }
 }

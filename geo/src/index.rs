@@ -38,7 +38,7 @@ pub struct IndexConfig {
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { bucket_m: 500.0 }
+        Self { bucket_m: 1_000.0 }
     }
 }
 
