@@ -267,7 +267,9 @@ impl Store {
 
     /// Like [`Self::create_order`], run by the group committer: resolves once durable.
     pub fn create_order_durable(&self, record: OrderRecord) -> Durable<Committed> {
-        self.inner.committer.submit(OrderWrite::Create(Box::new(record)))
+        self.inner
+            .committer
+            .submit(OrderWrite::Create(Box::new(record)))
     }
 
     /// Moves an order to the state `kind` leads to, if the lifecycle allows, writing the
