@@ -67,8 +67,9 @@ pub fn apply_event(order: &mut OrderRecord, event: &OrderEvent) {
     }
 }
 
-// Positions of the trees in an order transaction: the first three are always there;
-// the rest only when the write needs them (fewer trees, cheaper transactions).
+// Positions of the trees in an order transaction (`Inner::order_trees`): the first three
+// are always there; the rest only when the write needs them (fewer trees, cheaper
+// transactions).
 const ORDERS: usize = 0;
 const EVENTS: usize = 1;
 const FEED: usize = 2;
@@ -243,21 +244,13 @@ fn transition_in(
 impl Store {
     /// The trees an order write touches: orders, events and feed, then the open and
     /// ended indexes if `index`, then the money trees if `money`.
-    fn order_trees(&self, index: bool, money: bool) -> Vec<&sled::Tree> {
-        let i = &self.inner;
-        let mut trees = vec![&i.orders.tree, &i.events.tree, &i.feed.tree];
-        if index || money {
-            trees.extend([&i.open, &i.ended]);
-        }
-        if money {
-            trees.extend([
-                &i.invoices.tree,
-                &i.tax_invoices.tree,
-                &i.payments.tree,
-                &i.meta,
-            ]);
-        }
-        trees
+    fn order_trees(&self, index: bool, money: bool) -> &[sled::Tree] {
+        let n = match (index, money) {
+            (_, true) => META + 1,
+            (true, false) => ENDED + 1,
+            (false, false) => FEED + 1,
+        };
+        &self.inner.order_trees[..n]
     }
 
     /// Creates an order in state allotted with its first event; fails if it exists.
@@ -315,7 +308,7 @@ impl Store {
             }
         };
         let trees = self.order_trees(index, money);
-        let written = flatten(trees.as_slice().transaction(|t| write.apply(t)))?;
+        let written = flatten(trees.transaction(|t| write.apply(t)))?;
         Ok(written.committed(self.commit()))
     }
 

@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) redemptions: sled::Tree,
     pub(crate) pricing: Table<PricingSettings>,
     pub(crate) meta: sled::Tree,
+    /// The trees an order write may touch, at the positions `orders.rs` names.
+    pub(crate) order_trees: Vec<sled::Tree>,
     pub(crate) committer: Committer,
 }
 
@@ -113,7 +115,7 @@ impl Store {
         let invoices = Table::open(&db, "invoices")?;
         let tax_invoices = Table::open(&db, "tax_invoices")?;
         let payments = Table::open(&db, "payments")?;
-        // In the positions `orders.rs` names them (ORDERS, EVENTS, FEED, OPEN, ...).
+        // At the positions `orders.rs` names (ORDERS, EVENTS, FEED, OPEN, ...).
         let order_trees = vec![
             orders.tree.clone(),
             events.tree.clone(),
@@ -143,7 +145,8 @@ impl Store {
             redemptions: db.open_tree("discount_redemptions")?,
             pricing: Table::open(&db, "pricing")?,
             meta,
-            committer: Committer::start(db.clone(), order_trees, config.group_commit_wait)?,
+            committer: Committer::start(db.clone(), order_trees.clone(), config.group_commit_wait)?,
+            order_trees,
             db,
         };
         Ok(Self {
