@@ -21,6 +21,31 @@ pub const PAYMENTS: &str = "speedy_payments_total";
 /// Feedback received by source.
 pub const FEEDBACK: &str = "speedy_feedback_total";
 
+/// How an offer can end, as the `outcome` label of [`OFFERS`].
+pub const OFFER_OUTCOMES: [&str; 6] = [
+    "sent",
+    "accepted",
+    "declined",
+    "expired",
+    "withdrawn",
+    "disconnected",
+];
+/// How a request can end, as the `outcome` label of [`REQUESTS`].
+pub const REQUEST_OUTCOMES: [&str; 4] = ["allotted", "cancelled", "no_associate", "failed"];
+
+/// Registers the dispatch series at zero, so they are scraped (and alerts can see them)
+/// before the first event.
+pub fn register() {
+    for outcome in OFFER_OUTCOMES {
+        metrics::counter!(OFFERS, "outcome" => outcome).increment(0);
+    }
+    for outcome in REQUEST_OUTCOMES {
+        metrics::counter!(REQUESTS, "outcome" => outcome).increment(0);
+    }
+    metrics::gauge!(OPEN_REQUESTS).increment(0.0);
+    metrics::counter!(INDEX_UPDATES).increment(0);
+}
+
 /// Counts an offer event (`sent`, `accepted`, `declined`, `expired`, `withdrawn`,
 /// `disconnected`).
 pub fn offer(outcome: &'static str) {

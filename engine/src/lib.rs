@@ -120,6 +120,7 @@ pub async fn run(
     let (trigger, stop) = shutdown::channel();
     let metrics = telemetry::prometheus();
     telemetry::describe();
+    telemetry::register();
     let state = AppState {
         config: Arc::new(config),
         store: store.clone(),

@@ -32,6 +32,15 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// Registers the series whose labels are known up front at zero, so a fresh engine's
+/// exposition already carries them.
+pub fn register() {
+    for role in [wire::model::Role::User, wire::model::Role::Associate] {
+        metrics::gauge!(CONNECTIONS, "role" => role.as_str()).increment(0.0);
+    }
+    actors::telemetry::register();
+}
+
 /// Describes the engine's metrics so the exposition carries HELP and TYPE lines.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};

@@ -152,3 +152,27 @@ async fn metrics_are_valid_prometheus_text() {
         _ => eprintln!("promtool not installed: skipped `promtool check metrics` (CI installs it)"),
     }
 }
+
+#[tokio::test]
+async fn a_fresh_engine_exposes_its_series_before_any_traffic() {
+    let s = TestServer::start(|_| {});
+    let r = http_api::request(s.addr, "GET", "/metrics", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    for series in [
+        r#"speedy_connections{role="user"}"#,
+        r#"speedy_connections{role="associate"}"#,
+        r#"speedy_offers_total{outcome="accepted"}"#,
+        r#"speedy_offers_total{outcome="expired"}"#,
+        r#"speedy_requests_total{outcome="no_associate"}"#,
+        "speedy_open_requests",
+        "speedy_index_updates_total",
+    ] {
+        assert!(
+            r.text.lines().any(|l| l.starts_with(series)),
+            "{series} missing from\n{}",
+            r.text
+        );
+    }
+}
