@@ -13,7 +13,7 @@ use wire::client::{Client, http_api};
 use wire::model::{OrderState, PaymentMethod, PaymentStatus};
 use wire::{ServerMessage, UserId};
 
-use crate::harness::{WAIT, at, expect};
+use crate::harness::{WAIT, at, expect, go_online};
 
 const ADMIN: &str = "crash-admin-key-0123456789";
 const SECRET: &str = "crash-token-secret-0123456789";
@@ -133,13 +133,7 @@ async fn killed_three_times_nothing_lost_nothing_charged_twice() {
 
     // 1. Allot, then kill.
     let mut a = e.connect(&associate_token).await;
-    a.send(wire::Location {
-        point: at(12.9726, 77.5946),
-        accuracy_m: None,
-    })
-    .await
-    .unwrap();
-    a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
+    go_online(&mut a, at(12.9726, 77.5946)).await;
     let mut u = e.connect(&user_token).await;
     u.send(wire::TaskRequest {
         client_ref: "c1".into(),
@@ -276,13 +270,7 @@ async fn killed_three_times_nothing_lost_nothing_charged_twice() {
     );
     // The associate is free again after the crashes.
     let mut a = e.connect(&associate_token).await;
-    a.send(wire::Location {
-        point: at(12.9726, 77.5946),
-        accuracy_m: None,
-    })
-    .await
-    .unwrap();
-    a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
+    go_online(&mut a, at(12.9726, 77.5946)).await;
     u.send(wire::TaskRequest {
         client_ref: "c2".into(),
         task: "companion".into(),

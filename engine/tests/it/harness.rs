@@ -221,17 +221,22 @@ pub struct Parties {
     pub associate: wire::AssociateId,
 }
 
-pub async fn parties(s: &TestServer) -> Parties {
-    let (user, user_token) = s.user("Asha").await;
-    let (associate, associate_token) = s.associate("Ravi", &["companion", "helper"]).await;
-    let mut a = s.connect(&associate_token).await;
+/// Puts a connected associate at `point` and online with its profile's skills.
+pub async fn go_online(a: &mut Client, point: wire::model::Point) {
     a.send(wire::Location {
-        point: at(12.9726, 77.5946),
+        point,
         accuracy_m: None,
     })
     .await
     .unwrap();
     a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
+}
+
+pub async fn parties(s: &TestServer) -> Parties {
+    let (user, user_token) = s.user("Asha").await;
+    let (associate, associate_token) = s.associate("Ravi", &["companion", "helper"]).await;
+    let mut a = s.connect(&associate_token).await;
+    go_online(&mut a, at(12.9726, 77.5946)).await;
     expect(&mut a, "available", |m| match m {
         ServerMessage::Status(st) if st.availability == wire::model::Availability::Available => {
             Some(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use wire::{ClientMessage, Encoding, ErrorCode, ServerMessage};
 
-use crate::harness::{TestServer, WAIT, at, expect, parties};
+use crate::harness::{TestServer, WAIT, at, expect, go_online, parties};
 
 fn error_code(m: ServerMessage) -> Option<ErrorCode> {
     match m {
@@ -319,13 +319,7 @@ async fn reconnecting_mid_offer_and_mid_order_restores_the_state() {
     let (_, user_token) = s.user("Asha").await;
     let (_, associate_token) = s.associate("Ravi", &["companion"]).await;
     let mut a = s.connect(&associate_token).await;
-    a.send(wire::Location {
-        point: at(12.9726, 77.5946),
-        accuracy_m: None,
-    })
-    .await
-    .unwrap();
-    a.send(wire::GoOnline { skills: vec![] }).await.unwrap();
+    go_online(&mut a, at(12.9726, 77.5946)).await;
     let mut u = s.connect(&user_token).await;
     u.send(request()).await.unwrap();
     let offer = expect(&mut a, "offer", |m| match m {
