@@ -172,7 +172,12 @@ fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Item>, max_wait:
         }
         // Every write run and every ticket taken before the flush starts is covered by it.
         rx.try_iter().for_each(|item| batch.take(item));
-        let written = write_batch(&trees, &batch.writes);
+        // An empty transaction would still reserve log space and roll sled's log buffer.
+        let written = if batch.writes.is_empty() {
+            Vec::new()
+        } else {
+            write_batch(&trees, &batch.writes)
+        };
         batch.writes.clear();
         let result = db.flush().map(drop).map_err(|e| e.to_string());
         for (written, reply) in written.into_iter().zip(batch.replies.drain(..)) {
