@@ -39,7 +39,7 @@ pub struct GoOnline {
 
 /// Stop taking offers.
 #[derive(Debug, Message)]
-#[rtype(result = "AssociateView")]
+#[rtype(result = "Result<AssociateView, ActorError>")]
 pub struct GoOffline {}
 
 /// A new position waits in the associate's position slot.
@@ -159,20 +159,23 @@ pub struct AssociateActor {
 }
 
 impl AssociateActor {
-    /// A disconnected, offline associate.
+    /// A disconnected associate: online for `online` skills if they were taking offers
+    /// before their actor last stopped, else offline.
     pub(crate) fn new(
         id: AssociateId,
         profile: AssociateProfileInfo,
+        online: Option<Skills>,
         reported: Arc<PositionSlot>,
         dispatch: Dispatch,
     ) -> Self {
+        let resumed = online.and_then(|s| permitted(s, profile.skills).ok());
         Self {
             id,
-            skills: profile.skills,
+            skills: resumed.unwrap_or(profile.skills),
             zone: profile.zone.clone(),
             profile,
             position: None,
-            online: false,
+            online: resumed.is_some(),
             connected: false,
             phase: Phase::Free,
             indexed_in: None,
@@ -255,6 +258,51 @@ impl AssociateActor {
     }
 }
 
+/// The skills an associate may go online for: `asked`, or the profile's when none are
+/// asked; never beyond the profile's when it lists any.
+fn permitted(asked: Skills, profile: Skills) -> Result<Skills, ActorError> {
+    let skills = if asked.is_empty() { profile } else { asked };
+    if skills.is_empty() {
+        return Err(ActorError::InvalidState(
+            "no skills: add task types to the profile".into(),
+        ));
+    }
+    if !profile.is_empty() && skills.bits() & !profile.bits() != 0 {
+        return Err(ActorError::InvalidState(
+            "skills beyond the profile's".into(),
+        ));
+    }
+    Ok(skills)
+}
+
+impl AssociateActor {
+    /// Stores whether they take offers (so a restart keeps it), then tells the app.
+    fn persist_presence(&self) -> ResponseActFuture<Self, Result<AssociateView, ActorError>> {
+        let catalog = self.dispatch.catalog();
+        let presence = storage::Presence {
+            online: self.online,
+            skills: self
+                .skills
+                .iter()
+                .filter_map(|t| catalog.name(t).map(str::to_owned))
+                .collect(),
+            at_ms: self.dispatch.now_ms(),
+        };
+        let written = self.dispatch.store().put_presence(self.id, &presence);
+        Box::pin(
+            crate::disk::write(written)
+                .into_actor(self)
+                .map(|written, act, _| {
+                    written?;
+                    act.dispatch
+                        .sessions()
+                        .to_associate(act.id, act.status_frame());
+                    Ok(act.view())
+                }),
+        )
+    }
+}
+
 impl Actor for AssociateActor {
     type Context = Context<Self>;
 }
@@ -297,47 +345,31 @@ impl Handler<Disconnected> for AssociateActor {
 }
 
 impl Handler<GoOnline> for AssociateActor {
-    type Result = Result<AssociateView, ActorError>;
+    type Result = AtomicResponse<Self, Result<AssociateView, ActorError>>;
 
     /// Online for the given skills (which must be a subset of the profile's, when the
-    /// profile has any) or the profile's.
+    /// profile has any) or the profile's; durable before the app hears of it.
     fn handle(&mut self, msg: GoOnline, _: &mut Context<Self>) -> Self::Result {
-        let skills = msg
-            .skills
-            .filter(|s| !s.is_empty())
-            .unwrap_or(self.profile.skills);
-        if skills.is_empty() {
-            return Err(ActorError::InvalidState(
-                "no skills: add task types to the profile".into(),
-            ));
-        }
-        let profile = self.profile.skills;
-        if !profile.is_empty() && skills.bits() & !profile.bits() != 0 {
-            return Err(ActorError::InvalidState(
-                "skills beyond the profile's".into(),
-            ));
-        }
+        let skills = match permitted(msg.skills.unwrap_or_default(), self.profile.skills) {
+            Ok(s) => s,
+            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        };
         self.skills = skills;
         self.online = true;
         self.sync_index();
-        self.dispatch
-            .sessions()
-            .to_associate(self.id, self.status_frame());
-        Ok(self.view())
+        AtomicResponse::new(self.persist_presence())
     }
 }
 
 impl Handler<GoOffline> for AssociateActor {
-    type Result = MessageResult<GoOffline>;
+    type Result = AtomicResponse<Self, Result<AssociateView, ActorError>>;
 
-    /// Offline; an open offer stays until answered or withdrawn.
+    /// Offline (durable before the app hears of it); an open offer stays until answered
+    /// or withdrawn.
     fn handle(&mut self, _: GoOffline, _: &mut Context<Self>) -> Self::Result {
         self.online = false;
         self.sync_index();
-        self.dispatch
-            .sessions()
-            .to_associate(self.id, self.status_frame());
-        MessageResult(self.view())
+        AtomicResponse::new(self.persist_presence())
     }
 }
 

@@ -70,19 +70,28 @@ impl BillingActor {
         };
         let invoice =
             pricing::price(&settings, &input).map_err(|e| ActorError::Internal(e.to_string()))?;
-        let tax = storage::TaxInvoice {
-            number: 0,
-            invoice_id: invoice.invoice_id,
-            order_id: order.order_id,
-            buyer: order.user.name.clone(),
-            supplier: order.associate.name.clone(),
-            taxable_minor: invoice.tax.base_minor,
-            rate_bp: invoice.tax.rate_bp,
-            tax_minor: invoice.tax.amount_minor,
-            total_minor: invoice.total_minor,
-            issued_at_ms: now,
-        };
+        let tax = tax_invoice(order, &invoice, now);
         Ok((invoice, tax))
+    }
+}
+
+/// The tax invoice issued with `invoice` (its number comes from the store's sequence).
+pub(crate) fn tax_invoice(
+    order: &storage::OrderRecord,
+    invoice: &Invoice,
+    issued_at_ms: wire::model::UnixMs,
+) -> storage::TaxInvoice {
+    storage::TaxInvoice {
+        number: 0,
+        invoice_id: invoice.invoice_id,
+        order_id: order.order_id,
+        buyer: order.user.name.clone(),
+        supplier: order.associate.name.clone(),
+        taxable_minor: invoice.tax.base_minor,
+        rate_bp: invoice.tax.rate_bp,
+        tax_minor: invoice.tax.amount_minor,
+        total_minor: invoice.total_minor,
+        issued_at_ms,
     }
 }
 
@@ -96,8 +105,11 @@ impl Actor for BillingActor {
         let addr = ctx.address();
         actix_rt::spawn(async move {
             while let Some((_, event)) = events.next().await {
-                if let (OrderState::Completed, OrderEventKind::Completed { minutes }) =
-                    (event.state, &event.kind)
+                if let (
+                    OrderState::Completed,
+                    OrderEventKind::Completed { minutes }
+                    | OrderEventKind::OpsCompleted { minutes, .. },
+                ) = (event.state, &event.kind)
                 {
                     addr.do_send(Completed {
                         order: event.order_id,

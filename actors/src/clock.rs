@@ -1,5 +1,10 @@
-//! Wall-clock milliseconds that follow tokio's clock, so paused-time tests see offer
-//! expiry times advance with the timers that enforce them.
+//! Wall-clock time for what is stored and shown (event times, offer expiries), beside
+//! tokio's monotonic clock for timers.
+//!
+//! In production every reading comes from the system clock at the moment of the event,
+//! so stored times stay right across restarts and clock corrections. Tests use a clock
+//! that follows tokio's (pausable) clock from a fixed origin, so offer expiry times
+//! advance with the timers that enforce them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,43 +12,94 @@ use tokio::time::Instant;
 
 use wire::model::UnixMs;
 
-/// Maps tokio's monotonic clock to Unix milliseconds from a fixed origin.
+/// Unix milliseconds now, and of a tokio instant.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
-    origin_ms: UnixMs,
-    origin: Instant,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// The system's wall clock, read at every call.
+    System,
+    /// `origin_ms` at `origin`, advancing with tokio's clock (tests).
+    Following { origin_ms: UnixMs, origin: Instant },
+}
+
+/// The system clock now, in Unix milliseconds.
+fn system_now_ms() -> UnixMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as UnixMs)
+        .unwrap_or(0)
 }
 
 impl Clock {
-    /// A clock anchored at the current system time.
+    /// The system's wall clock.
     pub fn system() -> Self {
-        let origin_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as UnixMs)
-            .unwrap_or(0);
-        Self::starting_at(origin_ms)
+        Self { kind: Kind::System }
     }
 
-    /// A clock that reads `origin_ms` now (for tests).
+    /// A clock that reads `origin_ms` now and advances with tokio's clock (for tests
+    /// under a paused clock).
     pub fn starting_at(origin_ms: UnixMs) -> Self {
         Self {
-            origin_ms,
-            origin: Instant::now(),
+            kind: Kind::Following {
+                origin_ms,
+                origin: Instant::now(),
+            },
         }
     }
 
     /// Now, in Unix milliseconds.
     pub fn now_ms(&self) -> UnixMs {
-        self.origin_ms + self.origin.elapsed().as_millis() as UnixMs
+        match self.kind {
+            Kind::System => system_now_ms(),
+            Kind::Following { origin_ms, origin } => {
+                origin_ms + origin.elapsed().as_millis() as UnixMs
+            }
+        }
     }
 
-    /// Unix milliseconds of a tokio instant.
+    /// Unix milliseconds of a tokio instant: now, moved by how far `at` is from now.
     pub fn ms_at(&self, at: Instant) -> UnixMs {
-        match at.checked_duration_since(self.origin) {
-            Some(d) => self.origin_ms + d.as_millis() as UnixMs,
-            None => self
-                .origin_ms
-                .saturating_sub(self.origin.duration_since(at).as_millis() as UnixMs),
+        let now = Instant::now();
+        let now_ms = self.now_ms();
+        match at.checked_duration_since(now) {
+            Some(ahead) => now_ms + ahead.as_millis() as UnixMs,
+            None => now_ms.saturating_sub(now.duration_since(at).as_millis() as UnixMs),
         }
+    }
+
+    /// The tokio instant of a Unix time: now, moved by how far `ms` is from now (a time
+    /// in the past is now).
+    pub fn instant_at(&self, ms: UnixMs) -> Instant {
+        let now = Instant::now();
+        now + std::time::Duration::from_millis(ms.saturating_sub(self.now_ms()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_clock_reads_the_wall_clock_at_each_call() {
+        let clock = Clock::system();
+        let before = system_now_ms();
+        let read = clock.now_ms();
+        let after = system_now_ms();
+        assert!((before..=after).contains(&read));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_following_clock_moves_with_tokio_time() {
+        let clock = Clock::starting_at(1_000);
+        tokio::time::advance(std::time::Duration::from_secs(45)).await;
+        assert_eq!(clock.now_ms(), 46_000);
+        let later = Instant::now() + std::time::Duration::from_secs(5);
+        assert_eq!(clock.ms_at(later), 51_000);
+        assert_eq!(clock.instant_at(51_000), later);
+        assert_eq!(clock.instant_at(0), Instant::now());
     }
 }

@@ -8,7 +8,6 @@ use actix::{Actor, Addr, ArbiterHandle, Recipient};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use geo::{LatLng, ShardId, ShardMap, Skills};
-use tokio::time::Instant;
 use wire::model::UnixMs;
 use wire::{AssociateId, OrderId, RequestId, RequestReceived, TaskCatalog, TaskRequest, UserId};
 
@@ -40,6 +39,7 @@ impl std::fmt::Debug for Dispatch {
 
 pub(crate) struct Shared {
     pub(crate) config: DispatchConfig,
+    pub(crate) store: storage::Store,
     pub(crate) catalog: TaskCatalog,
     pub(crate) map: ShardMap,
     pub(crate) sessions: Sessions,
@@ -51,7 +51,6 @@ pub(crate) struct Shared {
     pub(crate) requests: DashMap<RequestId, Addr<RequestActor>>,
     /// Each user's open request, as told to them (re-sent when they reconnect).
     user_requests: DashMap<UserId, RequestReceived>,
-    user_positions: DashMap<UserId, LatLng>,
     order_sink: OnceLock<Recipient<CreateOrder>>,
 }
 
@@ -95,13 +94,15 @@ pub struct AssociateProfileInfo {
 }
 
 impl Dispatch {
-    /// Dispatch over `arbiters` (none: everything on the current arbiter, as tests do).
+    /// Dispatch over `arbiters` (none: everything on the current arbiter, as tests do),
+    /// keeping open requests and presence in `store`.
     pub fn new(
         config: DispatchConfig,
         catalog: TaskCatalog,
         sessions: Sessions,
         clock: Clock,
         arbiters: Vec<ArbiterHandle>,
+        store: storage::Store,
     ) -> Result<Self, ActorError> {
         config.validate().map_err(ActorError::InvalidConfig)?;
         let map = ShardMap::new(config.shard_resolution)
@@ -109,6 +110,7 @@ impl Dispatch {
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
+                store,
                 catalog,
                 map,
                 sessions,
@@ -119,7 +121,6 @@ impl Dispatch {
                 associates: DashMap::new(),
                 requests: DashMap::new(),
                 user_requests: DashMap::new(),
-                user_positions: DashMap::new(),
                 order_sink: OnceLock::new(),
             }),
         })
@@ -142,6 +143,11 @@ impl Dispatch {
     /// The task catalog.
     pub fn catalog(&self) -> &TaskCatalog {
         &self.shared.catalog
+    }
+
+    /// The store.
+    pub fn store(&self) -> &storage::Store {
+        &self.shared.store
     }
 
     /// The session registry.
@@ -209,7 +215,22 @@ impl Dispatch {
                 let info = info.clone();
                 let position = Arc::new(PositionSlot::default());
                 let slot = position.clone();
-                let addr = self.spawn(move || AssociateActor::new(id, info, slot, dispatch));
+                // Whether they were taking offers before their actor stopped (a restart).
+                let presence = match self.shared.store.presence(id) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(associate = %id, error = %e, "could not read presence; starting offline");
+                        None
+                    }
+                };
+                let online = presence.filter(|p| p.online).map(|p| {
+                    p.skills
+                        .iter()
+                        .filter_map(|s| self.shared.catalog.get(s))
+                        .collect()
+                });
+                let addr =
+                    self.spawn(move || AssociateActor::new(id, info, online, slot, dispatch));
                 e.insert(AssociateEntry {
                     addr: addr.clone(),
                     position,
@@ -250,7 +271,7 @@ impl Dispatch {
     /// An associate stops taking offers.
     pub async fn go_offline(&self, id: AssociateId) -> Result<AssociateView, ActorError> {
         let addr = self.associate_addr(id).ok_or(ActorError::UnknownParty)?;
-        Ok(addr.send(associate::GoOffline {}).await?)
+        addr.send(associate::GoOffline {}).await?
     }
 
     /// An associate's position.
@@ -299,18 +320,8 @@ impl Dispatch {
             .do_send(associate::MarkBusy { order });
     }
 
-    /// A user's position (kept in memory only).
-    pub fn user_location(&self, id: UserId, point: LatLng) {
-        self.shared.user_positions.insert(id, point);
-    }
-
-    /// A user's last known position.
-    pub fn user_position(&self, id: UserId) -> Option<LatLng> {
-        self.shared.user_positions.get(&id).map(|p| *p)
-    }
-
-    /// A user asks for a task (frame already validated); the `request_received` frame is
-    /// queued for the user before dispatch begins.
+    /// A user asks for a task (frame already validated). The request is durable before
+    /// the `request_received` frame is queued for the user and dispatch begins.
     pub async fn request(
         &self,
         user: UserId,
@@ -325,43 +336,91 @@ impl Dispatch {
             .pickup
             .to_latlng()
             .map_err(|e| ActorError::Internal(format!("unvalidated pickup: {e}")))?;
-        let request_id = RequestId::new();
-        let created = Instant::now();
-        let deadline = created + self.shared.config.request_timeout;
+        let created_at_ms = self.now_ms();
+        let timeout_ms = self.shared.config.request_timeout.as_millis() as UnixMs;
+        let stored = storage::OpenRequest {
+            request_id: RequestId::new(),
+            user_id: user,
+            client_ref: frame.client_ref.clone(),
+            task: frame.task.clone(),
+            pickup: frame.pickup,
+            note: frame.note.clone(),
+            discount_code: frame.discount_code.clone(),
+            created_at_ms,
+            deadline_at_ms: created_at_ms + timeout_ms,
+            refused: Vec::new(),
+        };
         let received = RequestReceived {
             client_ref: frame.client_ref.clone(),
-            request_id,
-            expires_at_ms: self.shared.clock.ms_at(deadline),
+            request_id: stored.request_id,
+            expires_at_ms: stored.deadline_at_ms,
         };
         match self.shared.user_requests.entry(user) {
-            Entry::Occupied(_) => return Err(ActorError::AlreadyActive),
+            Entry::Occupied(open) => {
+                return Err(ActorError::AlreadyActive(format!(
+                    "request {} is still open: cancel it or wait for its outcome",
+                    open.get().request_id
+                )));
+            }
             Entry::Vacant(e) => {
                 e.insert(received.clone());
             }
         }
-        self.shared.sessions.to_user(user, received.clone());
-        let spec = RequestSpec {
-            request_id,
-            user_id: user,
-            client_ref: frame.client_ref,
-            task,
-            task_name: frame.task,
-            pickup,
-            note: frame.note,
-            discount_code: frame.discount_code,
-            created,
-            deadline,
-        };
-        let shard = self.shared.map.shard_of(pickup);
-        if let Err(e) = self
-            .supervisor(shard)
-            .send(supervisor::StartRequest { spec })
-            .await
-        {
+        if let Err(e) = crate::disk::write(self.shared.store.put_request(&stored)).await {
             self.shared.user_requests.remove(&user);
-            return Err(e.into());
+            return Err(e);
+        }
+        self.shared.sessions.to_user(user, received.clone());
+        let spec = RequestSpec::resumed(&stored, task, pickup, &self.shared.clock);
+        if let Err(e) = self.start_request(spec).await {
+            self.shared.user_requests.remove(&user);
+            return Err(e);
         }
         Ok(received)
+    }
+
+    /// Starts a request's actor on the supervisor of its pickup's shard.
+    async fn start_request(&self, spec: RequestSpec) -> Result<(), ActorError> {
+        let shard = self.shared.map.shard_of(spec.pickup);
+        self.supervisor(shard)
+            .send(supervisor::StartRequest { spec })
+            .await?;
+        Ok(())
+    }
+
+    /// Resumes the requests that were open when the engine stopped, with their deadlines
+    /// and the associates who already refused them; drops those whose deadline passed
+    /// while it was down. Returns how many resumed and how many expired.
+    pub async fn recover_requests(&self) -> Result<(usize, usize), ActorError> {
+        let mut resumed = 0;
+        let mut expired = 0;
+        for stored in self.shared.store.open_requests()? {
+            let task = self.shared.catalog.get(&stored.task);
+            let pickup = stored.pickup.to_latlng().ok();
+            let (Some(task), Some(pickup)) = (task, pickup) else {
+                tracing::warn!(request = %stored.request_id, task = %stored.task, "dropping a stored request this configuration cannot serve");
+                crate::disk::write(self.shared.store.remove_request(stored.request_id)).await?;
+                expired += 1;
+                continue;
+            };
+            if stored.deadline_at_ms <= self.now_ms() {
+                crate::disk::write(self.shared.store.remove_request(stored.request_id)).await?;
+                expired += 1;
+                continue;
+            }
+            self.shared.user_requests.insert(
+                stored.user_id,
+                RequestReceived {
+                    client_ref: stored.client_ref.clone(),
+                    request_id: stored.request_id,
+                    expires_at_ms: stored.deadline_at_ms,
+                },
+            );
+            let spec = RequestSpec::resumed(&stored, task, pickup, &self.shared.clock);
+            self.start_request(spec).await?;
+            resumed += 1;
+        }
+        Ok((resumed, expired))
     }
 
     /// A user cancels their open request.

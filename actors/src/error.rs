@@ -12,9 +12,9 @@ pub enum ActorError {
     /// The request does not exist or is not this user's.
     #[error("no such open request of yours")]
     UnknownRequest,
-    /// The user already has an open request.
-    #[error("you already have an open request")]
-    AlreadyActive,
+    /// The user already has an open request or order.
+    #[error("{0}")]
+    AlreadyActive(String),
     /// The order does not exist or the party is not on it.
     #[error("no such order of yours")]
     NotYourOrder,
@@ -42,6 +42,11 @@ pub enum ActorError {
     /// The gateway did not answer; the payment stays pending.
     #[error("payment gateway did not answer; the payment is pending")]
     GatewayUnavailable,
+    /// Another payment of the order is pending at the gateway.
+    #[error(
+        "payment {0} of this order is pending at the gateway; its result comes as payment_result (retry with its idempotency key to ask again)"
+    )]
+    PaymentPending(wire::PaymentId),
     /// The task type is unknown.
     #[error("unknown task type")]
     UnknownTaskType,
@@ -62,7 +67,7 @@ impl ActorError {
         match self {
             ActorError::NotYourOffer => ErrorCode::NotYourOffer,
             ActorError::UnknownRequest => ErrorCode::UnknownRequest,
-            ActorError::AlreadyActive => ErrorCode::AlreadyActive,
+            ActorError::AlreadyActive(_) => ErrorCode::AlreadyActive,
             ActorError::NotYourOrder => ErrorCode::NotYourOrder,
             ActorError::InvalidState(_) => ErrorCode::InvalidState,
             ActorError::WrongPin => ErrorCode::WrongPin,
@@ -72,6 +77,7 @@ impl ActorError {
             ActorError::BadDiscountCode(_) => ErrorCode::BadDiscountCode,
             ActorError::InsufficientAmount(_) => ErrorCode::InsufficientAmount,
             ActorError::GatewayUnavailable => ErrorCode::GatewayUnavailable,
+            ActorError::PaymentPending(_) => ErrorCode::PaymentPending,
             ActorError::UnknownTaskType => ErrorCode::UnknownTaskType,
             ActorError::ShuttingDown => ErrorCode::ShuttingDown,
             ActorError::InvalidConfig(_) | ActorError::Internal(_) => ErrorCode::Internal,

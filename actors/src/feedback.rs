@@ -24,9 +24,10 @@ pub struct Rate {
     pub comment: Option<String>,
 }
 
-/// Feedback gathered elsewhere (social media), posted over HTTP.
+/// Feedback gathered elsewhere (social media), posted over HTTP. Once per order, rated
+/// party and source: a repeat answers with the rating already recorded.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<FeedbackId, ActorError>")]
+#[rtype(result = "Result<ExternalOutcome, ActorError>")]
 pub struct External {
     /// The order.
     pub order_id: OrderId,
@@ -38,6 +39,15 @@ pub struct External {
     pub comment: Option<String>,
     /// Where it came from.
     pub source: String,
+}
+
+/// What became of external feedback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalOutcome {
+    /// The rating on record: this one, or the one recorded before from the same source.
+    pub record: storage::FeedbackRecord,
+    /// Whether this call recorded it (false: a repeat, nothing changed).
+    pub created: bool,
 }
 
 /// An order closed (from the bus).
@@ -63,18 +73,33 @@ impl FeedbackActor {
         }
     }
 
-    fn store(&self, record: storage::FeedbackRecord) -> Result<(), ActorError> {
-        match self.orders.store().add_feedback(&record)? {
-            storage::FeedbackOutcome::Recorded(_ticket) => {
-                let source = match record.source {
-                    storage::FeedbackSource::App => "app",
-                    storage::FeedbackSource::External { .. } => "external",
-                };
-                metrics::counter!(crate::telemetry::FEEDBACK, "source" => source).increment(1);
-                Ok(())
+    /// Records `record`; the outcome says whether it was new. The write is durable
+    /// before the caller hears of it.
+    fn store(
+        &self,
+        record: storage::FeedbackRecord,
+    ) -> ResponseFuture<Result<ExternalOutcome, ActorError>> {
+        let recorded = self.orders.store().add_feedback(&record);
+        Box::pin(async move {
+            match recorded? {
+                storage::FeedbackOutcome::Recorded(ticket) => {
+                    crate::disk::durable(ticket).await?;
+                    let source = match record.source {
+                        storage::FeedbackSource::App => "app",
+                        storage::FeedbackSource::External { .. } => "external",
+                    };
+                    metrics::counter!(crate::telemetry::FEEDBACK, "source" => source).increment(1);
+                    Ok(ExternalOutcome {
+                        record,
+                        created: true,
+                    })
+                }
+                storage::FeedbackOutcome::AlreadyRated(earlier) => Ok(ExternalOutcome {
+                    record: *earlier,
+                    created: false,
+                }),
             }
-            storage::FeedbackOutcome::AlreadyRated => Err(ActorError::AlreadyRated),
-        }
+        })
     }
 }
 
@@ -125,26 +150,21 @@ impl Handler<Closed> for FeedbackActor {
 }
 
 impl Handler<Rate> for FeedbackActor {
-    type Result = Result<(), ActorError>;
+    type Result = ResponseFuture<Result<(), ActorError>>;
 
-    /// Records a party's rating of the other side of a closed order.
+    /// Records a party's rating of the other side of a closed order, once.
     fn handle(&mut self, msg: Rate, _: &mut Context<Self>) -> Self::Result {
-        let order = self
-            .orders
-            .store()
-            .order(msg.order_id)?
-            .ok_or(ActorError::NotYourOrder)?;
-        let side = side_of(&order, msg.party).ok_or(ActorError::NotYourOrder)?;
-        if order.state != OrderState::Closed {
-            return Err(ActorError::InvalidState(
-                "feedback opens when the order closes".into(),
-            ));
-        }
+        let side = match closed_order(&self.orders, msg.order_id)
+            .and_then(|o| side_of(&o, msg.party).ok_or(ActorError::NotYourOrder))
+        {
+            Ok(side) => side,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         let about = match side {
             Role::User => Role::Associate,
             Role::Associate => Role::User,
         };
-        self.store(storage::FeedbackRecord {
+        let stored = self.store(storage::FeedbackRecord {
             id: FeedbackId::new(),
             order_id: msg.order_id,
             about,
@@ -152,46 +172,53 @@ impl Handler<Rate> for FeedbackActor {
             comment: msg.comment,
             source: storage::FeedbackSource::App,
             at_ms: self.orders.dispatch().now_ms(),
-        })?;
-        self.orders
-            .sessions()
-            .send(
-                msg.party,
-                FeedbackRecorded {
-                    order_id: msg.order_id,
-                }
-                .into(),
-            )
-            .ok();
-        Ok(())
+        });
+        let sessions = self.orders.sessions().clone();
+        Box::pin(async move {
+            if !stored.await?.created {
+                return Err(ActorError::AlreadyRated);
+            }
+            sessions
+                .send(
+                    msg.party,
+                    FeedbackRecorded {
+                        order_id: msg.order_id,
+                    }
+                    .into(),
+                )
+                .ok();
+            Ok(())
+        })
     }
 }
 
 impl Handler<External> for FeedbackActor {
-    type Result = Result<FeedbackId, ActorError>;
+    type Result = ResponseFuture<Result<ExternalOutcome, ActorError>>;
 
-    /// Records feedback from elsewhere about a party of a closed order.
+    /// Records feedback from elsewhere about a party of a closed order, once per source.
     fn handle(&mut self, msg: External, _: &mut Context<Self>) -> Self::Result {
-        let order = self
-            .orders
-            .store()
-            .order(msg.order_id)?
-            .ok_or(ActorError::NotYourOrder)?;
-        if order.state != OrderState::Closed {
-            return Err(ActorError::InvalidState(
-                "feedback opens when the order closes".into(),
-            ));
+        if let Err(e) = closed_order(&self.orders, msg.order_id) {
+            return Box::pin(async move { Err(e) });
         }
-        let id = FeedbackId::new();
         self.store(storage::FeedbackRecord {
-            id,
+            id: FeedbackId::new(),
             order_id: msg.order_id,
             about: msg.about,
             rating: msg.rating,
             comment: msg.comment,
             source: storage::FeedbackSource::External { source: msg.source },
             at_ms: self.orders.dispatch().now_ms(),
-        })?;
-        Ok(id)
+        })
     }
+}
+
+/// The order, if it exists and is closed (feedback opens at close).
+fn closed_order(orders: &Orders, id: OrderId) -> Result<storage::OrderRecord, ActorError> {
+    let order = orders.store().order(id)?.ok_or(ActorError::NotYourOrder)?;
+    if order.state != OrderState::Closed {
+        return Err(ActorError::InvalidState(
+            "feedback opens when the order closes".into(),
+        ));
+    }
+    Ok(order)
 }

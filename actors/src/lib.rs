@@ -18,6 +18,7 @@ pub mod bus;
 mod clock;
 mod config;
 mod desk;
+mod disk;
 mod dispatch;
 mod error;
 pub mod feedback;
@@ -40,7 +41,7 @@ pub use config::{
 };
 pub use dispatch::{AssociateProfileInfo, Dispatch, profile_info};
 pub use error::ActorError;
-pub use orders::{OrderConfig, Orders};
+pub use orders::{OrderConfig, Orders, Recovered};
 pub use request::RequestActor;
 pub use sessions::{Outbound, Outbox, Sessions, Undelivered};
 pub use supervisor::ShardSupervisor;

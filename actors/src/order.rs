@@ -8,10 +8,10 @@ use actix::prelude::*;
 use rand::Rng;
 use tokio::time::Instant;
 use wire::model::{
-    Invoice, Minor, OrderEventKind, OrderSnapshot, OrderState, PaymentMethod, PaymentOutcome,
-    PaymentStatus, Role, Settlement,
+    Invoice, Minor, OrderEvent, OrderEventKind, OrderSnapshot, OrderState, PaymentMethod,
+    PaymentOutcome, PaymentStatus, Role, Settlement,
 };
-use wire::{InvoiceFrame, OrderClosed, OrderUpdate, PartyId, PaymentId, PaymentResult};
+use wire::{InvoiceFrame, InvoiceId, OrderClosed, OrderUpdate, PartyId, PaymentId, PaymentResult};
 
 use crate::billing::Bill;
 use crate::error::ActorError;
@@ -81,6 +81,25 @@ pub struct Settled {
     pub payment: storage::PaymentRecord,
 }
 
+/// Ops end an order by hand (admin API), with a reason kept in its events.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct OpsAct {
+    /// What ops do.
+    pub action: OpsAction,
+    /// Why (recorded in the order's events).
+    pub reason: String,
+}
+
+/// What ops can do to an open order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpsAction {
+    /// Cancel it, without a fee, whatever state it is in; the associate is freed.
+    Cancel,
+    /// Mark started work done; billing and payment follow as usual.
+    Complete,
+}
+
 /// What a party can do to an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -129,13 +148,24 @@ impl OrderActor {
         let invoice = record
             .invoice_id
             .and_then(|id| orders.store().invoice(id).ok().flatten());
+        // A payment left pending (by a restart) still guards against a second one.
+        let charging = match orders.store().payments_for(record.order_id) {
+            Ok(payments) => payments
+                .into_iter()
+                .find(|p| p.status == PaymentStatus::Pending)
+                .map(|p| p.payment_id),
+            Err(e) => {
+                tracing::error!(order = %record.order_id, error = %e, "could not read the order's payments");
+                None
+            }
+        };
         Self {
             record,
             orders,
             wrong_pins: 0,
             locked_until: None,
             invoice,
-            charging: None,
+            charging,
             billing: false,
             settling: None,
         }
@@ -178,8 +208,13 @@ impl OrderActor {
         ]
     }
 
-    /// The event a party's action becomes, after the checks only this actor can make.
-    fn event_for(&mut self, side: Role, action: Action) -> Result<OrderEventKind, ActorError> {
+    /// The event a party's action becomes (with what is written beside it), after the
+    /// checks only this actor can make.
+    fn event_for(
+        &mut self,
+        side: Role,
+        action: Action,
+    ) -> Result<(OrderEventKind, Vec<storage::SideWrite>), ActorError> {
         let associate_only = |what: &str| {
             if side == Role::Associate {
                 Ok(())
@@ -189,7 +224,7 @@ impl OrderActor {
                 )))
             }
         };
-        Ok(match action {
+        let kind = match action {
             Action::EnRoute => {
                 associate_only("en route")?;
                 OrderEventKind::EnRoute
@@ -203,26 +238,72 @@ impl OrderActor {
                 self.check_pin(&pin)?;
                 OrderEventKind::Started
             }
-            Action::Complete => {
-                let started = self.record.started_at_ms.ok_or_else(|| {
-                    ActorError::InvalidState(format!(
-                        "the order is {} and cannot complete",
-                        self.record.state.as_str()
-                    ))
-                })?;
-                let worked_ms = self.orders.dispatch().now_ms().saturating_sub(started);
-                // Billable minutes: every started minute counts, at least one.
-                let minutes = worked_ms.div_ceil(60_000).max(1);
-                OrderEventKind::Completed {
-                    minutes: u32::try_from(minutes).unwrap_or(u32::MAX),
-                }
-            }
-            Action::Cancel { reason } => OrderEventKind::Cancelled {
-                by: side,
-                reason,
-                fee_minor: self.cancellation_fee(),
+            Action::Complete => OrderEventKind::Completed {
+                minutes: self.billable_minutes()?,
             },
-        })
+            Action::Cancel { reason } => {
+                if !self.record.state.can_move_to(OrderState::Cancelled) {
+                    return Err(ActorError::InvalidState(format!(
+                        "the order is {} and cannot be cancelled",
+                        self.record.state.as_str()
+                    )));
+                }
+                let fee_minor = self.cancellation_fee();
+                let (invoice_id, side_writes) = if fee_minor > 0 {
+                    let (id, writes) = self.fee_invoice(fee_minor)?;
+                    (Some(id), writes)
+                } else {
+                    (None, Vec::new())
+                };
+                return Ok((
+                    OrderEventKind::Cancelled {
+                        by: side,
+                        reason,
+                        fee_minor,
+                        invoice_id,
+                    },
+                    side_writes,
+                ));
+            }
+        };
+        Ok((kind, Vec::new()))
+    }
+
+    /// Minutes of work to bill so far: every started minute counts, at least one.
+    fn billable_minutes(&self) -> Result<u32, ActorError> {
+        let started = self.record.started_at_ms.ok_or_else(|| {
+            ActorError::InvalidState(format!(
+                "the order is {} and cannot complete",
+                self.record.state.as_str()
+            ))
+        })?;
+        let worked_ms = self.orders.dispatch().now_ms().saturating_sub(started);
+        Ok(u32::try_from(worked_ms.div_ceil(60_000).max(1)).unwrap_or(u32::MAX))
+    }
+
+    /// The invoice and tax invoice of a cancellation fee, written with the cancellation.
+    fn fee_invoice(
+        &self,
+        fee_minor: Minor,
+    ) -> Result<(InvoiceId, Vec<storage::SideWrite>), ActorError> {
+        let settings = pricing::settings_or_default(self.orders.store());
+        let now = self.orders.dispatch().now_ms();
+        let invoice = pricing::cancellation_invoice(
+            &settings,
+            InvoiceId::new(),
+            self.record.order_id,
+            fee_minor,
+            now,
+        )
+        .map_err(|e| ActorError::Internal(e.to_string()))?;
+        let tax = crate::billing::tax_invoice(&self.record, &invoice, now);
+        Ok((
+            invoice.invoice_id,
+            vec![
+                storage::SideWrite::Invoice(invoice),
+                storage::SideWrite::TaxInvoice(tax),
+            ],
+        ))
     }
 
     fn check_pin(&mut self, pin: &str) -> Result<(), ActorError> {
@@ -274,6 +355,11 @@ impl OrderActor {
         side: Vec<storage::SideWrite>,
     ) -> ResponseActFuture<Self, Result<(), ActorError>> {
         let now = self.orders.dispatch().now_ms();
+        // The invoice written with the event becomes the order's once it is durable.
+        let invoice = side.iter().find_map(|w| match w {
+            storage::SideWrite::Invoice(i) => Some(i.clone()),
+            _ => None,
+        });
         let write = self
             .orders
             .store()
@@ -286,6 +372,9 @@ impl OrderActor {
                 ..
             } = committed?;
             act.record = order;
+            if invoice.is_some() {
+                act.invoice = invoice;
+            }
             for party in act.parties() {
                 let update = OrderUpdate {
                     order_id: event.order_id,
@@ -295,8 +384,7 @@ impl OrderActor {
                 };
                 act.orders.sessions().send(party, update.into()).ok();
             }
-            let state = event.state;
-            act.after(state, ctx);
+            act.after(&event, ctx);
             act.orders.publish(feed_seq, event);
             Ok(())
         }))
@@ -318,40 +406,27 @@ impl OrderActor {
         ctx.wait(write);
     }
 
-    /// What a newly reached state sets off.
-    fn after(&mut self, state: OrderState, ctx: &mut Context<Self>) {
-        match state {
+    /// What a durable event sets off.
+    fn after(&mut self, event: &OrderEvent, ctx: &mut Context<Self>) {
+        if let OrderEventKind::FeePaid { .. } = event.kind {
+            self.report_settled();
+            self.finish(ctx);
+            return;
+        }
+        match event.state {
             OrderState::Completed => {
                 self.orders.stop_tracking(&self.record);
                 // Billing hears of the completion on the bus; should the invoice not
                 // arrive (billing failed, or restarted), ask again directly.
                 ctx.run_later(BILLING_RETRY, |act, ctx| act.bill(ctx));
             }
-            OrderState::Billed => {
-                if let Some(invoice) = &self.invoice {
-                    for party in self.parties() {
-                        let frame = InvoiceFrame {
-                            invoice: Box::new(invoice.clone()),
-                        };
-                        self.orders.sessions().send(party, frame.into()).ok();
-                    }
-                }
-            }
+            OrderState::Billed => self.send_invoice(&self.parties()),
             OrderState::Paid => {
-                if let Some(outcome) = self.settling.take() {
-                    self.orders.sessions().to_user(
-                        self.record.user_id,
-                        PaymentResult {
-                            payment: Box::new(outcome),
-                        },
-                    );
-                }
+                self.report_settled();
                 self.commit_now(OrderEventKind::Closed, Vec::new(), ctx);
             }
-            OrderState::Closed | OrderState::Cancelled => {
-                if state == OrderState::Closed
-                    && let Some(invoice) = &self.invoice
-                {
+            OrderState::Closed => {
+                if let Some(invoice) = &self.invoice {
                     for party in self.parties() {
                         let frame = OrderClosed {
                             order_id: self.record.order_id,
@@ -360,14 +435,53 @@ impl OrderActor {
                         self.orders.sessions().send(party, frame.into()).ok();
                     }
                 }
+                self.finish(ctx);
+            }
+            OrderState::Cancelled if self.record.owes_fee() => {
+                // The associate is free at once; the order stays open for the user
+                // until the fee is paid.
                 self.orders
                     .dispatch()
                     .order_finished(self.record.associate_id, self.record.order_id);
-                self.orders.unregister(&self.record);
-                ctx.stop();
+                self.orders.fee_owed(&self.record);
+                self.send_invoice(&[PartyId::User(self.record.user_id)]);
             }
+            OrderState::Cancelled => self.finish(ctx),
             _ => {}
         }
+    }
+
+    /// Sends the invoice to `parties`.
+    fn send_invoice(&self, parties: &[PartyId]) {
+        if let Some(invoice) = &self.invoice {
+            for party in parties {
+                let frame = InvoiceFrame {
+                    invoice: Box::new(invoice.clone()),
+                };
+                self.orders.sessions().send(*party, frame.into()).ok();
+            }
+        }
+    }
+
+    /// Tells the user the successful payment that was just recorded.
+    fn report_settled(&mut self) {
+        if let Some(outcome) = self.settling.take() {
+            self.orders.sessions().to_user(
+                self.record.user_id,
+                PaymentResult {
+                    payment: Box::new(outcome),
+                },
+            );
+        }
+    }
+
+    /// The order is over: the associate is free, and the actor stops.
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        self.orders
+            .dispatch()
+            .order_finished(self.record.associate_id, self.record.order_id);
+        self.orders.unregister(&self.record);
+        ctx.stop();
     }
 
     /// Asks billing for the invoice of a completed order (recovery, or a retry).
@@ -421,7 +535,6 @@ impl OrderActor {
             invoice_id: invoice.invoice_id,
             total_minor: invoice.total_minor,
         };
-        self.invoice = Some(invoice.clone());
         self.commit_now(
             kind,
             vec![
@@ -433,8 +546,9 @@ impl OrderActor {
     }
 
     /// Records a payment's outcome durably, then tells the user. On success it settles
-    /// the invoice (tip and settlement) and moves the order to paid, which closes it; the
-    /// user hears of the success only once the order is paid on disk.
+    /// the invoice (tip and settlement) and moves the order to paid, which closes it (or,
+    /// for a cancellation fee, records the fee paid, which ends it); the user hears of
+    /// the success only once that is on disk.
     fn settle(&mut self, payment: storage::PaymentRecord, ctx: &mut Context<Self>) {
         if self.charging == Some(payment.payment_id) {
             self.charging = None;
@@ -447,28 +561,32 @@ impl OrderActor {
         )
         .increment(1);
         let outcome = outcome_of(&payment);
-        let invoice = match (&self.invoice, payment.status, self.record.state) {
-            (Some(invoice), PaymentStatus::Succeeded, OrderState::Billed) => invoice.clone(),
+        let fee = self.record.owes_fee();
+        let payable = self.record.state == OrderState::Billed || fee;
+        let invoice = match (&self.invoice, payment.status) {
+            (Some(invoice), PaymentStatus::Succeeded) if payable => invoice.clone(),
             _ => {
-                // Failed, pending, or too late to matter: store it, then tell the user.
+                if payment.status == PaymentStatus::Succeeded {
+                    tracing::error!(order = %self.record.order_id, payment = %payment.payment_id,
+                        "a captured payment arrived for an order that is no longer payable: refund it");
+                }
+                // Failed, or too late to matter: store it, then tell the user.
                 let stored = self.orders.store().put_payment(&payment);
                 let user = self.record.user_id;
-                let write = async move {
-                    match stored {
-                        Ok(ticket) => ticket.durable().await,
-                        Err(e) => Err(e),
-                    }
-                }
-                .into_actor(self)
-                .map(move |durable, act, _| match durable {
-                    Ok(()) => act.orders.sessions().to_user(
-                        user,
-                        PaymentResult {
-                            payment: Box::new(outcome),
-                        },
-                    ),
-                    Err(e) => tracing::error!(error = %e, "could not store a payment outcome"),
-                });
+                let write =
+                    crate::disk::write(stored)
+                        .into_actor(self)
+                        .map(move |durable, act, _| match durable {
+                            Ok(()) => act.orders.sessions().to_user(
+                                user,
+                                PaymentResult {
+                                    payment: Box::new(outcome),
+                                },
+                            ),
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not store a payment outcome")
+                            }
+                        });
                 ctx.wait(write);
                 return;
             }
@@ -485,12 +603,20 @@ impl OrderActor {
             transaction_ref: payment.transaction_ref.clone().unwrap_or_default(),
             paid_at_ms: payment.updated_at_ms,
         });
-        self.invoice = Some(paid.clone());
         self.settling = Some(outcome);
-        let kind = OrderEventKind::Paid {
-            payment_id: payment.payment_id,
-            method,
-            amount_minor: payment.amount_minor,
+        let (payment_id, amount_minor) = (payment.payment_id, payment.amount_minor);
+        let kind = if fee {
+            OrderEventKind::FeePaid {
+                payment_id,
+                method,
+                amount_minor,
+            }
+        } else {
+            OrderEventKind::Paid {
+                payment_id,
+                method,
+                amount_minor,
+            }
         };
         self.commit_now(
             kind,
@@ -568,8 +694,13 @@ impl Handler<Act> for OrderActor {
         let Some(side) = side_of(&self.record, msg.party) else {
             return AtomicResponse::new(Box::pin(fut::ready(Err(ActorError::NotYourOrder))));
         };
+        if self.record.state.is_terminal() {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(ActorError::InvalidState(
+                format!("the order is {}", self.record.state.as_str()),
+            )))));
+        }
         match self.event_for(side, msg.action) {
-            Ok(kind) => AtomicResponse::new(self.commit(Some(side), kind, Vec::new())),
+            Ok((kind, writes)) => AtomicResponse::new(self.commit(Some(side), kind, writes)),
             Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
         }
     }
@@ -586,12 +717,35 @@ impl Handler<View> for OrderActor {
 }
 
 impl Handler<Pay> for OrderActor {
-    type Result = Result<(), ActorError>;
+    type Result = ResponseActFuture<Self, Result<(), ActorError>>;
 
-    /// Starts a gateway payment of the invoice plus tip. A key already used returns that
-    /// payment's outcome again instead of charging.
+    /// Starts a gateway payment of the invoice plus tip (or of a cancellation fee). A key
+    /// already used returns that payment's outcome again instead of charging; while a
+    /// payment is pending, another is refused. The pending payment and its key are
+    /// durable before the gateway is called.
     fn handle(&mut self, msg: Pay, ctx: &mut Context<Self>) -> Self::Result {
-        let invoice = self.payable_invoice(msg.party, Role::User)?;
+        match self.start_payment(msg, ctx) {
+            Ok(started) => started,
+            Err(e) => Box::pin(fut::ready(Err(e))),
+        }
+    }
+}
+
+impl OrderActor {
+    fn start_payment(
+        &mut self,
+        msg: Pay,
+        ctx: &mut Context<Self>,
+    ) -> Result<ResponseActFuture<Self, Result<(), ActorError>>, ActorError> {
+        let invoice = self.payable_invoice(msg.party, Role::User, true)?;
+        let store = self.orders.store().clone();
+        if let Some(earlier) = store.payment_by_key(self.record.user_id, &msg.idempotency_key)? {
+            self.report_existing(earlier)?;
+            return Ok(Box::pin(fut::ready(Ok(()))));
+        }
+        if let Some(busy) = self.charging {
+            return Err(ActorError::PaymentPending(busy));
+        }
         let now = self.orders.dispatch().now_ms();
         let record = storage::PaymentRecord {
             payment_id: PaymentId::new(),
@@ -611,54 +765,74 @@ impl Handler<Pay> for OrderActor {
             created_at_ms: now,
             updated_at_ms: now,
         };
-        match self.orders.store().begin_payment(&record)? {
-            storage::PaymentStart::Existing(existing) => {
-                // The same key again: the first payment's outcome, never a new charge.
-                let outcome = outcome_of(&existing);
-                self.orders.sessions().to_user(
-                    self.record.user_id,
-                    PaymentResult {
-                        payment: Box::new(outcome),
-                    },
-                );
-                Ok(())
+        let (record, ticket) = match store.begin_payment(&record)? {
+            storage::PaymentStart::Created(record, ticket) => (record, ticket),
+            // The same user used the key on another order at this very moment.
+            storage::PaymentStart::Existing(earlier) => {
+                self.report_existing(earlier)?;
+                return Ok(Box::pin(fut::ready(Ok(()))));
             }
-            storage::PaymentStart::Created(record, _ticket) => {
-                if let Some(busy) = self.charging {
-                    // Another payment is under way: this one fails without a charge.
-                    let mut refused = record;
-                    refused.status = PaymentStatus::Failed;
-                    refused.failure = Some(format!("payment {busy} is already in progress"));
-                    self.settle(refused, ctx);
-                    return Ok(());
+        };
+        // From here a second payment is refused, while the record reaches the disk.
+        self.charging = Some(record.payment_id);
+        let charge = Charge {
+            payment: record.clone(),
+            instrument: msg.instrument,
+            currency: invoice.currency,
+        };
+        let _ = ctx;
+        Ok(Box::pin(crate::disk::durable(ticket).into_actor(self).map(
+            move |durable, act, ctx| {
+                if let Err(e) = durable {
+                    // Never charged: say so durably (at worst a restart finds it pending,
+                    // voids it at the gateway and fails it).
+                    let mut failed = record;
+                    failed.status = PaymentStatus::Failed;
+                    failed.failure = Some(format!("could not be recorded: {e}"));
+                    act.settle(failed, ctx);
+                    return Err(e);
                 }
-                self.charging = Some(record.payment_id);
-                let charge = Charge {
-                    payment: record.clone(),
-                    instrument: msg.instrument,
-                    currency: invoice.currency,
-                };
-                self.orders
-                    .payments()
-                    .send(charge)
-                    .into_actor(self)
-                    .map(move |answer, act, ctx| match answer {
-                        Ok(result) if result.status == PaymentStatus::Pending => {
-                            // Unknown outcome: the user hears "pending"; reconciliation settles it.
-                            let mut pending = result;
-                            pending.failure = None;
-                            act.report_pending(&pending);
-                        }
-                        Ok(result) => act.settle(result, ctx),
-                        Err(e) => {
-                            tracing::error!(error = %e, "payment actor unavailable");
-                            act.report_pending(&record);
-                        }
-                    })
-                    .spawn(ctx);
+                act.charge(charge, ctx);
                 Ok(())
-            }
+            },
+        )))
+    }
+
+    /// Sends a durable pending payment to the gateway and handles the answer.
+    fn charge(&mut self, charge: Charge, ctx: &mut Context<Self>) {
+        let record = charge.payment.clone();
+        self.orders
+            .payments()
+            .send(charge)
+            .into_actor(self)
+            .map(move |answer, act, ctx| match answer {
+                Ok(result) if result.status == PaymentStatus::Pending => {
+                    // Unknown outcome: the user hears "pending"; reconciliation settles it.
+                    act.report_pending(&result);
+                }
+                Ok(result) => act.settle(result, ctx),
+                Err(e) => {
+                    tracing::error!(error = %e, "payment actor unavailable");
+                    act.report_pending(&record);
+                }
+            })
+            .spawn(ctx);
+    }
+
+    /// Answers a payment with a used key: that payment's outcome, if it is this order's.
+    fn report_existing(&self, earlier: storage::PaymentRecord) -> Result<(), ActorError> {
+        if earlier.order_id != self.record.order_id {
+            return Err(ActorError::InvalidState(
+                "this idempotency key was already used for another order's payment".into(),
+            ));
         }
+        self.orders.sessions().to_user(
+            self.record.user_id,
+            PaymentResult {
+                payment: Box::new(outcome_of(&earlier)),
+            },
+        );
+        Ok(())
     }
 }
 
@@ -676,16 +850,23 @@ impl OrderActor {
         );
     }
 
-    /// The invoice to settle, if `party` is the order's `side` and the order is billed.
-    fn payable_invoice(&self, party: PartyId, side: Role) -> Result<Invoice, ActorError> {
+    /// The invoice to settle, if `party` is the order's `side` and the order is billed
+    /// (or, with `fees`, owes a cancellation fee).
+    fn payable_invoice(
+        &self,
+        party: PartyId,
+        side: Role,
+        fees: bool,
+    ) -> Result<Invoice, ActorError> {
         if side_of(&self.record, party) != Some(side) {
             return Err(ActorError::NotYourOrder);
         }
-        match (&self.invoice, self.record.state) {
-            (Some(invoice), OrderState::Billed) => Ok(invoice.clone()),
-            (_, state) => Err(ActorError::InvalidState(format!(
+        let payable = self.record.state == OrderState::Billed || (fees && self.record.owes_fee());
+        match &self.invoice {
+            Some(invoice) if payable => Ok(invoice.clone()),
+            _ => Err(ActorError::InvalidState(format!(
                 "the order is {} and is not payable",
-                state.as_str()
+                self.record.state.as_str()
             ))),
         }
     }
@@ -696,11 +877,9 @@ impl Handler<CashReceived> for OrderActor {
 
     /// Settles the invoice in cash when the associate confirms at least its total.
     fn handle(&mut self, msg: CashReceived, ctx: &mut Context<Self>) -> Self::Result {
-        let invoice = self.payable_invoice(msg.party, Role::Associate)?;
-        if self.charging.is_some() {
-            return Err(ActorError::InvalidState(
-                "a card payment is in progress".into(),
-            ));
+        let invoice = self.payable_invoice(msg.party, Role::Associate, false)?;
+        if let Some(busy) = self.charging {
+            return Err(ActorError::PaymentPending(busy));
         }
         if msg.amount_minor < invoice.total_minor {
             return Err(ActorError::InsufficientAmount(format!(
@@ -745,6 +924,44 @@ impl Handler<Settled> for OrderActor {
     /// A pending payment's outcome arrived.
     fn handle(&mut self, msg: Settled, ctx: &mut Context<Self>) {
         self.settle(msg.payment, ctx);
+    }
+}
+
+impl Handler<OpsAct> for OrderActor {
+    type Result = AtomicResponse<Self, Result<(), ActorError>>;
+
+    /// Cancels (any open order, without a fee) or completes (started work) by hand.
+    fn handle(&mut self, msg: OpsAct, _: &mut Context<Self>) -> Self::Result {
+        let refuse = |e| AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+        if let Some(busy) = self.charging {
+            return refuse(ActorError::PaymentPending(busy));
+        }
+        let kind = match msg.action {
+            OpsAction::Cancel => OrderEventKind::OpsCancelled { reason: msg.reason },
+            OpsAction::Complete if self.record.state == OrderState::Started => {
+                match self.billable_minutes() {
+                    Ok(minutes) => OrderEventKind::OpsCompleted {
+                        minutes,
+                        reason: msg.reason,
+                    },
+                    Err(e) => return refuse(e),
+                }
+            }
+            OpsAction::Complete => {
+                return refuse(ActorError::InvalidState(format!(
+                    "the order is {}: only started work can be completed (cancel it instead)",
+                    self.record.state.as_str()
+                )));
+            }
+        };
+        if !kind.allowed_from(self.record.state) {
+            return refuse(ActorError::InvalidState(format!(
+                "the order is {} and cannot become {}",
+                self.record.state.as_str(),
+                kind.state().as_str()
+            )));
+        }
+        AtomicResponse::new(self.commit(None, kind, Vec::new()))
     }
 }
 

@@ -19,7 +19,7 @@ use crate::error::ActorError;
 use crate::feedback::{self, FeedbackActor};
 use crate::gateway::PaymentGateway;
 use crate::order::{self, Action, OrderActor};
-use crate::payment::{PaymentActor, PaymentConfig, Watch};
+use crate::payment::{PaymentActor, PaymentConfig, Recover};
 use crate::sessions::Sessions;
 
 /// Order settings.
@@ -48,6 +48,17 @@ impl Default for OrderConfig {
 struct Track {
     order: OrderId,
     peer: PartyId,
+}
+
+/// What start-up recovered from the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Open orders whose actors were rebuilt (their associates are busy again).
+    pub open_orders: usize,
+    /// Of those, cancelled orders whose fee is still owed.
+    pub owing_fee: usize,
+    /// Payments left pending, now being settled with the gateway.
+    pub pending_payments: usize,
 }
 
 /// A cheap, cloneable handle on orders.
@@ -89,7 +100,7 @@ impl Orders {
         gateway: Arc<dyn PaymentGateway>,
         config: OrderConfig,
         payment_config: PaymentConfig,
-    ) -> Result<Self, ActorError> {
+    ) -> Result<(Self, Recovered), ActorError> {
         use actix::Actor;
         let orders = Self {
             shared: Arc::new(Shared {
@@ -122,24 +133,30 @@ impl Orders {
         let desk = OrderDesk::new(o).start();
         orders.shared.dispatch.set_order_sink(desk.recipient());
         crate::telemetry::count_transitions(orders.shared.bus.subscribe());
-        orders.recover()?;
-        Ok(orders)
+        let recovered = orders.recover()?;
+        Ok((orders, recovered))
     }
 
-    /// Rebuilds the actors of every open order, marks their associates busy, and puts
-    /// pending payments back under watch.
-    fn recover(&self) -> Result<(), ActorError> {
+    /// Rebuilds the actors of every open order, marks their associates busy (unless the
+    /// order only owes a cancellation fee), and settles payments left pending.
+    fn recover(&self) -> Result<Recovered, ActorError> {
         let store = &self.shared.store;
+        let mut recovered = Recovered::default();
         for record in store.open_orders()? {
-            let info = match store.associate(record.associate_id)? {
-                Some(profile) => {
-                    crate::dispatch::profile_info(&profile, self.shared.dispatch.catalog())
-                }
-                None => AssociateProfileInfo::default(),
-            };
-            self.shared
-                .dispatch
-                .restore_busy(record.associate_id, record.order_id, info);
+            recovered.open_orders += 1;
+            if record.owes_fee() {
+                recovered.owing_fee += 1;
+            } else {
+                let info = match store.associate(record.associate_id)? {
+                    Some(profile) => {
+                        crate::dispatch::profile_info(&profile, self.shared.dispatch.catalog())
+                    }
+                    None => AssociateProfileInfo::default(),
+                };
+                self.shared
+                    .dispatch
+                    .restore_busy(record.associate_id, record.order_id, info);
+            }
             let orders = self.clone();
             let actor_record = record.clone();
             let addr = self
@@ -149,9 +166,10 @@ impl Orders {
             self.register(&record, addr);
         }
         for payment in store.pending_payments()? {
-            self.payments().do_send(Watch { payment });
+            recovered.pending_payments += 1;
+            self.payments().do_send(Recover { payment });
         }
-        Ok(())
+        Ok(recovered)
     }
 
     pub(crate) fn billing(&self) -> &Addr<BillingActor> {
@@ -281,12 +299,29 @@ impl Orders {
         self.feedback().send(rate).await?
     }
 
-    /// Feedback from elsewhere about a party of a closed order.
+    /// Feedback from elsewhere about a party of a closed order (once per source).
     pub async fn external_feedback(
         &self,
         external: feedback::External,
-    ) -> Result<wire::FeedbackId, ActorError> {
+    ) -> Result<feedback::ExternalOutcome, ActorError> {
         self.feedback().send(external).await?
+    }
+
+    /// Ops cancel or complete an open order by hand, with a reason kept in its events.
+    pub async fn ops(
+        &self,
+        order: OrderId,
+        action: order::OpsAction,
+        reason: String,
+    ) -> Result<(), ActorError> {
+        match self
+            .actor(order)?
+            .send(order::OpsAct { action, reason })
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(ActorError::InvalidState("the order has ended".into())),
+        }
     }
 
     /// The store.
@@ -302,12 +337,16 @@ impl Orders {
         &self.shared.dispatch
     }
 
-    /// Registers a running order actor and its parties.
+    /// Registers a running order actor and its parties (only the user, for an order
+    /// that just owes a cancellation fee).
     pub(crate) fn register(&self, record: &storage::OrderRecord, addr: Addr<OrderActor>) {
         let user = PartyId::User(record.user_id);
         let associate = PartyId::Associate(record.associate_id);
         self.shared.actors.insert(record.order_id, addr);
         self.shared.by_party.insert(user, record.order_id);
+        if record.owes_fee() {
+            return;
+        }
         self.shared.by_party.insert(associate, record.order_id);
         if !record.state.is_terminal() && record.state < wire::model::OrderState::Completed {
             self.shared.tracking.insert(
@@ -338,6 +377,16 @@ impl Orders {
                 .remove_if(&party, |_, t| t.order == record.order_id);
             self.shared.last_relay.remove(&party);
         }
+    }
+
+    /// The order only owes its cancellation fee: the associate is no longer on it.
+    pub(crate) fn fee_owed(&self, record: &storage::OrderRecord) {
+        self.stop_tracking(record);
+        self.shared
+            .by_party
+            .remove_if(&PartyId::Associate(record.associate_id), |_, o| {
+                *o == record.order_id
+            });
     }
 
     /// Forgets a finished order.

@@ -1,7 +1,9 @@
 //! The payment actor: charges through the gateway with a timeout, and reconciles
-//! payments whose outcome is unknown (timeouts, late confirmations) until the gateway
-//! says how they ended. Idempotency: our payment id is the gateway's key, so asking
-//! again never charges twice.
+//! payments whose outcome is unknown (timeouts, late confirmations, a restart while a
+//! charge was in flight) until the gateway says how they ended. Idempotency: our payment
+//! id is the gateway's key, so asking again never charges twice; a payment given up on
+//! is voided at the gateway first, so it can never be captured after being called
+//! failed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +23,9 @@ pub struct PaymentConfig {
     pub gateway_timeout: Duration,
     /// How often pending payments are looked up.
     pub reconcile_every: Duration,
-    /// Lookups that find no trace of a charge before it is called failed.
+    /// Lookups that find no trace of a charge before it is voided and called failed
+    /// (for charges this process sent; one left pending by a restart is settled at the
+    /// first lookup that reaches the gateway, as nothing of it can still be in flight).
     pub give_up_after: u32,
 }
 
@@ -47,12 +51,24 @@ pub struct Charge {
     pub currency: String,
 }
 
-/// Keep looking up a pending payment (used at start-up for payments left pending).
+/// Settle a payment a restart left pending: nothing of it is in flight any more, so
+/// the first answer from the gateway decides it.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Watch {
+pub struct Recover {
     /// The pending payment.
     pub payment: storage::PaymentRecord,
+}
+
+/// A payment whose outcome is not known yet.
+struct Pending {
+    record: storage::PaymentRecord,
+    /// Lookups that found no trace of it.
+    misses: u32,
+    /// Left pending by a restart: no charge of it can be in flight.
+    recovered: bool,
+    /// A lookup or void is out for it.
+    asking: bool,
 }
 
 /// Charges and reconciles payments.
@@ -60,8 +76,7 @@ pub struct PaymentActor {
     gateway: Arc<dyn PaymentGateway>,
     config: PaymentConfig,
     orders: Orders,
-    /// Pending payments and how many lookups found nothing.
-    pending: HashMap<PaymentId, (storage::PaymentRecord, u32)>,
+    pending: HashMap<PaymentId, Pending>,
 }
 
 impl PaymentActor {
@@ -91,43 +106,105 @@ impl PaymentActor {
         true
     }
 
+    /// Asks the gateway about every pending payment that has no question out: a lookup,
+    /// or a void once the payment is to be given up on.
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
-        for (id, (record, _)) in &self.pending {
-            let id = *id;
-            let key = record.payment_id.to_string();
-            self.gateway
-                .lookup(key)
-                .into_actor(self)
-                .map(move |found, act, _| act.looked_up(id, found))
-                .spawn(ctx);
+        let give_up = self.config.give_up_after;
+        let mut asks = Vec::new();
+        for (id, p) in &mut self.pending {
+            if !p.asking {
+                p.asking = true;
+                asks.push((*id, p.misses >= give_up));
+            }
+        }
+        for (id, void) in asks {
+            let key = id.to_string();
+            if void {
+                self.gateway
+                    .void(key)
+                    .into_actor(self)
+                    .map(move |found, act, _| act.voided(id, found))
+                    .spawn(ctx);
+            } else {
+                self.gateway
+                    .lookup(key)
+                    .into_actor(self)
+                    .map(move |found, act, ctx| act.looked_up(id, found, ctx))
+                    .spawn(ctx);
+            }
         }
     }
 
-    fn looked_up(&mut self, id: PaymentId, found: Result<Option<ChargeStatus>, GatewayError>) {
+    fn looked_up(
+        &mut self,
+        id: PaymentId,
+        found: Result<Option<ChargeStatus>, GatewayError>,
+        ctx: &mut Context<Self>,
+    ) {
         let now = self.orders.dispatch().now_ms();
         let give_up = self.config.give_up_after;
-        let Some((record, misses)) = self.pending.get_mut(&id) else {
+        let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
+        p.asking = false;
         let done = match found {
-            Ok(Some(status)) => Self::resolve(record, status, now),
+            Ok(Some(status)) => Self::resolve(&mut p.record, status, now),
             Ok(None) => {
-                *misses += 1;
-                if *misses >= give_up {
-                    record.status = PaymentStatus::Failed;
-                    record.failure = Some("the gateway never confirmed the charge".into());
-                    record.updated_at_ms = now;
-                    true
-                } else {
-                    false
+                // A restart's leftover cannot arrive late: void it now. A charge of this
+                // process may still be in flight: wait out a few lookups first.
+                p.misses = if p.recovered { give_up } else { p.misses + 1 };
+                if p.misses >= give_up {
+                    self.reconcile(ctx);
                 }
+                false
             }
             // Unreachable gateway: keep the payment pending and ask again later.
             Err(_) => false,
         };
-        if done && let Some((record, _)) = self.pending.remove(&id) {
-            self.orders.payment_settled(record);
+        if done {
+            self.settled(id);
         }
+    }
+
+    fn voided(&mut self, id: PaymentId, found: Result<Option<ChargeStatus>, GatewayError>) {
+        let now = self.orders.dispatch().now_ms();
+        let Some(p) = self.pending.get_mut(&id) else {
+            return;
+        };
+        p.asking = false;
+        let done = match found {
+            // It went through after all (or was declined): that is the outcome.
+            Ok(Some(status)) => Self::resolve(&mut p.record, status, now),
+            // Voided: it never happened and now never will.
+            Ok(None) => {
+                p.record.status = PaymentStatus::Failed;
+                p.record.failure = Some("the gateway never received the charge".into());
+                p.record.updated_at_ms = now;
+                true
+            }
+            Err(_) => false,
+        };
+        if done {
+            self.settled(id);
+        }
+    }
+
+    fn settled(&mut self, id: PaymentId) {
+        if let Some(p) = self.pending.remove(&id) {
+            self.orders.payment_settled(p.record);
+        }
+    }
+
+    fn watch(&mut self, record: storage::PaymentRecord, recovered: bool) {
+        self.pending.insert(
+            record.payment_id,
+            Pending {
+                record,
+                misses: 0,
+                recovered,
+                asking: false,
+            },
+        );
     }
 }
 
@@ -136,6 +213,20 @@ impl Actor for PaymentActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.config.reconcile_every, |act, ctx| act.reconcile(ctx));
+    }
+}
+
+/// How many payments wait for an outcome.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct PendingCount {}
+
+impl Handler<PendingCount> for PaymentActor {
+    type Result = usize;
+
+    /// The payments under watch.
+    fn handle(&mut self, _: PendingCount, _: &mut Context<Self>) -> usize {
+        self.pending.len()
     }
 }
 
@@ -163,19 +254,19 @@ impl Handler<Charge> for PaymentActor {
             };
             let settled = status.is_some_and(|s| Self::resolve(&mut record, s, now));
             if !settled {
-                act.pending.insert(record.payment_id, (record.clone(), 0));
+                act.watch(record.clone(), false);
             }
             record
         }))
     }
 }
 
-impl Handler<Watch> for PaymentActor {
+impl Handler<Recover> for PaymentActor {
     type Result = ();
 
-    /// Adds a pending payment to the reconciliation round.
-    fn handle(&mut self, msg: Watch, _: &mut Context<Self>) {
-        self.pending
-            .insert(msg.payment.payment_id, (msg.payment, 0));
+    /// Puts a payment a restart left pending under watch and asks about it at once.
+    fn handle(&mut self, msg: Recover, ctx: &mut Context<Self>) {
+        self.watch(msg.payment, true);
+        self.reconcile(ctx);
     }
 }

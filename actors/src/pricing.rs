@@ -248,6 +248,55 @@ pub fn price(settings: &PricingSettings, input: &BillInput<'_>) -> Result<Invoic
     })
 }
 
+/// The invoice of a cancellation fee: the fee, tax on it, and the platform's commission
+/// of it (the rest goes to the associate, who set out for nothing).
+pub fn cancellation_invoice(
+    settings: &PricingSettings,
+    invoice_id: InvoiceId,
+    order_id: OrderId,
+    fee_minor: Minor,
+    issued_at_ms: UnixMs,
+) -> Result<Invoice, PricingError> {
+    if fee_minor < 0 {
+        return Err(PricingError::InvalidSettings(
+            "cancellation fee must not be negative".into(),
+        ));
+    }
+    let tax = apply_bp(fee_minor, settings.tax_bp)?;
+    let commission = apply_bp(fee_minor, settings.commission_bp)?;
+    Ok(Invoice {
+        invoice_id,
+        order_id,
+        currency: settings.currency.clone(),
+        lines: vec![
+            LineItem {
+                kind: LineKind::CancellationFee,
+                label: "Cancellation fee".into(),
+                amount_minor: fee_minor,
+            },
+            LineItem {
+                kind: LineKind::Tax,
+                label: format!(
+                    "Tax {}.{:02}%",
+                    settings.tax_bp / 100,
+                    settings.tax_bp % 100
+                ),
+                amount_minor: tax,
+            },
+        ],
+        tax: TaxLine {
+            base_minor: fee_minor,
+            rate_bp: settings.tax_bp,
+            amount_minor: tax,
+        },
+        total_minor: add(fee_minor, tax)?,
+        commission_minor: commission,
+        payout_minor: fee_minor - commission,
+        issued_at_ms,
+        settlement: None,
+    })
+}
+
 /// The invoice with a tip added: a tip line, and the tip on the total and the payout.
 pub fn with_tip(invoice: &Invoice, tip_minor: Minor) -> Result<Invoice, PricingError> {
     let mut out = invoice.clone();

@@ -212,4 +212,14 @@ proptest! {
         let again = with_tip(&price(&s, &inp).unwrap(), tip).unwrap();
         prop_assert_eq!(again, inv);
     }
+
+    #[test]
+    fn cancellation_fee_invoices_add_up(s in settings(), fee in 0i64..100_000_000, at in 0u64..3_000_000_000_000) {
+        let inv = cancellation_invoice(&s, wire::InvoiceId::new(), wire::OrderId::new(), fee, at).unwrap();
+        prop_assert_eq!(sum(&inv), inv.total_minor);
+        prop_assert_eq!(inv.commission_minor + inv.payout_minor + inv.tax.amount_minor, inv.total_minor);
+        prop_assert_eq!(inv.tax.base_minor, fee);
+        prop_assert!(inv.payout_minor >= 0 && inv.commission_minor >= 0);
+        prop_assert_eq!(inv.lines[0].kind, LineKind::CancellationFee);
+    }
 }

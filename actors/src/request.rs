@@ -8,13 +8,14 @@ use std::collections::{HashSet, VecDeque};
 use actix::prelude::*;
 use geo::{LatLng, Neighbor, TaskType};
 use tokio::time::Instant;
-use wire::model::OfferEnd;
+use wire::model::{OfferEnd, UnixMs};
 use wire::{
     AssociateId, ErrorFrame, NoAssociate, Offer, OrderId, RequestCancelled, RequestId, UserId,
 };
 
 use crate::allotment::{Allotment, CreateOrder};
 use crate::associate::{self, AssociateActor, Refusal};
+use crate::clock::Clock;
 use crate::dispatch::Dispatch;
 use crate::error::ActorError;
 use crate::supervisor::{Candidates, LocalNearest};
@@ -89,6 +90,60 @@ pub struct RequestSpec {
     pub created: Instant,
     /// When to give up.
     pub deadline: Instant,
+    /// When it was made, in Unix milliseconds (as stored).
+    pub created_at_ms: UnixMs,
+    /// When to give up, in Unix milliseconds (as stored and told to the user).
+    pub deadline_at_ms: UnixMs,
+    /// Associates who already refused it (a resumed request remembers them).
+    pub refused: Vec<AssociateId>,
+}
+
+impl RequestSpec {
+    /// The spec of a stored request, with its times placed on tokio's clock.
+    pub(crate) fn resumed(
+        stored: &storage::OpenRequest,
+        task: TaskType,
+        pickup: LatLng,
+        clock: &Clock,
+    ) -> Self {
+        let now = Instant::now();
+        let created_ago = clock.now_ms().saturating_sub(stored.created_at_ms);
+        Self {
+            request_id: stored.request_id,
+            user_id: stored.user_id,
+            client_ref: stored.client_ref.clone(),
+            task,
+            task_name: stored.task.clone(),
+            pickup,
+            note: stored.note.clone(),
+            discount_code: stored.discount_code.clone(),
+            created: now
+                .checked_sub(std::time::Duration::from_millis(created_ago))
+                .unwrap_or(now),
+            deadline: clock.instant_at(stored.deadline_at_ms),
+            created_at_ms: stored.created_at_ms,
+            deadline_at_ms: stored.deadline_at_ms,
+            refused: stored.refused.clone(),
+        }
+    }
+
+    /// The request as stored.
+    fn stored(&self, refused: &HashSet<AssociateId>) -> storage::OpenRequest {
+        let mut refused: Vec<AssociateId> = refused.iter().copied().collect();
+        refused.sort();
+        storage::OpenRequest {
+            request_id: self.request_id,
+            user_id: self.user_id,
+            client_ref: self.client_ref.clone(),
+            task: self.task_name.clone(),
+            pickup: self.pickup.into(),
+            note: self.note.clone(),
+            discount_code: self.discount_code.clone(),
+            created_at_ms: self.created_at_ms,
+            deadline_at_ms: self.deadline_at_ms,
+            refused,
+        }
+    }
 }
 
 /// Where the offer loop stands.
@@ -138,13 +193,14 @@ pub struct RequestActor {
 impl RequestActor {
     /// A request actor; it starts searching when started.
     pub fn new(spec: RequestSpec, dispatch: Dispatch) -> Self {
+        let refused = spec.refused.iter().copied().collect();
         Self {
             spec,
             dispatch,
             phase: Phase::Searching,
             generation: 0,
             queue: VecDeque::new(),
-            refused: HashSet::new(),
+            refused,
             skipped: HashSet::new(),
             radius_step: 0,
             offered_any: false,
@@ -312,9 +368,28 @@ impl RequestActor {
             reason: OfferEnd::Expired,
         });
         telemetry::offer("expired");
-        self.refused.insert(*associate);
-        self.phase = Phase::Searching;
-        self.next_candidate(ctx);
+        let associate = *associate;
+        self.note_refused(associate);
+        self.search_again(ctx);
+    }
+
+    /// Remembers, durably, that `associate` refused (declined, let the window pass, or
+    /// went away), so they are never offered this request again, even after a restart.
+    /// The offer loop does not wait for the disk: a refusal is not acknowledged to
+    /// anyone, and the next flush makes it durable within milliseconds.
+    fn note_refused(&mut self, associate: AssociateId) {
+        self.refused.insert(associate);
+        let stored = self.spec.stored(&self.refused);
+        if let Err(e) = self.dispatch.store().put_request(&stored) {
+            tracing::error!(request = %self.spec.request_id, error = %e, "could not store a refusal");
+        }
+    }
+
+    /// After an offer ends: search afresh, so the next offer goes to whoever is nearest
+    /// now, not to the next of a ranking made before the window.
+    fn search_again(&mut self, ctx: &mut Context<Self>) {
+        self.queue.clear();
+        self.search(ctx);
     }
 
     /// Counts an offer that reached an associate (and the first one's latency).
@@ -370,19 +445,36 @@ impl RequestActor {
         ctx.stop();
     }
 
+    /// Ends a request that got no order: forgets it durably, then tells the user
+    /// `frame`, so a request the user heard had ended can never resume after a crash.
+    fn end_without_order(
+        &mut self,
+        outcome: &'static str,
+        frame: wire::ServerMessage,
+        ctx: &mut Context<Self>,
+    ) {
+        let removal = self.dispatch.store().remove_request(self.spec.request_id);
+        let sessions = self.dispatch.sessions().clone();
+        let (request, user) = (self.spec.request_id, self.spec.user_id);
+        actix_rt::spawn(async move {
+            if let Err(e) = crate::disk::write(removal).await {
+                tracing::error!(%request, error = %e, "could not forget an ended request");
+            }
+            sessions.to_user(user, frame);
+        });
+        self.finish(outcome, ctx);
+    }
+
     fn deadline_passed(&mut self, ctx: &mut Context<Self>) {
         if matches!(self.phase, Phase::Allotting | Phase::Done) {
             return;
         }
         self.withdraw_current(OfferEnd::RequestExpired);
-        self.dispatch.sessions().to_user(
-            self.spec.user_id,
-            NoAssociate {
-                client_ref: self.spec.client_ref.clone(),
-                request_id: self.spec.request_id,
-            },
-        );
-        self.finish("no_associate", ctx);
+        let frame = NoAssociate {
+            client_ref: self.spec.client_ref.clone(),
+            request_id: self.spec.request_id,
+        };
+        self.end_without_order("no_associate", frame.into(), ctx);
     }
 }
 
@@ -453,15 +545,12 @@ impl Handler<AcceptOffer> for RequestActor {
                 }
                 Err(e) => {
                     tracing::error!(request = %act.spec.request_id, error = %e, "order creation failed");
-                    act.dispatch.sessions().to_user(
-                        act.spec.user_id,
-                        ErrorFrame {
-                            code: e.code(),
-                            message: format!("the request could not be allotted: {e}"),
-                            client_ref: Some(act.spec.client_ref.clone()),
-                        },
-                    );
-                    act.finish("failed", ctx);
+                    let frame = ErrorFrame {
+                        code: e.code(),
+                        message: format!("the request could not be allotted: {e}"),
+                        client_ref: Some(act.spec.client_ref.clone()),
+                    };
+                    act.end_without_order("failed", frame.into(), ctx);
                     AcceptOutcome::Failed(e)
                 }
             }
@@ -488,9 +577,8 @@ impl Handler<OfferRefused> for RequestActor {
             RefusedBy::Declined => "declined",
             RefusedBy::Disconnected => "disconnected",
         });
-        self.refused.insert(msg.associate);
-        self.phase = Phase::Searching;
-        self.next_candidate(ctx);
+        self.note_refused(msg.associate);
+        self.search_again(ctx);
     }
 }
 
@@ -512,14 +600,11 @@ impl Handler<Cancel> for RequestActor {
             _ => {}
         }
         self.withdraw_current(OfferEnd::Cancelled);
-        self.dispatch.sessions().to_user(
-            self.spec.user_id,
-            RequestCancelled {
-                client_ref: self.spec.client_ref.clone(),
-                request_id: self.spec.request_id,
-            },
-        );
-        self.finish("cancelled", ctx);
+        let frame = RequestCancelled {
+            client_ref: self.spec.client_ref.clone(),
+            request_id: self.spec.request_id,
+        };
+        self.end_without_order("cancelled", frame.into(), ctx);
         Ok(())
     }
 }

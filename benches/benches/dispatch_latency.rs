@@ -67,7 +67,8 @@ fn main() {
             sessions.clone(),
             Clock::system(),
             arbiters.iter().map(Arbiter::handle).collect(),
-        )
+
+            storage::Store::temporary().expect("store"),        )
         .expect("dispatch");
         dispatch.set_order_sink(NoOrders.start().recipient());
 

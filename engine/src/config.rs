@@ -156,6 +156,8 @@ pub struct StorageSettings {
     pub cache_mib: u64,
     /// Microseconds the group committer waits for more writers before flushing.
     pub group_commit_wait_us: u64,
+    /// Writes that may wait for the group committer before writers wait for room.
+    pub commit_queue: usize,
 }
 
 impl Default for Config {
@@ -237,6 +239,7 @@ impl Default for StorageSettings {
         Self {
             cache_mib: 256,
             group_commit_wait_us: 0,
+            commit_queue: storage::DEFAULT_QUEUE_CAPACITY,
         }
     }
 }
@@ -356,6 +359,9 @@ impl Config {
         }
         if self.orders.tracking_interval_ms == 0 {
             return Err(invalid("orders.tracking_interval_ms", "must be at least 1"));
+        }
+        if self.storage.commit_queue == 0 {
+            return Err(invalid("storage.commit_queue", "must be at least 1"));
         }
         if self.payments.gateway_timeout_ms == 0 || self.payments.reconcile_every_ms == 0 {
             return Err(invalid("payments", "timeouts must be at least 1 ms"));

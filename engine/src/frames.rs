@@ -19,9 +19,10 @@ impl Session {
                     .point
                     .to_latlng()
                     .map_err(|e| ActorError::Internal(e.to_string()))?;
-                match party {
-                    PartyId::Associate(a) => dispatch.associate_location(a, point),
-                    PartyId::User(u) => dispatch.user_location(u, point),
+                // A user's position matters only to the associate of their open order:
+                // it is relayed, never kept.
+                if let PartyId::Associate(a) = party {
+                    dispatch.associate_location(a, point);
                 }
                 orders.relay_location(party, point);
             }
@@ -51,6 +52,11 @@ impl Session {
                 let PartyId::User(user) = party else {
                     return Err(ActorError::UnknownRequest);
                 };
+                if let Some(order) = orders.open_order_of(party) {
+                    return Err(ActorError::AlreadyActive(format!(
+                        "order {order} is still open; a new request can follow once it closes"
+                    )));
+                }
                 if let Some(code) = &r.discount_code {
                     self.check_discount(code, user)?;
                 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use wire::model::{DiscountCode, OrderEvent, OrderState, PricingSettings, Role, Zone};
 use wire::{AssociateId, ErrorCode, OrderId, PartyId, UserId};
 
-use crate::auth::keys_match;
+use crate::extract::{Admin, Body, FeedbackKey, is_admin};
 use crate::state::AppState;
 
 /// An HTTP error: status, stable code, message.
@@ -43,7 +43,7 @@ impl ApiError {
         )
     }
 
-    fn unauthorized(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 }
@@ -97,18 +97,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/pricing", get(get_pricing).put(put_pricing))
         .route("/v1/discounts", post(put_discount).get(list_discounts))
         .route("/v1/feedback", post(post_feedback))
-}
-
-fn admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let given = headers
-        .get("x-admin-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if keys_match(given, &state.secrets.admin_key) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized("admin key required in x-admin-key"))
-    }
 }
 
 /// The bearer token from an `Authorization` header or a `token` query parameter.
@@ -166,10 +154,9 @@ struct TokenResponse {
 
 async fn issue_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<TokenRequest>,
+    _: Admin,
+    Body(body): Body<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    admin(&state, &headers)?;
     if body.ttl_s == 0 || body.ttl_s > 365 * 24 * 3600 {
         return Err(ApiError::bad("ttl_s must be 1 s to 1 year"));
     }
@@ -233,10 +220,9 @@ fn iso_date(field: &str, s: &str) -> ApiResult<()> {
 
 async fn create_user(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<NewUser>,
+    _: Admin,
+    Body(body): Body<NewUser>,
 ) -> ApiResult<(StatusCode, Json<storage::UserProfile>)> {
-    admin(&state, &headers)?;
     if body.name.trim().is_empty() || body.phone.trim().is_empty() {
         return Err(ApiError::bad("name and phone are required"));
     }
@@ -284,18 +270,16 @@ async fn create_user(
 
 async fn list_users(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Admin,
 ) -> ApiResult<Json<Vec<storage::UserProfile>>> {
-    admin(&state, &headers)?;
     Ok(Json(state.store.users()?))
 }
 
 async fn get_user(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Admin,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<storage::UserProfile>> {
-    admin(&state, &headers)?;
     state
         .store
         .user(id)?
@@ -318,10 +302,9 @@ struct NewAssociate {
 
 async fn create_associate(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<NewAssociate>,
+    _: Admin,
+    Body(body): Body<NewAssociate>,
 ) -> ApiResult<(StatusCode, Json<storage::AssociateProfile>)> {
-    admin(&state, &headers)?;
     if body.name.trim().is_empty() || body.phone.trim().is_empty() {
         return Err(ApiError::bad("name and phone are required"));
     }
@@ -369,18 +352,16 @@ async fn create_associate(
 
 async fn list_associates(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Admin,
 ) -> ApiResult<Json<Vec<storage::AssociateProfile>>> {
-    admin(&state, &headers)?;
     Ok(Json(state.store.associates()?))
 }
 
 async fn get_associate(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Admin,
     Path(id): Path<AssociateId>,
 ) -> ApiResult<Json<storage::AssociateProfile>> {
-    admin(&state, &headers)?;
     state
         .store
         .associate(id)?
@@ -408,17 +389,23 @@ async fn get_order(
     Query(q): Query<TokenQuery>,
     Path(id): Path<OrderId>,
 ) -> ApiResult<Json<OrderView>> {
-    let mut order = state
-        .store
-        .order(id)?
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    if admin(&state, &headers).is_err() {
+    // Who asks comes first: an unauthenticated caller learns nothing about the order.
+    let party = if is_admin(&headers, &state) {
+        None
+    } else {
         let token = bearer(&headers, q.token.as_deref())
             .ok_or_else(|| ApiError::unauthorized("token or admin key required"))?;
         let claims = state
             .tokens
             .verify(token)
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        Some(claims)
+    };
+    let mut order = state
+        .store
+        .order(id)?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    if let Some(claims) = party {
         let mine = match claims.party() {
             PartyId::User(u) => u == order.user_id,
             PartyId::Associate(a) => a == order.associate_id,
@@ -444,20 +431,15 @@ async fn get_order(
     }))
 }
 
-async fn get_pricing(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<PricingSettings>> {
-    admin(&state, &headers)?;
+async fn get_pricing(State(state): State<AppState>, _: Admin) -> ApiResult<Json<PricingSettings>> {
     Ok(Json(actors::pricing::settings_or_default(&state.store)))
 }
 
 async fn put_pricing(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<PricingSettings>,
+    _: Admin,
+    Body(body): Body<PricingSettings>,
 ) -> ApiResult<Json<PricingSettings>> {
-    admin(&state, &headers)?;
     actors::pricing::validate(&body).map_err(|e| ApiError::bad(e.to_string()))?;
     for task in state.validator.catalog.names() {
         if !body.tasks.iter().any(|t| &t.task == task) {
@@ -472,10 +454,9 @@ async fn put_pricing(
 
 async fn put_discount(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<DiscountCode>,
+    _: Admin,
+    Body(body): Body<DiscountCode>,
 ) -> ApiResult<(StatusCode, Json<DiscountCode>)> {
-    admin(&state, &headers)?;
     actors::pricing::validate_discount(&body).map_err(|e| ApiError::bad(e.to_string()))?;
     state.store.put_discount(&body)?.durable().await?;
     Ok((StatusCode::CREATED, Json(body)))
@@ -483,9 +464,8 @@ async fn put_discount(
 
 async fn list_discounts(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Admin,
 ) -> ApiResult<Json<Vec<DiscountCode>>> {
-    admin(&state, &headers)?;
     Ok(Json(state.store.discounts()?))
 }
 
@@ -501,20 +481,14 @@ struct ExternalFeedback {
     source: String,
 }
 
+/// Records feedback from elsewhere: 201 with the rating the first time, 200 with the
+/// rating already on record when the same source rated the same party of the same order
+/// before (never counted twice). The key is checked before the body is read.
 async fn post_feedback(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<ExternalFeedback>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let given = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !keys_match(given, &state.secrets.feedback_api_key) {
-        return Err(ApiError::unauthorized(
-            "feedback API key required in x-api-key",
-        ));
-    }
+    _key: FeedbackKey,
+    Body(body): Body<ExternalFeedback>,
+) -> ApiResult<(StatusCode, Json<storage::FeedbackRecord>)> {
     if !(1..=5).contains(&body.rating) {
         return Err(ApiError::bad("rating: must be 1 to 5"));
     }
@@ -536,7 +510,7 @@ async fn post_feedback(
             "feedback opens when the order closes",
         ));
     }
-    let id = state
+    let outcome = state
         .orders
         .external_feedback(actors::feedback::External {
             order_id: body.order_id,
@@ -546,5 +520,10 @@ async fn post_feedback(
             source: body.source,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(outcome.record)))
 }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod config;
+mod extract;
 mod frames;
 mod http;
 mod session;
@@ -73,10 +74,13 @@ pub async fn run(
 ) -> Result<(), EngineError> {
     config.validate()?;
     let secrets = secrets(&config)?;
+    let recovery_started = std::time::Instant::now();
     let store = storage::Store::open(&storage::StoreConfig {
         path: Some(config.data_dir.join("db")),
         cache_bytes: config.storage.cache_mib * 1024 * 1024,
         group_commit_wait: Duration::from_micros(config.storage.group_commit_wait_us),
+        queue_capacity: config.storage.commit_queue,
+        sync_hook: None,
     })?;
     if store.pricing()?.is_none() {
         store.put_pricing(&config.pricing)?.durable().await?;
@@ -103,18 +107,40 @@ pub async fn run(
         sessions.clone(),
         actors::Clock::system(),
         handles,
+        store.clone(),
     )?;
-    let gateway = Arc::new(actors::gateway::SandboxGateway::new(
-        Duration::from_millis(config.payments.sandbox_latency_ms),
-        Duration::from_millis(config.payments.gateway_timeout_ms * 3),
-    ));
-    let orders = actors::Orders::start(
+    let ledger = actors::gateway::SandboxGateway::ledger_path(&config.data_dir);
+    let gateway = Arc::new(
+        actors::gateway::SandboxGateway::with_ledger(
+            &ledger,
+            Duration::from_millis(config.payments.sandbox_latency_ms),
+            Duration::from_millis(config.payments.gateway_timeout_ms * 3),
+        )
+        .map_err(|e| {
+            EngineError::Io(std::io::Error::new(
+                e.kind(),
+                format!("sandbox gateway ledger {}: {e}", ledger.display()),
+            ))
+        })?,
+    );
+    let (orders, recovered) = actors::Orders::start(
         store.clone(),
         dispatch.clone(),
         gateway,
         config.order_config(),
         config.payment_config(),
     )?;
+    let (requests, expired) = dispatch.recover_requests().await?;
+    tracing::info!(
+        open_orders = recovered.open_orders,
+        owing_fee = recovered.owing_fee,
+        pending_payments = recovered.pending_payments,
+        open_requests = requests,
+        expired_requests = expired,
+        schema = store.schema_version()?,
+        took_ms = recovery_started.elapsed().as_millis() as u64,
+        "recovered"
+    );
     let mut validator = wire::Validator::new(catalog);
     validator.limits.max_frame_bytes = config.socket.max_frame_bytes;
     let (trigger, stop) = shutdown::channel();

@@ -1,59 +1,65 @@
-//! Group commit: one flush makes every write made before it durable, so writers queue
-//! for the next flush instead of each paying for an fsync.
+//! Group commit: one flush and one `fdatasync` make every write made before them
+//! durable, so writers queue for the next one instead of each paying for a sync.
 //!
-//! Order writes are also *run* by the flusher thread: it applies every order write queued
-//! since its last flush in one transaction, then flushes once for all of them. sled 0.34
-//! writes its log buffer out around every transaction, so one transaction per batch
-//! instead of one per write is most of the saving (measured in docs/PERFORMANCE.md).
+//! Order writes are also *run* by the committer thread: it applies every order write
+//! queued since its last flush in one transaction, then flushes and syncs once for all
+//! of them. sled 0.34 writes its log buffer out around every transaction, so one
+//! transaction per batch instead of one per write is most of the saving (measured in
+//! docs/PERFORMANCE.md).
+//!
+//! The queue is bounded: when the committer falls behind, writers wait for room instead
+//! of memory growing.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::mpsc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::error::StorageError;
 use crate::orders::{Committed, OrderWrite, write_batch};
+use crate::sync::Syncer;
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+type Flushed = Result<(), String>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// A write that will be durable once the flush it waits for completes.
-#[derive(Debug)]
 #[must_use = "a write is only durable once its ticket resolves"]
 pub struct Ticket {
-    rx: Option<oneshot::Receiver<Result<(), String>>>,
+    wait: Option<BoxFuture<Result<(), StorageError>>>,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("pending", &self.wait.is_some())
+            .finish()
+    }
 }
 
 impl Ticket {
     /// A ticket for a write that needs no flush (nothing was written).
     pub fn done() -> Self {
-        Self { rx: None }
+        Self { wait: None }
     }
 
     /// Waits until the write is on disk.
     pub async fn durable(self) -> Result<(), StorageError> {
-        match self.rx {
+        match self.wait {
             None => Ok(()),
-            Some(rx) => settle(rx.await),
+            Some(wait) => wait.await,
         }
     }
 
     /// Blocks the thread until the write is on disk (not for use inside async code).
     pub fn wait(self) -> Result<(), StorageError> {
-        match self.rx {
+        match self.wait {
             None => Ok(()),
-            Some(rx) => settle(rx.blocking_recv()),
+            Some(wait) => block_on(wait),
         }
-    }
-}
-
-fn settle(r: Result<Result<(), String>, oneshot::error::RecvError>) -> Result<(), StorageError> {
-    match r {
-        Ok(flushed) => flushed.map_err(flush_error),
-        Err(_) => Err(StorageError::Closed),
     }
 }
 
@@ -61,18 +67,23 @@ fn flush_error(e: String) -> StorageError {
     StorageError::Db(sled::Error::Io(std::io::Error::other(e)))
 }
 
-/// The outcome of a write run by the flusher: resolves once the write is on disk (or
+/// The outcome of a write run by the committer: resolves once the write is on disk (or
 /// failed), with what the write returned.
-#[derive(Debug)]
 #[must_use = "a durable write reports its outcome only to whoever awaits it"]
 pub struct Durable<T> {
-    rx: oneshot::Receiver<Result<T, StorageError>>,
+    fut: BoxFuture<Result<T, StorageError>>,
+}
+
+impl<T> std::fmt::Debug for Durable<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Durable(..)")
+    }
 }
 
 impl<T> Durable<T> {
     /// Blocks the thread until the write is on disk (not for use inside async code).
     pub fn wait(self) -> Result<T, StorageError> {
-        self.rx.blocking_recv().unwrap_or(Err(StorageError::Closed))
+        block_on(self.fut)
     }
 }
 
@@ -80,76 +91,209 @@ impl<T> Future for Durable<T> {
     type Output = Result<T, StorageError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(StorageError::Closed)))
+        self.fut.as_mut().poll(cx)
     }
 }
 
-/// What the flusher thread is asked for.
+/// Runs a future to completion on this thread (the committer's futures need no runtime:
+/// they wait only on a `Notify` and a oneshot channel).
+fn block_on<T>(fut: impl Future<Output = T>) -> T {
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
+}
+
+/// What the committer thread is asked for.
 enum Item {
-    /// Resolve this ticket after the next flush.
-    Wait(Waiter),
+    /// Resolve this waiter after the next flush.
+    Wait(oneshot::Sender<Flushed>),
     /// Run this order write before the next flush; report it after.
     Order(OrderWrite, oneshot::Sender<Result<Committed, StorageError>>),
 }
 
-/// The flusher thread's mailbox.
-#[derive(Debug)]
+/// The committer's bounded mailbox.
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Wakes the committer when items arrive.
+    arrived: Condvar,
+    /// Wakes writers waiting for room.
+    room: Notify,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: Vec<Item>,
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A panic while holding the lock leaves at worst a queue without the item being
+        // pushed; its writer sees the ticket fail.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `item` now if there is room (or drops it if the queue is closed); gives it
+    /// back if the queue is full.
+    fn try_push(&self, item: Item) -> Result<(), Item> {
+        let mut state = self.lock();
+        if state.closed {
+            return Ok(());
+        }
+        if state.items.len() >= self.capacity {
+            return Err(item);
+        }
+        state.items.push(item);
+        self.arrived.notify_one();
+        Ok(())
+    }
+
+    /// Queues `item` now if there is room, else once there is (the future waits).
+    fn enqueue(self: &Arc<Self>, item: Item) -> impl Future<Output = ()> + Send + 'static {
+        let queue = self.clone();
+        let waiting = self.try_push(item).err();
+        async move {
+            if let Some(item) = waiting {
+                queue.push(item).await;
+            }
+        }
+    }
+
+    /// Queues `item`, waiting while the queue is full. After close the item is dropped,
+    /// which its waiter sees as [`StorageError::Closed`].
+    async fn push(&self, item: Item) {
+        let mut item = Some(item);
+        loop {
+            let notified = self.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a drain between the check and the await
+            // still wakes this writer.
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.closed {
+                    return;
+                }
+                if state.items.len() < self.capacity {
+                    if let Some(item) = item.take() {
+                        state.items.push(item);
+                    }
+                    self.arrived.notify_one();
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The committer thread and its mailbox.
 pub(crate) struct Committer {
-    tx: Option<mpsc::Sender<Item>>,
+    queue: Arc<Queue>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("queued", &self.queued())
+            .field("capacity", &self.queue.capacity)
+            .finish()
+    }
+}
+
 impl Committer {
-    /// Starts the flusher for `db`. With a `max_wait` above zero the flusher waits up to
-    /// that long after the first writer for others to join its batch.
+    /// Starts the committer for `db`. With a `max_wait` above zero it waits up to that
+    /// long after the first writer for others to join its batch. At most `capacity`
+    /// items wait in its queue.
     pub(crate) fn start(
         db: sled::Db,
         order_trees: Vec<sled::Tree>,
+        syncer: Syncer,
         max_wait: Duration,
+        capacity: usize,
     ) -> Result<Self, StorageError> {
-        let (tx, rx) = mpsc::channel::<Item>();
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState::default()),
+            arrived: Condvar::new(),
+            room: Notify::new(),
+            capacity: capacity.max(1),
+        });
+        let q = queue.clone();
         let thread = thread::Builder::new()
             .name("storage-commit".into())
-            .spawn(move || run(db, order_trees, rx, max_wait))
+            .spawn(move || run(db, order_trees, syncer, &q, max_wait))
             .map_err(|e| StorageError::Db(sled::Error::Io(e)))?;
         Ok(Self {
-            tx: Some(tx),
+            queue,
             thread: Some(thread),
         })
     }
 
-    /// A ticket that resolves after the next flush, which covers every write made so far.
+    /// A ticket that resolves after a flush and sync that covers every write made so far.
     pub(crate) fn ticket(&self) -> Ticket {
         let (tx, rx) = oneshot::channel();
-        // If the flusher is gone the waiter drops here and the ticket resolves to Closed.
-        if let Some(sender) = &self.tx {
-            let _ = sender.send(Item::Wait(tx));
+        // Queued now (in call order) when there is room; otherwise the ticket waits.
+        let queued = self.queue.enqueue(Item::Wait(tx));
+        Ticket {
+            wait: Some(Box::pin(async move {
+                queued.await;
+                match rx.await {
+                    Ok(flushed) => flushed.map_err(flush_error),
+                    Err(_) => Err(StorageError::Closed),
+                }
+            })),
         }
-        Ticket { rx: Some(rx) }
     }
 
-    /// Runs an order write on the flusher thread, batched with the others queued
-    /// before its next flush; the result arrives once that flush is done.
+    /// Runs an order write on the committer thread, batched with the others queued
+    /// before its next flush; the result arrives once that flush and sync are done.
     pub(crate) fn submit(&self, write: OrderWrite) -> Durable<Committed> {
         let (tx, rx) = oneshot::channel();
-        // If the flusher is gone the item drops here and the write resolves to Closed.
-        if let Some(sender) = &self.tx {
-            let _ = sender.send(Item::Order(write, tx));
+        // Queued now (in call order) when there is room; otherwise the write waits.
+        let queued = self.queue.enqueue(Item::Order(write, tx));
+        Durable {
+            fut: Box::pin(async move {
+                queued.await;
+                rx.await.unwrap_or(Err(StorageError::Closed))
+            }),
         }
-        Durable { rx }
+    }
+
+    /// Items waiting for the committer now.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.lock().items.len()
+    }
+
+    /// The most items that may wait.
+    pub(crate) fn capacity(&self) -> usize {
+        self.queue.capacity
     }
 }
 
 impl Drop for Committer {
-    /// Lets the flusher finish its last batch and release its handle on the database,
+    /// Lets the committer finish its last batch and release its handle on the database,
     /// so the store can be reopened as soon as it is dropped.
     fn drop(&mut self) {
-        self.tx.take();
+        self.queue.lock().closed = true;
+        self.queue.arrived.notify_all();
+        self.queue.room.notify_waiters();
         if let Some(thread) = self.thread.take() {
-            // A write run by the flusher may hold the last handle on the store; the
-            // flusher then drops it itself and must not wait for its own end.
+            // A write run by the committer may hold the last handle on the store; the
+            // committer then drops it itself and must not wait for its own end.
             if thread.thread().id() != thread::current().id() {
                 let _ = thread.join();
             }
@@ -157,30 +301,67 @@ impl Drop for Committer {
     }
 }
 
-fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Item>, max_wait: Duration) {
-    let mut batch = Batch::default();
-    while let Ok(first) = rx.recv() {
-        batch.take(first);
-        if max_wait > Duration::ZERO {
-            let deadline = Instant::now() + max_wait;
-            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-                match rx.recv_timeout(left) {
-                    Ok(item) => batch.take(item),
-                    Err(_) => break,
+/// Takes the next batch: blocks for a first item, then (with `max_wait`) lets more
+/// join. None once the queue is closed and drained.
+fn next_batch(queue: &Queue, max_wait: Duration) -> Option<Vec<Item>> {
+    let mut state = queue.lock();
+    while state.items.is_empty() {
+        if state.closed {
+            return None;
+        }
+        state = queue.arrived.wait(state).unwrap_or_else(|e| e.into_inner());
+    }
+    if max_wait > Duration::ZERO {
+        let deadline = Instant::now() + max_wait;
+        while !state.closed && state.items.len() < queue.capacity {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            state = queue
+                .arrived
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+    Some(std::mem::take(&mut state.items))
+}
+
+fn run(
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+    mut syncer: Syncer,
+    queue: &Queue,
+    max_wait: Duration,
+) {
+    let mut writes = Vec::new();
+    let mut replies = Vec::new();
+    let mut waiters = Vec::new();
+    while let Some(batch) = next_batch(queue, max_wait) {
+        queue.room.notify_waiters();
+        for item in batch {
+            match item {
+                Item::Wait(w) => waiters.push(w),
+                Item::Order(write, reply) => {
+                    writes.push(write);
+                    replies.push(reply);
                 }
             }
         }
-        // Every write run and every ticket taken before the flush starts is covered by it.
-        rx.try_iter().for_each(|item| batch.take(item));
         // An empty transaction would still reserve log space and roll sled's log buffer.
-        let written = if batch.writes.is_empty() {
+        let written = if writes.is_empty() {
             Vec::new()
         } else {
-            write_batch(&trees, &batch.writes)
+            write_batch(&trees, &writes)
         };
-        batch.writes.clear();
-        let result = db.flush().map(drop).map_err(|e| e.to_string());
-        for (written, reply) in written.into_iter().zip(batch.replies.drain(..)) {
+        writes.clear();
+        // Nothing is acknowledged before both the flush and the sync have returned.
+        let result: Flushed = db
+            .flush()
+            .map(drop)
+            .map_err(|e| e.to_string())
+            .and_then(|()| syncer.sync().map_err(|e| format!("fdatasync: {e}")));
+        for (written, reply) in written.into_iter().zip(replies.drain(..)) {
             let outcome = match (written, &result) {
                 (Ok(w), Ok(())) => Ok(w.committed(Ticket::done())),
                 (Ok(_), Err(e)) => Err(flush_error(e.clone())),
@@ -188,29 +369,8 @@ fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Item>, max_wait:
             };
             let _ = reply.send(outcome);
         }
-        for waiter in batch.waiters.drain(..) {
+        for waiter in waiters.drain(..) {
             let _ = waiter.send(result.clone());
-        }
-    }
-}
-
-/// What one flush will cover.
-#[derive(Default)]
-struct Batch {
-    waiters: Vec<Waiter>,
-    writes: Vec<OrderWrite>,
-    replies: Vec<oneshot::Sender<Result<Committed, StorageError>>>,
-}
-
-impl Batch {
-    /// Queues a ticket or an order write.
-    fn take(&mut self, item: Item) {
-        match item {
-            Item::Wait(w) => self.waiters.push(w),
-            Item::Order(write, reply) => {
-                self.writes.push(write);
-                self.replies.push(reply);
-            }
         }
     }
 }

@@ -27,6 +27,21 @@ pub enum StorageError {
         /// Newest version this build reads.
         supported: u32,
     },
+    /// The store was written by a version too old for this build to migrate.
+    #[error(
+        "the store has schema version {found}; this build (schema {current}) migrates from {oldest} on: export it with an older engine first"
+    )]
+    SchemaTooOld {
+        /// Version on disk.
+        found: u32,
+        /// Oldest version this build migrates from.
+        oldest: u32,
+        /// The version this build writes.
+        current: u32,
+    },
+    /// A fee payment on an order that owes none.
+    #[error("the order owes no fee")]
+    NothingOwed,
     /// No such record.
     #[error("{what} not found")]
     NotFound {

@@ -1,6 +1,6 @@
 //! Byte keys: big-endian so that sled's byte order is the natural order.
 
-use wire::{OrderId, UserId};
+use wire::{OrderId, PaymentId, UserId};
 
 /// The key of an order's event `seq`: order id then sequence.
 pub(crate) fn event_key(order: OrderId, seq: u32) -> [u8; 20] {
@@ -43,5 +43,26 @@ pub(crate) fn redemption_key(code: &str, user: UserId) -> Vec<u8> {
     out.extend_from_slice(code.as_bytes());
     out.push(0);
     out.extend_from_slice(&user.to_bytes());
+    out
+}
+
+/// The key of a payment in the by-order index: order id then payment id.
+pub(crate) fn order_payment_key(order: OrderId, payment: PaymentId) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(&order.to_bytes());
+    key[16..].copy_from_slice(&payment.to_bytes());
+    key
+}
+
+/// The key of external feedback in its idempotency index: order id, the rated role,
+/// then the source's name.
+pub(crate) fn external_feedback_key(
+    order: OrderId,
+    about: wire::model::Role,
+    source: &str,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17 + source.len());
+    out.extend_from_slice(&app_feedback_key(order, about));
+    out.extend_from_slice(source.as_bytes());
     out
 }

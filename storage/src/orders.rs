@@ -3,14 +3,16 @@
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use wire::OrderId;
-use wire::model::{Cancellation, Invoice, OrderEvent, OrderEventKind, OrderState, UnixMs};
+use wire::model::{
+    Cancellation, CancelledBy, Invoice, OrderEvent, OrderEventKind, OrderState, UnixMs,
+};
 
 use crate::commit::{Durable, Ticket};
+use crate::convert::{decode, encode};
 use crate::error::StorageError;
-use crate::keys::{ended_key, event_key};
+use crate::keys::{ended_key, event_key, order_payment_key};
 use crate::records::{OrderRecord, PaymentRecord, TaxInvoice};
 use crate::store::Store;
-use crate::table::decode;
 
 const TAX_SEQ_KEY: &[u8] = b"tax_invoice_seq";
 
@@ -39,6 +41,24 @@ pub struct Committed {
     pub ticket: Ticket,
 }
 
+/// Writes a payment with its indexes (by order; pending) in a transaction.
+pub(crate) fn write_payment(
+    payments: &TransactionalTree,
+    by_order: &TransactionalTree,
+    pending: &TransactionalTree,
+    p: &PaymentRecord,
+) -> Abortable<()> {
+    let id = p.payment_id.to_bytes();
+    payments.insert(&id, encode(p))?;
+    by_order.insert(&order_payment_key(p.order_id, p.payment_id), &[])?;
+    if p.status == wire::model::PaymentStatus::Pending {
+        pending.insert(&id, &[])?;
+    } else {
+        pending.remove(&id)?;
+    }
+    Ok(())
+}
+
 /// Applies `event` to `order`: the one definition of what an event changes, used both
 /// when writing and when replaying a log.
 pub fn apply_event(order: &mut OrderRecord, event: &OrderEvent) {
@@ -56,29 +76,48 @@ pub fn apply_event(order: &mut OrderRecord, event: &OrderEvent) {
             by,
             reason,
             fee_minor,
+            invoice_id,
         } => {
+            if invoice_id.is_some() {
+                order.invoice_id = *invoice_id;
+            }
             order.cancellation = Some(Cancellation {
-                by: *by,
+                by: (*by).into(),
                 reason: reason.clone(),
                 fee_minor: *fee_minor,
             });
             order.ended_at_ms = Some(event.at_ms);
         }
+        OrderEventKind::FeePaid { payment_id, .. } => order.payment_id = Some(*payment_id),
+        OrderEventKind::OpsCancelled { reason } => {
+            order.cancellation = Some(Cancellation {
+                by: CancelledBy::Ops,
+                reason: Some(reason.clone()),
+                fee_minor: 0,
+            });
+            order.ended_at_ms = Some(event.at_ms);
+        }
+        OrderEventKind::OpsCompleted { .. } => order.completed_at_ms = Some(event.at_ms),
     }
 }
 
 // Positions of the trees in an order transaction (`Inner::order_trees`): the first three
 // are always there; the rest only when the write needs them (fewer trees, cheaper
 // transactions).
-const ORDERS: usize = 0;
-const EVENTS: usize = 1;
-const FEED: usize = 2;
-const OPEN: usize = 3;
-const ENDED: usize = 4;
-const INVOICES: usize = 5;
-const TAX: usize = 6;
-const PAYMENTS: usize = 7;
-const META: usize = 8;
+pub(crate) const ORDERS: usize = 0;
+pub(crate) const EVENTS: usize = 1;
+pub(crate) const FEED: usize = 2;
+pub(crate) const OPEN: usize = 3;
+pub(crate) const ENDED: usize = 4;
+pub(crate) const REQUESTS: usize = 5;
+pub(crate) const INVOICES: usize = 6;
+pub(crate) const TAX: usize = 7;
+pub(crate) const PAYMENTS: usize = 8;
+pub(crate) const PAYMENTS_BY_ORDER: usize = 9;
+pub(crate) const PAYMENTS_PENDING: usize = 10;
+pub(crate) const META: usize = 11;
+/// How many trees an order transaction may touch.
+pub(crate) const ORDER_TREES: usize = META + 1;
 
 type Abortable<T> = Result<T, ConflictableTransactionError<StorageError>>;
 
@@ -185,8 +224,10 @@ fn create_in(t: &[TransactionalTree], record: &OrderRecord) -> Abortable<Written
     if t[ORDERS].get(key)?.is_some() {
         return abort(StorageError::AlreadyExists { what: "order" });
     }
-    t[ORDERS].insert(&key, wire::encode_value(&order))?;
+    t[ORDERS].insert(&key, encode(&order))?;
     t[OPEN].insert(&key, &[])?;
+    // The request it came from is allotted: it must never resume after a restart.
+    t[REQUESTS].remove(&order.request_id.to_bytes())?;
     let feed_seq = write_event(t, &event)?;
     Ok(Written {
         order,
@@ -211,11 +252,16 @@ fn transition_in(
         Ok(o) => o,
         Err(e) => return abort(e),
     };
-    if !order.state.can_move_to(to) {
+    if !kind.allowed_from(order.state) {
         return abort(StorageError::InvalidTransition {
             from: order.state,
             to,
         });
+    }
+    if let OrderEventKind::FeePaid { .. } = kind
+        && !order.owes_fee()
+    {
+        return abort(StorageError::NothingOwed);
     }
     let event = OrderEvent {
         order_id,
@@ -225,8 +271,9 @@ fn transition_in(
         kind: kind.clone(),
     };
     apply_event(&mut order, &event);
-    t[ORDERS].insert(&key, wire::encode_value(&order))?;
-    if to.is_terminal() {
+    t[ORDERS].insert(&key, encode(&order))?;
+    // An order stays open (and is recovered) until it is over and owes nothing.
+    if to.is_terminal() && !order.owes_fee() {
         t[OPEN].remove(&key)?;
         t[ENDED].insert(&ended_key(at_ms, order_id), &[])?;
     }
@@ -246,8 +293,8 @@ impl Store {
     /// ended indexes if `index`, then the money trees if `money`.
     fn order_trees(&self, index: bool, money: bool) -> &[sled::Tree] {
         let n = match (index, money) {
-            (_, true) => META + 1,
-            (true, false) => ENDED + 1,
+            (_, true) => ORDER_TREES,
+            (true, false) => REQUESTS + 1,
             (false, false) => FEED + 1,
         };
         &self.inner.order_trees[..n]
@@ -409,7 +456,7 @@ impl Store {
 
 /// Appends `event` to its order's log and to the feed; returns its feed position.
 fn write_event(t: &[TransactionalTree], event: &OrderEvent) -> Abortable<u64> {
-    let bytes = wire::encode_value(event);
+    let bytes = encode(event);
     t[EVENTS].insert(&event_key(event.order_id, event.seq), bytes.as_slice())?;
     let feed_seq = t[FEED].generate_id()?;
     t[FEED].insert(&feed_seq.to_be_bytes(), bytes)?;
@@ -419,10 +466,10 @@ fn write_event(t: &[TransactionalTree], event: &OrderEvent) -> Abortable<u64> {
 fn side_write(t: &[TransactionalTree], write: &SideWrite) -> Abortable<()> {
     match write {
         SideWrite::Invoice(inv) => {
-            t[INVOICES].insert(&inv.invoice_id.to_bytes(), wire::encode_value(inv))?;
+            t[INVOICES].insert(&inv.invoice_id.to_bytes(), encode(inv))?;
         }
         SideWrite::Payment(p) => {
-            t[PAYMENTS].insert(&p.payment_id.to_bytes(), wire::encode_value(p))?;
+            write_payment(&t[PAYMENTS], &t[PAYMENTS_BY_ORDER], &t[PAYMENTS_PENDING], p)?
         }
         SideWrite::TaxInvoice(tax) => {
             let key = tax.invoice_id.to_bytes();
@@ -445,7 +492,7 @@ fn side_write(t: &[TransactionalTree], write: &SideWrite) -> Abortable<()> {
             t[META].insert(TAX_SEQ_KEY, &number.to_be_bytes())?;
             let mut tax = tax.clone();
             tax.number = number;
-            t[TAX].insert(&key, wire::encode_value(&tax))?;
+            t[TAX].insert(&key, encode(&tax))?;
         }
     }
     Ok(())

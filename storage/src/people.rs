@@ -7,11 +7,12 @@ use wire::model::{DiscountCode, PaymentStatus, PricingSettings, Role};
 use wire::{AssociateId, OrderId, PaymentId, UserId};
 
 use crate::commit::Ticket;
+use crate::convert::{decode, encode};
 use crate::error::StorageError;
-use crate::keys::{app_feedback_key, idempotency_key, redemption_key};
+use crate::keys::{app_feedback_key, external_feedback_key, idempotency_key, redemption_key};
+use crate::orders::write_payment;
 use crate::records::*;
 use crate::store::Store;
-use crate::table::decode;
 
 const PRICING_KEY: &[u8] = b"pricing";
 
@@ -20,8 +21,9 @@ const PRICING_KEY: &[u8] = b"pricing";
 pub enum FeedbackOutcome {
     /// Stored, and the rated party's profile updated.
     Recorded(Ticket),
-    /// This party already rated this order from the app; nothing changed.
-    AlreadyRated,
+    /// The same rating (this party from the app, or this source about this party) is
+    /// already recorded: here it is; nothing changed.
+    AlreadyRated(Box<FeedbackRecord>),
 }
 
 /// What [`Store::begin_payment`] found.
@@ -73,8 +75,13 @@ impl Store {
     pub fn begin_payment(&self, record: &PaymentRecord) -> Result<PaymentStart, StorageError> {
         let i = &self.inner;
         let index_key = idempotency_key(record.user_id, &record.idempotency_key);
-        let existing = (&i.payment_keys, &i.payments.tree)
-            .transaction(|(keys, payments)| {
+        let existing = (
+            &i.payment_keys,
+            &i.payments.tree,
+            &i.payments_by_order,
+            &i.payments_pending,
+        )
+            .transaction(|(keys, payments, by_order, pending)| {
                 if let Some(id) = keys.get(&index_key)? {
                     let Some(bytes) = payments.get(&id)? else {
                         return Err(ConflictableTransactionError::Abort(StorageError::Corrupt {
@@ -84,15 +91,11 @@ impl Store {
                     };
                     return Ok(Some(bytes));
                 }
-                let id = record.payment_id.to_bytes();
-                keys.insert(index_key.as_slice(), &id)?;
-                payments.insert(&id, wire::encode_value(record))?;
+                keys.insert(index_key.as_slice(), &record.payment_id.to_bytes())?;
+                write_payment(payments, by_order, pending, record)?;
                 Ok(None)
             })
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StorageError::Db(e),
-            })?;
+            .map_err(flatten)?;
         match existing {
             Some(bytes) => Ok(PaymentStart::Existing(decode("payments", &bytes)?)),
             None => Ok(PaymentStart::Created(record.clone(), self.commit())),
@@ -113,9 +116,12 @@ impl Store {
 
     /// Replaces a payment record (status changes outside an order transition).
     pub fn put_payment(&self, record: &PaymentRecord) -> Result<Ticket, StorageError> {
-        self.inner
-            .payments
-            .put(record.payment_id.to_bytes(), record)?;
+        let i = &self.inner;
+        (&i.payments.tree, &i.payments_by_order, &i.payments_pending)
+            .transaction(|(payments, by_order, pending)| {
+                write_payment(payments, by_order, pending, record)
+            })
+            .map_err(flatten)?;
         Ok(self.commit())
     }
 
@@ -124,44 +130,95 @@ impl Store {
         self.inner.payments.get(id.to_bytes())
     }
 
-    /// Every payment for an order, any status.
+    /// Every payment for an order, any status, oldest first (from the by-order index).
     pub fn payments_for(&self, order: OrderId) -> Result<Vec<PaymentRecord>, StorageError> {
-        let all: Result<Vec<PaymentRecord>, _> = self.inner.payments.values().collect();
-        Ok(all?.into_iter().filter(|p| p.order_id == order).collect())
+        let mut out = Vec::new();
+        for key in self
+            .inner
+            .payments_by_order
+            .scan_prefix(order.to_bytes())
+            .keys()
+        {
+            let key = key?;
+            let payment = self
+                .inner
+                .payments
+                .get(&key[16..])?
+                .ok_or(StorageError::Corrupt {
+                    tree: "payments_by_order",
+                    detail: "index names a missing payment".into(),
+                })?;
+            out.push(payment);
+        }
+        Ok(out)
     }
 
-    /// Payments still pending (for recovery to resolve with the gateway).
+    /// Payments still pending (for recovery to resolve with the gateway), from their index.
     pub fn pending_payments(&self) -> Result<Vec<PaymentRecord>, StorageError> {
-        let all: Result<Vec<PaymentRecord>, _> = self.inner.payments.values().collect();
-        Ok(all?
-            .into_iter()
-            .filter(|p| p.status == PaymentStatus::Pending)
-            .collect())
+        let mut out = Vec::new();
+        for key in self.inner.payments_pending.iter().keys() {
+            let key = key?;
+            match self.inner.payments.get(&key)? {
+                Some(p) if p.status == PaymentStatus::Pending => out.push(p),
+                Some(_) | None => {
+                    return Err(StorageError::Corrupt {
+                        tree: "payments_pending",
+                        detail: "index names a payment that is not pending".into(),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Stores feedback and updates the rated party's rating in one step. App feedback is
-    /// once per party per order; external feedback is not limited.
+    /// once per party per order; external feedback once per order, rated party and
+    /// source. A repeat changes nothing and returns the rating already recorded.
     pub fn add_feedback(&self, record: &FeedbackRecord) -> Result<FeedbackOutcome, StorageError> {
         let i = &self.inner;
         let order = self
             .order(record.order_id)?
             .ok_or(StorageError::NotFound { what: "order" })?;
-        let key: Vec<u8> = match record.source {
-            FeedbackSource::App => app_feedback_key(record.order_id, record.about).to_vec(),
-            FeedbackSource::External { .. } => {
+        // The entry's own key, and the key that makes a repeat find it.
+        let (key, once): (Vec<u8>, Option<Vec<u8>>) = match &record.source {
+            FeedbackSource::App => (
+                app_feedback_key(record.order_id, record.about).to_vec(),
+                None,
+            ),
+            FeedbackSource::External { source } => {
                 let mut k = record.order_id.to_bytes().to_vec();
                 k.push(2);
                 k.extend_from_slice(&record.id.to_bytes());
-                k
+                (
+                    k,
+                    Some(external_feedback_key(record.order_id, record.about, source)),
+                )
             }
         };
         let rating = u64::from(record.rating);
-        let recorded = (&i.feedback.tree, &i.users.tree, &i.associates.tree)
-            .transaction(|(feedback, users, associates)| {
-                if feedback.get(&key)?.is_some() {
-                    return Ok(false);
+        let existing = (
+            &i.feedback.tree,
+            &i.feedback_external,
+            &i.users.tree,
+            &i.associates.tree,
+        )
+            .transaction(|(feedback, external, users, associates)| {
+                let earlier = match &once {
+                    Some(once) => match external.get(once)? {
+                        Some(k) => Some(k),
+                        None => {
+                            external.insert(once.as_slice(), key.as_slice())?;
+                            None
+                        }
+                    },
+                    None => feedback
+                        .get(&key)?
+                        .map(|_| sled::IVec::from(key.as_slice())),
+                };
+                if let Some(k) = earlier {
+                    return Ok(feedback.get(&k)?);
                 }
-                feedback.insert(key.as_slice(), wire::encode_value(record))?;
+                feedback.insert(key.as_slice(), encode(record))?;
                 match record.about {
                     Role::User => {
                         add_rating::<UserProfile>(users, order.user_id.to_bytes(), "users", rating)?
@@ -173,17 +230,15 @@ impl Store {
                         rating,
                     )?,
                 }
-                Ok(true)
+                Ok(None)
             })
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StorageError::Db(e),
-            })?;
-        Ok(if recorded {
-            FeedbackOutcome::Recorded(self.commit())
-        } else {
-            FeedbackOutcome::AlreadyRated
-        })
+            .map_err(flatten)?;
+        match existing {
+            None => Ok(FeedbackOutcome::Recorded(self.commit())),
+            Some(bytes) => Ok(FeedbackOutcome::AlreadyRated(Box::new(decode(
+                "feedback", &bytes,
+            )?))),
+        }
     }
 
     /// Every piece of feedback on an order.
@@ -241,8 +296,16 @@ impl Store {
     }
 }
 
+/// Unwraps a transaction's error.
+fn flatten(e: TransactionError<StorageError>) -> StorageError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StorageError::Db(e),
+    }
+}
+
 /// A profile that carries a rating.
-trait Rated: serde::Serialize + serde::de::DeserializeOwned {
+trait Rated: crate::convert::Stored {
     fn add_rating(&mut self, rating: u64);
 }
 
@@ -274,6 +337,6 @@ fn add_rating<P: Rated>(
     };
     let mut profile: P = decode(name, &bytes).map_err(ConflictableTransactionError::Abort)?;
     profile.add_rating(rating);
-    tree.insert(&id, wire::encode_value(&profile))?;
+    tree.insert(&id, encode(&profile))?;
     Ok(())
 }

@@ -173,6 +173,16 @@ pub struct OrderRecord {
     pub next_seq: u32,
 }
 
+impl OrderRecord {
+    /// Whether the order was cancelled with a fee that is not paid yet: it stays open
+    /// (and is recovered after a restart) until the fee is paid.
+    pub fn owes_fee(&self) -> bool {
+        self.state == OrderState::Cancelled
+            && self.payment_id.is_none()
+            && self.cancellation.as_ref().is_some_and(|c| c.fee_minor > 0)
+    }
+}
+
 /// A sequentially numbered tax invoice, issued with every invoice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaxInvoice {
@@ -257,5 +267,41 @@ pub struct FeedbackRecord {
     /// Where it came from.
     pub source: FeedbackSource,
     /// When received.
+    pub at_ms: UnixMs,
+}
+
+/// A request still looking for an associate: what recovery resumes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenRequest {
+    /// The request.
+    pub request_id: RequestId,
+    /// Who asked.
+    pub user_id: UserId,
+    /// The user's reference for it.
+    pub client_ref: String,
+    /// Task type name.
+    pub task: String,
+    /// Where the task starts.
+    pub pickup: Point,
+    /// The user's note.
+    pub note: Option<String>,
+    /// Discount code given with the request.
+    pub discount_code: Option<String>,
+    /// When the user asked.
+    pub created_at_ms: UnixMs,
+    /// When the user is told nobody is available.
+    pub deadline_at_ms: UnixMs,
+    /// Associates who declined or let an offer expire: never offered this request again.
+    pub refused: Vec<AssociateId>,
+}
+
+/// Whether an associate last asked to take offers, and for which task types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// Online (taking offers) or offline.
+    pub online: bool,
+    /// Task type names they went online for.
+    pub skills: Vec<String>,
+    /// When they last changed it.
     pub at_ms: UnixMs,
 }

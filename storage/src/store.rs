@@ -8,13 +8,14 @@ use wire::model::{DiscountCode, Invoice, OrderEvent, PricingSettings};
 
 use crate::commit::{Committer, Ticket};
 use crate::error::StorageError;
+use crate::migrate::{SCHEMA_KEY, SCHEMA_VERSION};
+use crate::orders::ORDER_TREES;
 use crate::records::*;
+use crate::sync::{SyncHook, Syncer};
 use crate::table::Table;
 
-/// The schema this build writes and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 1;
-
-const SCHEMA_KEY: &[u8] = b"schema_version";
+/// How many writes may wait for the committer before writers wait for room.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
 
 /// How to open a store.
 #[derive(Debug, Clone)]
@@ -26,6 +27,10 @@ pub struct StoreConfig {
     /// How long the group committer waits after a first writer for more to join a
     /// flush (zero: flush at once; writers arriving during a flush share the next one).
     pub group_commit_wait: Duration,
+    /// How many writes may wait for the committer; beyond that, writers wait for room.
+    pub queue_capacity: usize,
+    /// Called after every sync, before the writes it covers are acknowledged (tests).
+    pub sync_hook: Option<SyncHook>,
 }
 
 impl Default for StoreConfig {
@@ -34,6 +39,8 @@ impl Default for StoreConfig {
             path: Some(PathBuf::from("./data")),
             cache_bytes: 256 * 1024 * 1024,
             group_commit_wait: Duration::ZERO,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            sync_hook: None,
         }
     }
 }
@@ -55,6 +62,10 @@ pub(crate) struct Inner {
     pub(crate) open: sled::Tree,
     /// Ended orders by end time, waiting to be archived.
     pub(crate) ended: sled::Tree,
+    /// Open requests by id: what recovery resumes.
+    pub(crate) requests: Table<OpenRequest>,
+    /// Associates' presence (online, skills) by id.
+    pub(crate) presence: Table<Presence>,
     /// Every order's events, by order id and sequence.
     pub(crate) events: Table<OrderEvent>,
     /// Every event in commit order, by a global sequence, for subscribers to resume from.
@@ -64,7 +75,13 @@ pub(crate) struct Inner {
     pub(crate) payments: Table<PaymentRecord>,
     /// (user id, idempotency key) → payment id.
     pub(crate) payment_keys: sled::Tree,
+    /// (order id, payment id), key only: an order's payments.
+    pub(crate) payments_by_order: sled::Tree,
+    /// Payment ids of pending payments, key only: what recovery reconciles.
+    pub(crate) payments_pending: sled::Tree,
     pub(crate) feedback: Table<FeedbackRecord>,
+    /// (order id, rated role, source) → key of that external feedback: once each.
+    pub(crate) feedback_external: sled::Tree,
     pub(crate) discounts: Table<DiscountCode>,
     /// (code, user id) → order id.
     pub(crate) redemptions: sled::Tree,
@@ -76,7 +93,7 @@ pub(crate) struct Inner {
 }
 
 impl Store {
-    /// Opens or creates the store.
+    /// Opens or creates the store, migrating a directory an earlier build wrote.
     pub fn open(config: &StoreConfig) -> Result<Self, StorageError> {
         let sled_config = sled::Config::new()
             .cache_capacity(config.cache_bytes)
@@ -87,20 +104,10 @@ impl Store {
         };
         let db = sled_config.open()?;
         let meta = db.open_tree("meta")?;
-        match meta.get(SCHEMA_KEY)? {
-            Some(v) => {
-                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-                    StorageError::Corrupt {
-                        tree: "meta",
-                        detail: "schema version is not 4 bytes".into(),
-                    }
-                })?);
-                if found > SCHEMA_VERSION {
-                    return Err(StorageError::SchemaTooNew {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
+        match crate::migrate::stored_version(&meta)? {
+            Some(found) => {
+                crate::migrate::check(found)?;
+                crate::migrate::migrate(&db, &meta, found)?;
             }
             None => {
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
@@ -110,11 +117,14 @@ impl Store {
         let orders = Table::open(&db, "orders")?;
         let open = db.open_tree("orders_open")?;
         let ended = db.open_tree("orders_ended")?;
+        let requests = Table::open(&db, "open_requests")?;
         let events = Table::open(&db, "order_events")?;
         let feed = Table::open(&db, "event_feed")?;
         let invoices = Table::open(&db, "invoices")?;
         let tax_invoices = Table::open(&db, "tax_invoices")?;
         let payments = Table::open(&db, "payments")?;
+        let payments_by_order = db.open_tree("payments_by_order")?;
+        let payments_pending = db.open_tree("payments_pending")?;
         // At the positions `orders.rs` names (ORDERS, EVENTS, FEED, OPEN, ...).
         let order_trees = vec![
             orders.tree.clone(),
@@ -122,11 +132,24 @@ impl Store {
             feed.tree.clone(),
             open.clone(),
             ended.clone(),
+            requests.tree.clone(),
             invoices.tree.clone(),
             tax_invoices.tree.clone(),
             payments.tree.clone(),
+            payments_by_order.clone(),
+            payments_pending.clone(),
             meta.clone(),
         ];
+        debug_assert_eq!(order_trees.len(), ORDER_TREES);
+        let syncer = Syncer::open(config.path.as_deref(), config.sync_hook.clone())
+            .map_err(|e| StorageError::Db(sled::Error::Io(e)))?;
+        let committer = Committer::start(
+            db.clone(),
+            order_trees.clone(),
+            syncer,
+            config.group_commit_wait,
+            config.queue_capacity,
+        )?;
         let inner = Inner {
             users: Table::open(&db, "users")?,
             associates: Table::open(&db, "associates")?,
@@ -134,18 +157,23 @@ impl Store {
             archive: Table::open(&db, "orders_archive")?,
             open,
             ended,
+            requests,
+            presence: Table::open(&db, "presence")?,
             events,
             feed,
             invoices,
             tax_invoices,
             payments,
             payment_keys: db.open_tree("payment_keys")?,
+            payments_by_order,
+            payments_pending,
             feedback: Table::open(&db, "feedback")?,
+            feedback_external: db.open_tree("feedback_external")?,
             discounts: Table::open(&db, "discount_codes")?,
             redemptions: db.open_tree("discount_redemptions")?,
             pricing: Table::open(&db, "pricing")?,
             meta,
-            committer: Committer::start(db.clone(), order_trees.clone(), config.group_commit_wait)?,
+            committer,
             order_trees,
             db,
         };
@@ -159,7 +187,7 @@ impl Store {
         Self::open(&StoreConfig {
             path: None,
             cache_bytes: 64 * 1024 * 1024,
-            group_commit_wait: Duration::ZERO,
+            ..StoreConfig::default()
         })
     }
 
@@ -168,15 +196,25 @@ impl Store {
         self.inner.committer.ticket()
     }
 
-    /// Flushes everything to disk now, blocking the thread.
+    /// Makes everything written so far durable (flush and sync), blocking the thread.
     pub fn flush_blocking(&self) -> Result<(), StorageError> {
-        self.inner.db.flush()?;
-        Ok(())
+        self.commit().wait()
+    }
+
+    /// Writes waiting for the group committer now, and the most that may wait.
+    pub fn commit_queue(&self) -> (usize, usize) {
+        let c = &self.inner.committer;
+        (c.queued(), c.capacity())
     }
 
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StorageError> {
         Ok(self.inner.db.size_on_disk()?)
+    }
+
+    /// The schema version the data directory is in now.
+    pub fn schema_version(&self) -> Result<u32, StorageError> {
+        Ok(crate::migrate::stored_version(&self.inner.meta)?.unwrap_or(SCHEMA_VERSION))
     }
 
     /// Overwrites the schema version (for tests of the refusal path).

@@ -1,10 +1,9 @@
-//! A typed view of one sled tree: values are encoded records, never raw bytes outside.
+//! A typed view of one sled tree: values are stored in their on-disk layouts, never as
+//! raw bytes outside this crate.
 
 use std::marker::PhantomData;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
+use crate::convert::{Stored, decode, encode};
 use crate::error::StorageError;
 
 /// One sled tree holding values of type `V`.
@@ -15,7 +14,7 @@ pub(crate) struct Table<V> {
     _v: PhantomData<fn() -> V>,
 }
 
-impl<V: Serialize + DeserializeOwned> Table<V> {
+impl<V: Stored> Table<V> {
     pub(crate) fn open(db: &sled::Db, name: &'static str) -> Result<Self, StorageError> {
         Ok(Self {
             name,
@@ -33,7 +32,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     }
 
     pub(crate) fn put(&self, key: impl AsRef<[u8]>, value: &V) -> Result<(), StorageError> {
-        self.tree.insert(key.as_ref(), wire::encode_value(value))?;
+        self.tree.insert(key.as_ref(), encode(value))?;
         Ok(())
     }
 
@@ -50,15 +49,4 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             .values()
             .map(|r| self.decode(&r?))
     }
-}
-
-/// Decodes a record read from `tree`.
-pub(crate) fn decode<V: DeserializeOwned>(
-    tree: &'static str,
-    bytes: &[u8],
-) -> Result<V, StorageError> {
-    wire::decode_value(bytes).map_err(|e| StorageError::Corrupt {
-        tree,
-        detail: e.detail,
-    })
 }

@@ -87,6 +87,14 @@ error_codes! {
     ShuttingDown = "shutting_down",
     /// An internal error; nothing was changed.
     Internal = "internal",
+    /// A payment of this order is pending at the gateway; wait for its result.
+    PaymentPending = "payment_pending",
+    /// An HTTP body is not valid JSON, or not sent as `application/json`.
+    BadJson = "bad_json",
+    /// No such resource (HTTP).
+    NotFound = "not_found",
+    /// A resource with that id or key already exists (HTTP).
+    AlreadyExists = "already_exists",
 }
 
 /// A frame that could not be decoded or failed validation.

@@ -182,11 +182,32 @@ pub struct PartySummary {
     pub rating_count: u32,
 }
 
+/// Who ended an order before it closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelledBy {
+    /// The user.
+    User,
+    /// The associate.
+    Associate,
+    /// The operations team, through the admin API.
+    Ops,
+}
+
+impl From<Role> for CancelledBy {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::User => CancelledBy::User,
+            Role::Associate => CancelledBy::Associate,
+        }
+    }
+}
+
 /// Who cancelled an order and what it cost them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cancellation {
-    /// Which side cancelled.
-    pub by: Role,
+    /// Who cancelled.
+    pub by: CancelledBy,
     /// Free text reason, if given.
     pub reason: Option<String>,
     /// Cancellation fee charged, 0 inside the free window.
@@ -423,7 +444,7 @@ pub enum OrderEventKind {
     },
     /// Closed.
     Closed,
-    /// Cancelled.
+    /// Cancelled by a party.
     Cancelled {
         /// Who cancelled.
         by: Role,
@@ -431,6 +452,29 @@ pub enum OrderEventKind {
         reason: Option<String>,
         /// Fee charged.
         fee_minor: Minor,
+        /// The invoice of the fee, when there is one.
+        invoice_id: Option<InvoiceId>,
+    },
+    /// The cancellation fee of a cancelled order was paid (the state stays cancelled).
+    FeePaid {
+        /// The payment.
+        payment_id: PaymentId,
+        /// How.
+        method: PaymentMethod,
+        /// Amount paid.
+        amount_minor: Minor,
+    },
+    /// Ops cancelled the order through the admin API.
+    OpsCancelled {
+        /// Why (recorded, shown to ops).
+        reason: String,
+    },
+    /// Ops marked the work done through the admin API; billing follows as usual.
+    OpsCompleted {
+        /// Billable minutes.
+        minutes: u32,
+        /// Why (recorded, shown to ops).
+        reason: String,
     },
 }
 
@@ -447,6 +491,20 @@ impl OrderEventKind {
             OrderEventKind::Paid { .. } => OrderState::Paid,
             OrderEventKind::Closed => OrderState::Closed,
             OrderEventKind::Cancelled { .. } => OrderState::Cancelled,
+            OrderEventKind::FeePaid { .. } => OrderState::Cancelled,
+            OrderEventKind::OpsCancelled { .. } => OrderState::Cancelled,
+            OrderEventKind::OpsCompleted { .. } => OrderState::Completed,
+        }
+    }
+
+    /// Whether this event may happen to an order in state `from`: the lifecycle's next
+    /// steps, plus what only ops may do (cancel any open order) and paying the fee of a
+    /// cancelled order. The order's other fields are checked by the store.
+    pub fn allowed_from(&self, from: OrderState) -> bool {
+        match self {
+            OrderEventKind::FeePaid { .. } => from == OrderState::Cancelled,
+            OrderEventKind::OpsCancelled { .. } => !from.is_terminal(),
+            other => from.can_move_to(other.state()),
         }
     }
 }

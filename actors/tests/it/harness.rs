@@ -70,6 +70,7 @@ impl Harness {
             Sessions::default(),
             Clock::starting_at(1_000_000),
             vec![],
+            storage::Store::temporary().expect("store"),
         )
         .unwrap();
         let allotments = Arc::new(Mutex::new(Vec::new()));

@@ -141,6 +141,7 @@ async fn ten_thousand_associates_two_thousand_requests() {
         Sessions::default(),
         Clock::starting_at(0),
         vec![],
+        storage::Store::temporary().expect("store"),
     )
     .unwrap();
     let open_orders = Arc::new(Mutex::new(HashMap::new()));

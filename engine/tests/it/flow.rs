@@ -416,15 +416,66 @@ async fn cancellations_are_free_in_the_window_and_cost_a_fee_after() {
     .await
     .unwrap();
     state_update(&mut p.u, order.order_id, OrderState::Cancelled).await;
+    let pricing = s.admin("GET", "/v1/pricing", None).await.body;
+    let fee = pricing["cancellation"]["fee_minor"].as_i64().unwrap();
+    let tax_bp = pricing["tax_bp"].as_i64().unwrap();
+    // The fee is invoiced to the user: the fee plus tax on it.
+    let invoice = expect(&mut p.u, "fee invoice", |m| match m {
+        ServerMessage::Invoice(i) => Some(*i.invoice),
+        _ => None,
+    })
+    .await;
+    assert_eq!(invoice.order_id, order.order_id);
+    assert_eq!(
+        invoice.lines[0].kind,
+        wire::model::LineKind::CancellationFee
+    );
+    assert_eq!(invoice.total_minor, fee + (fee * tax_bp + 5_000) / 10_000);
     let stored = order_json(&s, order.order_id).await;
-    let fee = s.admin("GET", "/v1/pricing", None).await.body["cancellation"]["fee_minor"]
-        .as_i64()
-        .unwrap();
     assert_eq!(
         stored["order"]["cancellation"]["fee_minor"].as_i64(),
         Some(fee)
     );
     assert_eq!(stored["order"]["cancellation"]["by"], "associate");
+    assert_eq!(stored["invoice"]["total_minor"], invoice.total_minor);
+    // Until it is paid the order stays open for the user (the associate is free).
+    p.u.send(request(None)).await.unwrap();
+    assert_eq!(error(&mut p.u).await, ErrorCode::AlreadyActive);
+    // Cash is for work done, not fees.
+    p.a.send(wire::CashReceived {
+        order_id: order.order_id,
+        amount_minor: invoice.total_minor,
+    })
+    .await
+    .unwrap();
+    assert_ne!(error(&mut p.a).await, ErrorCode::Internal);
+    p.u.send(wire::Pay {
+        order_id: order.order_id,
+        method: PaymentMethod::Card,
+        instrument: "4242424242424242".into(),
+        idempotency_key: "fee-1".into(),
+        tip_minor: None,
+    })
+    .await
+    .unwrap();
+    let paid = payment_result(&mut p.u).await;
+    assert_eq!(
+        (paid.status, paid.amount_minor),
+        (PaymentStatus::Succeeded, invoice.total_minor)
+    );
+    let stored = order_json(&s, order.order_id).await;
+    assert_eq!(stored["order"]["state"], "cancelled");
+    assert_eq!(
+        stored["invoice"]["settlement"]["transaction_ref"],
+        paid.transaction_ref.unwrap()
+    );
+    let kinds: Vec<String> = stored["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["allotted", "arrived", "cancelled", "cancelled"]);
 
     let order = allot(&mut p, None).await;
     p.a.send(wire::Arrived {

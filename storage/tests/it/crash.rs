@@ -30,6 +30,7 @@ fn next_kind(state: OrderState, n: u64) -> Option<OrderEventKind> {
             by: Role::User,
             reason: None,
             fee_minor: 0,
+            invoice_id: None,
         },
         OrderState::Allotted => OrderEventKind::EnRoute,
         OrderState::EnRoute => OrderEventKind::Arrived,

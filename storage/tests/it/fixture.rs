@@ -20,26 +20,54 @@ use crate::new_order;
 /// Where the fixture generator writes (it does nothing without it).
 const FIXTURE_ENV: &str = "SPEEDY_WRITE_FIXTURE_DIR";
 
-pub const USER: UserId = UserId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0001));
-pub const ASSOCIATE: AssociateId =
-    AssociateId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0002));
+pub const USER: UserId = UserId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0001,
+));
+pub const ASSOCIATE: AssociateId = AssociateId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0002,
+));
 /// Closed, paid by card, rated.
-pub const CLOSED: OrderId = OrderId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0010));
+pub const CLOSED: OrderId = OrderId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0010,
+));
 /// Started, open.
-pub const STARTED: OrderId =
-    OrderId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0011));
+pub const STARTED: OrderId = OrderId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0011,
+));
 /// Billed, with a card payment pending.
-pub const BILLED: OrderId = OrderId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0012));
-pub const CLOSED_INVOICE: InvoiceId =
-    InvoiceId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0020));
-pub const BILLED_INVOICE: InvoiceId =
-    InvoiceId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0021));
-pub const PAID: PaymentId =
-    PaymentId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0030));
-pub const PENDING: PaymentId =
-    PaymentId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0031));
-pub const FEEDBACK: FeedbackId =
-    FeedbackId(uuid::Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0040));
+pub const BILLED: OrderId = OrderId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0012,
+));
+pub const CLOSED_INVOICE: InvoiceId = InvoiceId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0020,
+));
+pub const BILLED_INVOICE: InvoiceId = InvoiceId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0021,
+));
+pub const PAID: PaymentId = PaymentId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0030,
+));
+pub const PENDING: PaymentId = PaymentId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0031,
+));
+pub const FEEDBACK: FeedbackId = FeedbackId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0040,
+));
+/// Schema 2: cancelled with a fee not yet paid.
+pub const OWES_FEE: OrderId = OrderId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0013,
+));
+pub const FEE_INVOICE: InvoiceId = InvoiceId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0022,
+));
+/// Schema 2: an open request.
+pub const REQUEST: RequestId = RequestId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0050,
+));
+/// Schema 2: external feedback.
+pub const EXTERNAL: FeedbackId = FeedbackId(uuid::Uuid::from_u128(
+    0x0191_0000_0000_7000_8000_0000_0000_0041,
+));
 
 /// The fixed time every record of the fixture is stamped with.
 pub const T0: u64 = 1_764_000_000_000;
@@ -293,5 +321,214 @@ fn write_fixture_to(dir: &Path) {
         storage::FeedbackOutcome::Recorded(t) => t.wait().unwrap(),
         other => panic!("{other:?}"),
     }
+    write_schema_2_records(&s);
     s.flush_blocking().unwrap();
+}
+
+/// What schema 2 added: an open request, presence, a cancelled order owing its fee, and
+/// external feedback.
+fn write_schema_2_records(s: &Store) {
+    s.put_request(&open_request()).unwrap().wait().unwrap();
+    s.put_presence(ASSOCIATE, &presence())
+        .unwrap()
+        .wait()
+        .unwrap();
+    s.create_order(&order_with(OWES_FEE))
+        .unwrap()
+        .ticket
+        .wait()
+        .unwrap();
+    let fee = invoice(FEE_INVOICE, OWES_FEE, 5_000);
+    walk(
+        s,
+        OWES_FEE,
+        vec![(
+            OrderEventKind::Cancelled {
+                by: Role::User,
+                reason: Some("changed plans".into()),
+                fee_minor: 5_000,
+                invoice_id: Some(FEE_INVOICE),
+            },
+            vec![
+                SideWrite::Invoice(fee.clone()),
+                SideWrite::TaxInvoice(tax(&fee)),
+            ],
+        )],
+    );
+    match s
+        .add_feedback(&FeedbackRecord {
+            id: EXTERNAL,
+            order_id: CLOSED,
+            about: Role::Associate,
+            rating: 4,
+            comment: None,
+            source: FeedbackSource::External {
+                source: "twitter".into(),
+            },
+            at_ms: T0 + 200,
+        })
+        .unwrap()
+    {
+        storage::FeedbackOutcome::Recorded(t) => t.wait().unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+pub fn open_request() -> storage::OpenRequest {
+    storage::OpenRequest {
+        request_id: REQUEST,
+        user_id: USER,
+        client_ref: "r-1".into(),
+        task: "companion".into(),
+        pickup: wire::model::Point {
+            lat: 12.97,
+            lng: 77.59,
+        },
+        note: Some("gate 2".into()),
+        discount_code: None,
+        created_at_ms: T0 + 300,
+        deadline_at_ms: T0 + 300 + 300_000,
+        refused: vec![ASSOCIATE],
+    }
+}
+
+pub fn presence() -> storage::Presence {
+    storage::Presence {
+        online: true,
+        skills: vec!["companion".into()],
+        at_ms: T0 + 5,
+    }
+}
+
+/// Opens a copy of the committed fixture of schema `version`.
+fn open_fixture(version: u32) -> (tempfile::TempDir, Store) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}"));
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let store = Store::open(&StoreConfig {
+        path: Some(dir.path().to_path_buf()),
+        cache_bytes: 8 * 1024 * 1024,
+        ..StoreConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("fixture v{version}: {e}"));
+    (dir, store)
+}
+
+/// What every fixture holds, read through this build.
+fn check_schema_1_records(s: &Store) {
+    use wire::model::OrderState;
+    let user = s.user(USER).unwrap().unwrap();
+    assert_eq!(
+        (user.name.as_str(), user.email.as_deref()),
+        ("Asha", Some("asha@example.com"))
+    );
+    let associate = s.associate(ASSOCIATE).unwrap().unwrap();
+    assert_eq!(associate.skills, ["companion"]);
+    assert_eq!(s.pricing().unwrap(), Some(pricing()));
+    assert_eq!(s.discount("WELCOME10").unwrap(), Some(discount()));
+
+    let closed = s.order(CLOSED).unwrap().unwrap();
+    assert_eq!(closed.state, OrderState::Closed);
+    assert_eq!(closed.payment_id, Some(PAID));
+    let states: Vec<OrderState> = s.events(CLOSED).unwrap().iter().map(|e| e.state).collect();
+    assert_eq!(
+        states,
+        [
+            OrderState::Allotted,
+            OrderState::EnRoute,
+            OrderState::Arrived,
+            OrderState::Started,
+            OrderState::Completed,
+            OrderState::Billed,
+            OrderState::Paid,
+            OrderState::Closed
+        ]
+    );
+    assert_eq!(crate::replay(&closed, &s.events(CLOSED).unwrap()), closed);
+    let paid_invoice = s.invoice(CLOSED_INVOICE).unwrap().unwrap();
+    assert_eq!(
+        paid_invoice.settlement.unwrap().transaction_ref,
+        "sbx_ch_000001"
+    );
+    assert_eq!(s.tax_invoice(CLOSED_INVOICE).unwrap().unwrap().number, 1);
+    assert_eq!(s.tax_invoice(BILLED_INVOICE).unwrap().unwrap().number, 2);
+
+    // Payments through the indexes schema 2 builds from schema 1's records.
+    let closed_payments = s.payments_for(CLOSED).unwrap();
+    assert_eq!(closed_payments.len(), 1);
+    assert_eq!(closed_payments[0].status, PaymentStatus::Succeeded);
+    let pending = s.pending_payments().unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.payment_id).collect::<Vec<_>>(),
+        [PENDING]
+    );
+    assert_eq!(s.payments_for(BILLED).unwrap()[0].payment_id, PENDING);
+    assert_eq!(
+        s.payment_by_key(USER, "closed-key")
+            .unwrap()
+            .unwrap()
+            .payment_id,
+        PAID
+    );
+
+    let feedback = s.feedback_for(CLOSED).unwrap();
+    assert!(feedback.iter().any(|f| f.id == FEEDBACK && f.rating == 5));
+    let mut open: Vec<OrderId> = s
+        .open_orders()
+        .unwrap()
+        .iter()
+        .map(|o| o.order_id)
+        .collect();
+    open.retain(|o| *o != OWES_FEE);
+    open.sort();
+    assert_eq!(open, [STARTED, BILLED]);
+}
+
+#[test]
+fn every_committed_fixture_opens_with_this_build() {
+    let (_dir, s) = open_fixture(1);
+    check_schema_1_records(&s);
+    assert_eq!(s.schema_version().unwrap(), storage::SCHEMA_VERSION);
+    // Schema 1 held no open requests or presence.
+    assert!(s.open_requests().unwrap().is_empty());
+
+    let (_dir, s) = open_fixture(2);
+    check_schema_1_records(&s);
+    assert_eq!(s.open_requests().unwrap(), [open_request()]);
+    assert_eq!(s.presence(ASSOCIATE).unwrap(), Some(presence()));
+    let owes = s.order(OWES_FEE).unwrap().unwrap();
+    assert!(owes.owes_fee());
+    assert_eq!(owes.invoice_id, Some(FEE_INVOICE));
+    assert_eq!(s.invoice(FEE_INVOICE).unwrap().unwrap().total_minor, 5_000);
+    assert!(
+        s.open_orders()
+            .unwrap()
+            .iter()
+            .any(|o| o.order_id == OWES_FEE)
+    );
+    let associate = s.associate(ASSOCIATE).unwrap().unwrap();
+    assert_eq!((associate.rating_sum, associate.rating_count), (9, 2));
+}
+
+#[test]
+fn a_directory_from_an_unknown_version_is_refused_naming_both_versions() {
+    for found in [0, storage::SCHEMA_VERSION + 1] {
+        let (dir, s) = open_fixture(2);
+        s.force_schema_version(found).unwrap();
+        drop(s);
+        let err = Store::open(&StoreConfig {
+            path: Some(dir.path().to_path_buf()),
+            ..StoreConfig::default()
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("schema version {found}"))
+                && text.contains(&storage::SCHEMA_VERSION.to_string()),
+            "{text}"
+        );
+    }
 }

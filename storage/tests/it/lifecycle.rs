@@ -79,6 +79,7 @@ fn backwards_skipping_and_late_cancel_are_refused() {
         by: Role::User,
         reason: None,
         fee_minor: 0,
+        invoice_id: None,
     };
     assert!(matches!(
         s.transition(o.order_id, 3, cancel, &[]),
@@ -113,6 +114,7 @@ fn recovery_lists_open_orders_and_archive_keeps_lookups() {
             by: Role::Associate,
             reason: Some("flat tyre".into()),
             fee_minor: 0,
+            invoice_id: None,
         };
         s.transition(b.order_id, 30, cancel, &[])
             .unwrap()
@@ -275,4 +277,106 @@ fn a_committer_write_after_the_store_is_gone_reports_closed_not_a_hang() {
         Ok(c) => assert_eq!(c.order.state, OrderState::Allotted),
         Err(e) => assert!(matches!(e, StorageError::Closed), "{e}"),
     }
+}
+
+#[test]
+fn an_open_request_survives_until_cancelled_or_its_order_is_created() {
+    let s = store();
+    let mut o = new_order(UserId::new(), AssociateId::new(), 1);
+    let request = storage::OpenRequest {
+        request_id: o.request_id,
+        user_id: o.user_id,
+        client_ref: "c1".into(),
+        task: "companion".into(),
+        pickup: o.pickup,
+        note: None,
+        discount_code: None,
+        created_at_ms: 1,
+        deadline_at_ms: 300_001,
+        refused: vec![],
+    };
+    s.put_request(&request).unwrap().wait().unwrap();
+    let mut declined = request.clone();
+    declined.refused.push(AssociateId::new());
+    s.put_request(&declined).unwrap().wait().unwrap();
+    assert_eq!(s.open_requests().unwrap(), [declined.clone()]);
+    // Creating the order removes the request in the same transaction.
+    s.create_order_durable(o.clone()).wait().unwrap();
+    assert!(s.open_requests().unwrap().is_empty());
+    assert_eq!(s.request(o.request_id).unwrap(), None);
+    // A cancelled one is removed by hand.
+    o.request_id = wire::RequestId::new();
+    let other = storage::OpenRequest {
+        request_id: o.request_id,
+        ..request
+    };
+    s.put_request(&other).unwrap().wait().unwrap();
+    s.remove_request(other.request_id).unwrap().wait().unwrap();
+    assert!(s.open_requests().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_cancellation_fee_keeps_the_order_open_until_paid() {
+    let s = store();
+    let o = new_order(UserId::new(), AssociateId::new(), 1);
+    s.create_order_durable(o.clone()).await.unwrap();
+    let fee = OrderEventKind::Cancelled {
+        by: wire::model::Role::User,
+        reason: None,
+        fee_minor: 5_000,
+        invoice_id: None,
+    };
+    let c = s
+        .transition_durable(o.order_id, 2, fee, Vec::new())
+        .await
+        .unwrap();
+    assert!(c.order.owes_fee());
+    assert_eq!(
+        s.open_orders().unwrap().len(),
+        1,
+        "recovered until the fee is paid"
+    );
+    // Only a fee payment may follow, once.
+    assert!(matches!(
+        s.transition_durable(o.order_id, 3, OrderEventKind::Closed, Vec::new())
+            .await,
+        Err(StorageError::InvalidTransition { .. })
+    ));
+    let paid = OrderEventKind::FeePaid {
+        payment_id: wire::PaymentId::new(),
+        method: wire::model::PaymentMethod::Card,
+        amount_minor: 5_000,
+    };
+    let c = s
+        .transition_durable(o.order_id, 4, paid.clone(), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(c.order.state, OrderState::Cancelled);
+    assert!(!c.order.owes_fee());
+    assert!(s.open_orders().unwrap().is_empty());
+    assert!(matches!(
+        s.transition_durable(o.order_id, 5, paid, Vec::new()).await,
+        Err(StorageError::NothingOwed)
+    ));
+    // Without a fee a cancellation ends the order at once; ops may cancel any open order.
+    let free = new_order(UserId::new(), AssociateId::new(), 1);
+    s.create_order_durable(free.clone()).await.unwrap();
+    for kind in [
+        OrderEventKind::Arrived,
+        OrderEventKind::Started,
+        OrderEventKind::OpsCancelled {
+            reason: "associate unreachable".into(),
+        },
+    ] {
+        s.transition_durable(free.order_id, 6, kind, Vec::new())
+            .await
+            .unwrap();
+    }
+    let ended = s.order(free.order_id).unwrap().unwrap();
+    assert_eq!(
+        ended.cancellation.as_ref().unwrap().by,
+        wire::model::CancelledBy::Ops
+    );
+    assert!(s.open_orders().unwrap().is_empty());
+    assert_eq!(replay(&ended, &s.events(free.order_id).unwrap()), ended);
 }

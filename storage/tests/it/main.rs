@@ -1,6 +1,7 @@
 //! Integration tests of the store.
 
 mod crash;
+mod durability;
 mod fixture;
 mod lifecycle;
 mod money;

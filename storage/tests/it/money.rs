@@ -156,11 +156,13 @@ fn app_feedback_is_once_per_party_and_updates_ratings() {
             .unwrap(),
         FeedbackOutcome::Recorded(_)
     ));
-    assert!(matches!(
-        s.add_feedback(&fb(Role::Associate, 1, FeedbackSource::App))
-            .unwrap(),
-        FeedbackOutcome::AlreadyRated
-    ));
+    match s
+        .add_feedback(&fb(Role::Associate, 1, FeedbackSource::App))
+        .unwrap()
+    {
+        FeedbackOutcome::AlreadyRated(first) => assert_eq!(first.rating, 5, "the first rating"),
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         s.add_feedback(&fb(Role::User, 4, FeedbackSource::App))
             .unwrap(),
@@ -174,13 +176,21 @@ fn app_feedback_is_once_per_party_and_updates_ratings() {
             .unwrap(),
         FeedbackOutcome::Recorded(_)
     ));
+    // The same source about the same party of the same order: counted once.
+    match s.add_feedback(&fb(Role::Associate, 4, social)).unwrap() {
+        FeedbackOutcome::AlreadyRated(first) => assert_eq!(first.rating, 2),
+        other => panic!("{other:?}"),
+    }
+    let instagram = FeedbackSource::External {
+        source: "instagram".into(),
+    };
     assert!(matches!(
-        s.add_feedback(&fb(Role::Associate, 2, social)).unwrap(),
+        s.add_feedback(&fb(Role::Associate, 3, instagram)).unwrap(),
         FeedbackOutcome::Recorded(_)
     ));
     let a = s.associate(associate.id).unwrap().unwrap();
-    assert_eq!((a.rating_sum, a.rating_count), (8 + 5 + 2 + 2, 5));
-    assert_eq!(a.summary().rating_centi, Some(340));
+    assert_eq!((a.rating_sum, a.rating_count), (8 + 5 + 2 + 3, 5));
+    assert_eq!(a.summary().rating_centi, Some(360));
     let u = s.user(user.id).unwrap().unwrap();
     assert_eq!((u.rating_sum, u.rating_count), (4, 1));
     assert_eq!(s.feedback_for(o.order_id).unwrap().len(), 4);
