@@ -369,20 +369,26 @@ impl RequestActor {
         });
         telemetry::offer("expired");
         let associate = *associate;
-        self.note_refused(associate);
-        self.search_again(ctx);
+        self.refused_then_search(associate, ctx);
     }
 
     /// Remembers, durably, that `associate` refused (declined, let the window pass, or
-    /// went away), so they are never offered this request again, even after a restart.
-    /// The offer loop does not wait for the disk: a refusal is not acknowledged to
-    /// anyone, and the next flush makes it durable within milliseconds.
-    fn note_refused(&mut self, associate: AssociateId) {
+    /// went away), so they are never offered this request again, even after a restart;
+    /// then searches again. The next offer goes out only once the refusal is on disk.
+    fn refused_then_search(&mut self, associate: AssociateId, ctx: &mut Context<Self>) {
         self.refused.insert(associate);
+        self.phase = Phase::Searching;
         let stored = self.spec.stored(&self.refused);
-        if let Err(e) = self.dispatch.store().put_request(&stored) {
-            tracing::error!(request = %self.spec.request_id, error = %e, "could not store a refusal");
-        }
+        let request = self.spec.request_id;
+        let written = crate::disk::write(self.dispatch.store().put_request(&stored));
+        ctx.wait(written.into_actor(self).map(move |written, act, ctx| {
+            if let Err(e) = written {
+                tracing::error!(%request, error = %e, "could not store a refusal");
+            }
+            if matches!(act.phase, Phase::Searching) {
+                act.search_again(ctx);
+            }
+        }));
     }
 
     /// After an offer ends: search afresh, so the next offer goes to whoever is nearest
@@ -577,8 +583,7 @@ impl Handler<OfferRefused> for RequestActor {
             RefusedBy::Declined => "declined",
             RefusedBy::Disconnected => "disconnected",
         });
-        self.note_refused(msg.associate);
-        self.search_again(ctx);
+        self.refused_then_search(msg.associate, ctx);
     }
 }
 

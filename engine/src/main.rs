@@ -21,10 +21,13 @@ struct Cli {
     /// Data directory for the database and generated secrets [default: ./data].
     #[arg(long, env = "SPEEDY_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
-    /// Admin key for admin HTTP routes (default: generated into the data directory).
+    /// Admin key for admin HTTP routes, at least 16 characters; replaces the key in
+    /// <data-dir>/secrets.json, which is then refused (default: that file's key,
+    /// generated on first start).
     #[arg(long, env = "SPEEDY_ADMIN_KEY", global = true, hide_env_values = true)]
     admin_key: Option<String>,
-    /// HS256 token secret (default: generated into the data directory).
+    /// HS256 token secret, at least 16 characters (default: generated into the data
+    /// directory).
     #[arg(
         long,
         env = "SPEEDY_TOKEN_SECRET",
@@ -131,11 +134,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let secrets = engine::secrets(&config)?;
+        let admin_key = match &config.admin_key {
+            Some(_) => "admin key as given (the one in secrets.json is not accepted)".to_owned(),
+            None => format!(
+                "admin key in {}",
+                config.data_dir.join("secrets.json").display()
+            ),
+        };
         eprintln!(
-            "speedy engine on http://{} (data in {}; admin key in {}/secrets.json)",
+            "speedy engine on http://{} (data in {}; {admin_key})",
             listener.local_addr()?,
             config.data_dir.display(),
-            config.data_dir.display()
         );
         drop(secrets);
         engine::run(listener, config, shutdown_signal()).await?;

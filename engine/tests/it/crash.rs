@@ -3,102 +3,15 @@
 //! reconnect and finish the flow; nothing acknowledged is lost and nothing is charged
 //! twice.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::json;
-use wire::client::{Client, http_api};
+use wire::client::Client;
 use wire::model::{OrderState, PaymentMethod, PaymentStatus};
 use wire::{ServerMessage, UserId};
 
 use crate::harness::{WAIT, at, expect, go_online};
-
-const ADMIN: &str = "crash-admin-key-0123456789";
-const SECRET: &str = "crash-token-secret-0123456789";
-
-/// The engine binary running on a data directory.
-struct Engine {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Engine {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
-            .args(["--listen", "127.0.0.1:0", "--workers", "1"])
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--admin-key", ADMIN, "--token-secret", SECRET])
-            .env("RUST_LOG", "warn")
-            .env_remove("SPEEDY_CONFIG")
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("engine exited before listening")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("speedy engine on http://") {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining stderr so the engine never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, addr }
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    async fn admin(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> http_api::Response {
-        http_api::request(
-            self.addr,
-            method,
-            path,
-            &[("x-admin-key", ADMIN)],
-            body.as_ref(),
-        )
-        .await
-        .unwrap()
-    }
-
-    async fn token(&self, sub: uuid::Uuid, role: &str) -> String {
-        let r = self
-            .admin(
-                "POST",
-                "/v1/tokens",
-                Some(json!({ "sub": sub, "role": role })),
-            )
-            .await;
-        r.body["token"].as_str().unwrap().to_owned()
-    }
-
-    /// Connects and reads the welcome.
-    async fn connect(&self, token: &str) -> Client {
-        let mut c = Client::connect(&format!("ws://{}/v1/ws", self.addr), token)
-            .await
-            .unwrap();
-        assert!(matches!(
-            c.recv_timeout(WAIT).await.unwrap(),
-            ServerMessage::Welcome(_)
-        ));
-        c
-    }
-}
+use crate::process::{Engine, SECRET};
 
 async fn order_state(c: &mut Client) -> wire::model::OrderSnapshot {
     expect(c, "order snapshot", |m| match m {

@@ -2,103 +2,12 @@
 //! cash, declined-card and cancellation variants.
 
 use serde_json::json;
-use wire::client::{Client, http_api};
-use wire::model::{OrderSnapshot, OrderState, PaymentMethod, PaymentStatus};
+use wire::client::http_api;
+use wire::model::{OrderState, PaymentMethod, PaymentStatus};
 use wire::{ErrorCode, OrderId, ServerMessage};
 
-use crate::harness::{Parties, TestServer, at, expect, parties};
-
-fn request(code: Option<&str>) -> wire::TaskRequest {
-    wire::TaskRequest {
-        client_ref: "flow-1".into(),
-        task: "companion".into(),
-        pickup: at(12.9716, 77.5946),
-        note: None,
-        discount_code: code.map(str::to_owned),
-    }
-}
-
-/// Request, offer, accept: the order as the user sees it (with PIN).
-async fn allot(p: &mut Parties, code: Option<&str>) -> OrderSnapshot {
-    p.u.send(request(code)).await.unwrap();
-    let offer = expect(&mut p.a, "offer", |m| match m {
-        ServerMessage::Offer(o) => Some(o),
-        _ => None,
-    })
-    .await;
-    p.a.send(wire::Accept {
-        request_id: offer.request_id,
-    })
-    .await
-    .unwrap();
-    expect(&mut p.a, "allotted", |m| {
-        matches!(m, ServerMessage::Allotted(_)).then_some(())
-    })
-    .await;
-    expect(&mut p.u, "allotted", |m| match m {
-        ServerMessage::Allotted(x) => Some(*x.order),
-        _ => None,
-    })
-    .await
-}
-
-async fn state_update(c: &mut Client, order: OrderId, state: OrderState) {
-    expect(c, state.as_str(), |m| match m {
-        ServerMessage::OrderUpdate(u) if u.order_id == order && u.state == state => Some(()),
-        _ => None,
-    })
-    .await;
-}
-
-/// Arrive, start with the PIN, complete: both get the invoice.
-async fn work(p: &mut Parties, order: &OrderSnapshot) -> wire::model::Invoice {
-    let id = order.order_id;
-    p.a.send(wire::EnRoute { order_id: id }).await.unwrap();
-    state_update(&mut p.u, id, OrderState::EnRoute).await;
-    p.a.send(wire::Arrived { order_id: id }).await.unwrap();
-    state_update(&mut p.u, id, OrderState::Arrived).await;
-    p.a.send(wire::Start {
-        order_id: id,
-        pin: order.pin.clone().unwrap(),
-    })
-    .await
-    .unwrap();
-    state_update(&mut p.a, id, OrderState::Started).await;
-    p.u.send(wire::Complete { order_id: id }).await.unwrap();
-    state_update(&mut p.a, id, OrderState::Completed).await;
-    let theirs = expect(&mut p.a, "invoice", |m| match m {
-        ServerMessage::Invoice(i) => Some(*i.invoice),
-        _ => None,
-    })
-    .await;
-    let mine = expect(&mut p.u, "invoice", |m| match m {
-        ServerMessage::Invoice(i) => Some(*i.invoice),
-        _ => None,
-    })
-    .await;
-    assert_eq!(mine, theirs);
-    assert_eq!(
-        mine.lines.iter().map(|l| l.amount_minor).sum::<i64>(),
-        mine.total_minor
-    );
-    mine
-}
-
-async fn payment_result(c: &mut Client) -> wire::model::PaymentOutcome {
-    expect(c, "payment result", |m| match m {
-        ServerMessage::PaymentResult(p) => Some(*p.payment),
-        _ => None,
-    })
-    .await
-}
-
-async fn error(c: &mut Client) -> ErrorCode {
-    expect(c, "error", |m| match m {
-        ServerMessage::Error(e) => Some(e.code),
-        _ => None,
-    })
-    .await
-}
+use crate::harness::{TestServer, at, expect, parties};
+use crate::steps::{allot, error, payment_result, request, state_update, work};
 
 async fn order_json(s: &TestServer, id: OrderId) -> serde_json::Value {
     let r = s.admin("GET", &format!("/v1/orders/{id}"), None).await;

@@ -4,4 +4,7 @@ mod crash;
 mod flow;
 mod harness;
 mod http_api;
+mod process;
+mod restart;
 mod sockets;
+mod steps;

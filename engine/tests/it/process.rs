@@ -1,0 +1,171 @@
+//! The engine binary as its own process on a data directory: started, killed with
+//! SIGKILL (no shutdown, no flush), restarted on the same directory.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+use wire::client::{Client, http_api};
+use wire::{AssociateId, ServerMessage, UserId};
+
+use crate::harness::WAIT;
+
+pub const ADMIN: &str = "crash-admin-key-0123456789";
+pub const SECRET: &str = "crash-token-secret-0123456789";
+
+/// The engine binary running on a data directory.
+pub struct Engine {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    /// The line the engine printed when it started listening.
+    pub banner: String,
+}
+
+impl Engine {
+    /// Starts the engine on `dir` (with `dir/speedy.toml` if the test wrote one) and
+    /// waits until it listens.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &["--admin-key", ADMIN])
+    }
+
+    /// Starts the engine with extra flags.
+    pub fn start_with(dir: &Path, flags: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(flags)
+            .args(["--token-secret", SECRET])
+            .env("RUST_LOG", "warn")
+            .env_remove("SPEEDY_CONFIG")
+            .env_remove("SPEEDY_ADMIN_KEY")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (addr, banner) = loop {
+            let line = lines
+                .next()
+                .expect("engine exited before listening")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("speedy engine on http://") {
+                break (
+                    rest.split_whitespace().next().unwrap().parse().unwrap(),
+                    line,
+                );
+            }
+        };
+        // Keep draining stderr so the engine never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            banner,
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> http_api::Response {
+        http_api::request(
+            self.addr,
+            method,
+            path,
+            &[("x-admin-key", ADMIN)],
+            body.as_ref(),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn token(&self, sub: uuid::Uuid, role: &str) -> String {
+        let r = self
+            .admin(
+                "POST",
+                "/v1/tokens",
+                Some(json!({ "sub": sub, "role": role })),
+            )
+            .await;
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a user; returns the id and a token.
+    pub async fn user(&self, name: &str) -> (UserId, String) {
+        let r = self
+            .admin(
+                "POST",
+                "/v1/users",
+                Some(json!({ "name": name, "phone": "1" })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id: UserId = r.body["id"].as_str().unwrap().parse().unwrap();
+        (id, self.token(id.0, "user").await)
+    }
+
+    /// Creates an associate doing `skills`; returns the id and a token.
+    pub async fn associate(&self, name: &str, skills: &[&str]) -> (AssociateId, String) {
+        let r = self
+            .admin(
+                "POST",
+                "/v1/associates",
+                Some(json!({ "name": name, "phone": "2", "skills": skills })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id: AssociateId = r.body["id"].as_str().unwrap().parse().unwrap();
+        (id, self.token(id.0, "associate").await)
+    }
+
+    /// Connects and reads the welcome.
+    pub async fn connect(&self, token: &str) -> Client {
+        let mut c = Client::connect(&format!("ws://{}/v1/ws", self.addr), token)
+            .await
+            .unwrap();
+        assert!(matches!(
+            c.recv_timeout(WAIT).await.unwrap(),
+            ServerMessage::Welcome(_)
+        ));
+        c
+    }
+
+    /// An order as `GET /v1/orders/{id}` shows it.
+    pub async fn order(&self, id: wire::OrderId) -> serde_json::Value {
+        let r = self.admin("GET", &format!("/v1/orders/{id}"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body
+    }
+
+    /// What the sandbox gateway's ledger file says, as an auditor would read it.
+    pub fn ledger(&self) -> Vec<actors::gateway::LedgerLine> {
+        actors::gateway::read_ledger(&actors::gateway::SandboxGateway::ledger_path(&self.dir))
+            .unwrap()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `dir/speedy.toml` for the engines started on `dir`.
+pub fn write_config(dir: &Path, toml: &str) {
+    std::fs::write(dir.join("speedy.toml"), toml).unwrap();
+}

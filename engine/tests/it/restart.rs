@@ -1,0 +1,486 @@
+//! What a restart keeps, with the engine binary killed by SIGKILL: open requests resume
+//! (and never go back to who declined), associates stay online, payments in flight are
+//! settled (paid if captured, voided and failed if not) and never charged twice, and
+//! stored times are wall-clock times.
+
+use std::time::Duration;
+
+use actors::gateway::{LedgerLine, test_instruments};
+use wire::client::Client;
+use wire::model::{Availability, OrderState, PaymentMethod, PaymentStatus};
+use wire::{ErrorCode, OrderId, ServerMessage};
+
+use crate::harness::{Parties, WAIT, at, expect, go_online};
+use crate::process::{Engine, write_config};
+use crate::steps::{allot, error, payment_result, request, work};
+
+/// Fast reconciliation and retries, long windows and deadlines.
+const FAST: &str = r#"
+[dispatch]
+retry_interval_ms = 50
+offer_window_ms = 60000
+request_timeout_ms = 600000
+
+[payments]
+reconcile_every_ms = 100
+gateway_timeout_ms = 300
+sandbox_latency_ms = 2
+"#;
+
+/// Connects an associate, puts them near the pickup and online; waits for `available`.
+async fn online(e: &Engine, token: &str, dlat: f64) -> Client {
+    let mut a = e.connect(token).await;
+    go_online(&mut a, at(12.9716 + dlat, 77.5946)).await;
+    available(&mut a).await;
+    a
+}
+
+async fn available(a: &mut Client) {
+    expect(a, "available", |m| match m {
+        ServerMessage::Status(s) if s.availability == Availability::Available => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+/// Polls an order until `done` holds for it.
+async fn until(
+    e: &Engine,
+    order: OrderId,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = e.order(order).await;
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {order} never became {what}: {seen:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// No offer reaches `c` in a short while (it must not be offered anything).
+async fn no_offer(c: &mut Client) {
+    while let Ok(m) = c.recv_timeout(Duration::from_millis(200)).await {
+        assert!(!matches!(m, ServerMessage::Offer(_)), "unexpected {m:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_open_request_resumes_after_a_kill_and_never_goes_back_to_who_declined() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), FAST);
+    let e = Engine::start(dir.path());
+    let (_, user_token) = e.user("Asha").await;
+    let (_, near_token) = e.associate("Near", &["companion"]).await;
+    let (_, far_token) = e.associate("Far", &["companion"]).await;
+    let mut near = online(&e, &near_token, 0.001).await;
+    let mut far = online(&e, &far_token, 0.02).await;
+    let mut u = e.connect(&user_token).await;
+    u.send(request(None)).await.unwrap();
+    let received = expect(&mut u, "request_received", |m| match m {
+        ServerMessage::RequestReceived(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    let offer = expect(&mut near, "offer", |m| match m {
+        ServerMessage::Offer(o) => Some(o),
+        _ => None,
+    })
+    .await;
+    near.send(wire::Decline {
+        request_id: offer.request_id,
+    })
+    .await
+    .unwrap();
+    // The next offer goes out only once the decline is on disk.
+    let offer = expect(&mut far, "offer after the decline", |m| match m {
+        ServerMessage::Offer(o) => Some(o),
+        _ => None,
+    })
+    .await;
+    assert_eq!(offer.request_id, received.request_id);
+    e.kill();
+
+    let e = Engine::start(dir.path());
+    // The user hears of the same request again; it was never lost.
+    let mut u = e.connect(&user_token).await;
+    let again = expect(&mut u, "request_received again", |m| match m {
+        ServerMessage::RequestReceived(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    assert_eq!(again, received);
+    // Both associates were online before the kill: they are again, without asking.
+    let mut near = e.connect(&near_token).await;
+    available(&mut near).await;
+    near.send(wire::Location {
+        point: at(12.9726, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    let mut far = e.connect(&far_token).await;
+    available(&mut far).await;
+    far.send(wire::Location {
+        point: at(12.9916, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    // The nearest one declined before the kill: the far one is offered, not them.
+    let offer = expect(&mut far, "the resumed offer", |m| match m {
+        ServerMessage::Offer(o) => Some(o),
+        _ => None,
+    })
+    .await;
+    assert_eq!(offer.request_id, received.request_id);
+    no_offer(&mut near).await;
+    far.send(wire::Accept {
+        request_id: offer.request_id,
+    })
+    .await
+    .unwrap();
+    let order = expect(&mut u, "allotted", |m| match m {
+        ServerMessage::Allotted(a) => Some(*a.order),
+        _ => None,
+    })
+    .await;
+    assert_eq!(order.request_id, received.request_id);
+    // Allotted: it does not resume again after another kill.
+    e.kill();
+    let e = Engine::start(dir.path());
+    let mut u = e.connect(&user_token).await;
+    let first = expect(&mut u, "the order on reconnect", |m| match m {
+        ServerMessage::Order(o) => Some(*o.order),
+        ServerMessage::RequestReceived(r) => panic!("the request resumed after allotment: {r:?}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(first.order_id, order.order_id);
+    u.send(wire::CancelRequest {
+        request_id: received.request_id,
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut u).await, ErrorCode::UnknownRequest);
+    e.kill();
+}
+
+/// A user and an online associate on a fresh engine, as `Parties`.
+async fn pair(e: &Engine, n: usize) -> (Parties, String, String) {
+    let (user, user_token) = e.user(&format!("User {n}")).await;
+    let (associate, associate_token) = e.associate(&format!("Associate {n}"), &["companion"]).await;
+    let a = online(e, &associate_token, 0.001).await;
+    let u = e.connect(&user_token).await;
+    (
+        Parties {
+            u,
+            a,
+            user,
+            associate,
+        },
+        user_token,
+        associate_token,
+    )
+}
+
+fn pay(order: OrderId, instrument: &str, key: &str) -> wire::Pay {
+    wire::Pay {
+        order_id: order,
+        method: PaymentMethod::Card,
+        instrument: instrument.into(),
+        idempotency_key: key.into(),
+        tip_minor: None,
+    }
+}
+
+/// How many captures the ledger holds for each payment id.
+fn captures(e: &Engine) -> std::collections::HashMap<String, u32> {
+    let mut out = std::collections::HashMap::new();
+    for line in e.ledger() {
+        if let LedgerLine::Captured { key, .. } = line {
+            *out.entry(key).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), FAST);
+    let e = Engine::start(dir.path());
+    let (mut p, user_token, associate_token) = pair(&e, 1).await;
+
+    // 1. Captured at the gateway, but the answer never came back before the kill.
+    let order = allot(&mut p, None).await;
+    let invoice = work(&mut p, &order).await;
+    p.u.send(pay(
+        order.order_id,
+        test_instruments::CARD_LATE_CONFIRMATION,
+        "late-1",
+    ))
+    .await
+    .unwrap();
+    let pending = payment_result(&mut p.u).await;
+    assert_eq!(pending.status, PaymentStatus::Pending);
+    // While it is pending, nothing else may charge the order.
+    p.u.send(pay(order.order_id, "4242424242424242", "late-2"))
+        .await
+        .unwrap();
+    assert_eq!(error(&mut p.u).await, ErrorCode::PaymentPending);
+    p.a.send(wire::CashReceived {
+        order_id: order.order_id,
+        amount_minor: invoice.total_minor,
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut p.a).await, ErrorCode::PaymentPending);
+    e.kill();
+
+    let e = Engine::start(dir.path());
+    // Settled as paid (the gateway had captured it), without anyone reconnecting.
+    let seen = until(&e, order.order_id, "closed", |o| {
+        o["order"]["state"] == "closed"
+    })
+    .await;
+    let payments = seen["payments"].as_array().unwrap();
+    assert_eq!(payments.len(), 1, "{seen:#}");
+    assert_eq!(payments[0]["status"], "succeeded");
+    assert_eq!(
+        captures(&e).get(&pending.payment_id.to_string()),
+        Some(&1),
+        "captured once"
+    );
+    let mut u = e.connect(&user_token).await;
+    u.send(pay(
+        order.order_id,
+        test_instruments::CARD_LATE_CONFIRMATION,
+        "late-1",
+    ))
+    .await
+    .unwrap();
+    let settled = payment_result(&mut u).await;
+    assert_eq!(
+        (settled.payment_id, settled.status),
+        (pending.payment_id, PaymentStatus::Succeeded)
+    );
+
+    // 2. Never reached the gateway's books before the kill: voided, then failed; the
+    // user pays again with a new key.
+    let mut a = e.connect(&associate_token).await;
+    available(&mut a).await;
+    a.send(wire::Location {
+        point: at(12.9726, 77.5946),
+        accuracy_m: None,
+    })
+    .await
+    .unwrap();
+    let mut p = Parties {
+        u,
+        a,
+        user: p.user,
+        associate: p.associate,
+    };
+    let order = allot(&mut p, None).await;
+    work(&mut p, &order).await;
+    p.u.send(pay(
+        order.order_id,
+        test_instruments::CARD_TIMEOUT,
+        "stall-1",
+    ))
+    .await
+    .unwrap();
+    let pending = payment_result(&mut p.u).await;
+    assert_eq!(pending.status, PaymentStatus::Pending);
+    e.kill();
+
+    let e = Engine::start(dir.path());
+    let seen = until(&e, order.order_id, "failed", |o| {
+        o["payments"][0]["status"] == "failed"
+    })
+    .await;
+    assert_eq!(seen["order"]["state"], "billed");
+    assert!(
+        e.ledger().contains(&LedgerLine::Voided {
+            key: pending.payment_id.to_string()
+        }),
+        "voided at the gateway before being called failed"
+    );
+    let mut u = e.connect(&user_token).await;
+    u.send(pay(order.order_id, "4242424242424242", "after-void"))
+        .await
+        .unwrap();
+    let paid = payment_result(&mut u).await;
+    assert_eq!(paid.status, PaymentStatus::Succeeded);
+    until(&e, order.order_id, "closed", |o| {
+        o["order"]["state"] == "closed"
+    })
+    .await;
+    // Every capture is a succeeded payment, once.
+    let captured = captures(&e);
+    assert!(captured.values().all(|n| *n == 1), "{captured:?}");
+    assert_eq!(captured.len(), 2);
+    e.kill();
+}
+
+#[tokio::test]
+async fn stored_times_are_wall_clock_so_windows_and_minutes_hold_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), FAST);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Written by an earlier run of the engine: an order allotted 10 minutes ago (past the
+    // 5-minute free window), and one whose work started 30 minutes ago.
+    let (cancel, complete) = {
+        let store = storage::Store::open(&storage::StoreConfig {
+            path: Some(dir.path().join("db")),
+            ..storage::StoreConfig::default()
+        })
+        .unwrap();
+        let mut ids = Vec::new();
+        for (n, steps) in [
+            (1, vec![wire::model::OrderEventKind::Arrived]),
+            (
+                2,
+                vec![
+                    wire::model::OrderEventKind::Arrived,
+                    wire::model::OrderEventKind::Started,
+                ],
+            ),
+        ] {
+            let user = storage::UserProfile {
+                id: wire::UserId::new(),
+                name: format!("User {n}"),
+                phone: "1".into(),
+                email: None,
+                addresses: vec![],
+                date_of_birth: None,
+                life_events: vec![],
+                rating_sum: 0,
+                rating_count: 0,
+                created_at_ms: now_ms - 3_600_000,
+            };
+            let associate = storage::AssociateProfile {
+                id: wire::AssociateId::new(),
+                name: format!("Associate {n}"),
+                phone: "2".into(),
+                skills: vec!["companion".into()],
+                home_zone: None,
+                rating_sum: 0,
+                rating_count: 0,
+                created_at_ms: now_ms - 3_600_000,
+            };
+            store.put_user(&user).unwrap().wait().unwrap();
+            store.put_associate(&associate).unwrap().wait().unwrap();
+            let order = storage::OrderRecord {
+                order_id: OrderId::new(),
+                request_id: wire::RequestId::new(),
+                user_id: user.id,
+                associate_id: associate.id,
+                state: OrderState::Allotted,
+                task: "companion".into(),
+                pickup: at(12.9716, 77.5946),
+                note: None,
+                discount_code: None,
+                user: user.summary(),
+                associate: associate.summary(),
+                pin: "1234".into(),
+                allotted_at_ms: now_ms - 31 * 60_000,
+                started_at_ms: None,
+                completed_at_ms: None,
+                ended_at_ms: None,
+                invoice_id: None,
+                payment_id: None,
+                cancellation: None,
+                next_seq: 0,
+            };
+            store.create_order_durable(order.clone()).wait().unwrap();
+            for kind in steps {
+                store
+                    .transition_durable(order.order_id, now_ms - 30 * 60_000, kind, vec![])
+                    .wait()
+                    .unwrap();
+            }
+            ids.push((order.order_id, user.id, associate.id));
+        }
+        (ids[0], ids[1])
+    };
+    let e = Engine::start(dir.path());
+    let token = e.token(cancel.1.0, "user").await;
+    let mut u = e.connect(&token).await;
+    u.send(wire::CancelOrder {
+        order_id: cancel.0,
+        reason: None,
+    })
+    .await
+    .unwrap();
+    let fee = expect(&mut u, "the fee invoice", |m| match m {
+        ServerMessage::Invoice(i) => Some(*i.invoice),
+        _ => None,
+    })
+    .await;
+    assert_eq!(fee.lines[0].kind, wire::model::LineKind::CancellationFee);
+    assert!(fee.lines[0].amount_minor > 0, "past the free window");
+
+    let token = e.token(complete.1.0, "user").await;
+    let mut u = e.connect(&token).await;
+    u.send(wire::Complete {
+        order_id: complete.0,
+    })
+    .await
+    .unwrap();
+    let invoice = expect(&mut u, "the invoice", |m| match m {
+        ServerMessage::Invoice(i) => Some(*i.invoice),
+        _ => None,
+    })
+    .await;
+    let time = invoice
+        .lines
+        .iter()
+        .find(|l| l.kind == wire::model::LineKind::Time)
+        .unwrap();
+    assert!(
+        time.label.starts_with("30 min") || time.label.starts_with("31 min"),
+        "{}",
+        time.label
+    );
+    let stored = e.order(complete.0).await;
+    let completed_at = stored["order"]["completed_at_ms"].as_u64().unwrap();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        (now_ms..=wall).contains(&completed_at),
+        "stored at the wall-clock moment of the event"
+    );
+    e.kill();
+}
+
+#[tokio::test]
+async fn the_start_up_line_says_where_the_admin_key_comes_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let given = Engine::start(dir.path());
+    assert!(
+        given.banner.contains("admin key as given"),
+        "{}",
+        given.banner
+    );
+    given.kill();
+    let generated = Engine::start_with(dir.path(), &[]);
+    assert!(
+        generated.banner.contains("admin key in") && generated.banner.contains("secrets.json"),
+        "{}",
+        generated.banner
+    );
+    generated.kill();
+}
