@@ -312,18 +312,39 @@ pub mod http_api {
         headers: &[(&str, &str)],
         body: Option<&serde_json::Value>,
     ) -> Result<Response, ClientError> {
-        let mut stream = TcpStream::connect(addr).await?;
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let content_type = body.map(|_| "application/json");
+        request_raw(
+            addr,
+            method,
+            path,
+            headers,
+            content_type,
+            payload.as_bytes(),
+        )
+        .await
+    }
+
+    /// One HTTP/1.1 request with a raw body (for malformed bodies and content types).
+    pub async fn request_raw(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_type: Option<&str>,
+        payload: &[u8],
+    ) -> Result<Response, ClientError> {
+        let mut stream = TcpStream::connect(addr).await?;
         let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        if body.is_some() {
-            head.push_str("content-type: application/json\r\n");
+        if let Some(content_type) = content_type {
+            head.push_str(&format!("content-type: {content_type}\r\n"));
         }
         head.push_str(&format!("content-length: {}\r\n\r\n", payload.len()));
         stream.write_all(head.as_bytes()).await?;
-        stream.write_all(payload.as_bytes()).await?;
+        stream.write_all(payload).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
         let text = String::from_utf8_lossy(&raw).into_owned();

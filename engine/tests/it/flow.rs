@@ -162,6 +162,20 @@ async fn all_nineteen_steps() {
     .await
     .unwrap();
     assert_eq!(r.status, 201, "{}", r.text);
+    let recorded = r.body.clone();
+    assert_eq!(recorded["rating"], 3);
+    // The same source about the same party again: the rating on record, counted once.
+    let again = json!({ "order_id": id, "about": "associate", "rating": 1, "source": "twitter" });
+    let r = http_api::request(
+        s.addr,
+        "POST",
+        "/v1/feedback",
+        &[("x-api-key", &s.feedback_key)],
+        Some(&again),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status, &r.body), (200, &recorded), "{}", r.text);
     let r = http_api::request(
         s.addr,
         "POST",
@@ -172,6 +186,7 @@ async fn all_nineteen_steps() {
     .await
     .unwrap();
     assert_eq!(r.status, 401);
+    assert_eq!(r.body["error"]["code"], "unauthorized");
     let associate = s
         .admin("GET", &format!("/v1/associates/{}", p.associate), None)
         .await
@@ -446,4 +461,93 @@ async fn wrong_pins_lock_the_start() {
         order_json(&s, order.order_id).await["order"]["state"],
         "arrived"
     );
+}
+
+#[tokio::test]
+async fn one_key_paid_at_the_same_moment_from_fifty_sockets_captures_once() {
+    let s = TestServer::start(|_| {});
+    let mut p = parties(&s).await;
+    let order = allot(&mut p, None).await;
+    let invoice = work(&mut p, &order).await;
+    let token = s.token(p.user.0, "user").await;
+    let pay = wire::Pay {
+        order_id: order.order_id,
+        method: PaymentMethod::Card,
+        instrument: "4242424242424242".into(),
+        idempotency_key: "same-key".into(),
+        tip_minor: None,
+    };
+    // The same frame 50 times back to back on one socket...
+    for _ in 0..50 {
+        p.u.send(pay.clone()).await.unwrap();
+    }
+    let mut first_socket = p.u;
+    let first_socket = tokio::spawn(async move {
+        let mut results = Vec::new();
+        while let Ok(m) = first_socket
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .await
+        {
+            if let ServerMessage::PaymentResult(r) = m {
+                results.push(*r.payment);
+            }
+        }
+        results
+    });
+    // ...and from 50 sockets of the same user at once (each newer one replaces the
+    // last, so some are cut off mid-way: whatever got through must charge once).
+    let url = s.ws_url();
+    let sockets: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, token, pay) = (url.clone(), token.clone(), pay.clone());
+            tokio::spawn(async move {
+                let Ok(mut c) = wire::client::Client::connect(&url, &token).await else {
+                    return Vec::new();
+                };
+                if c.send(pay).await.is_err() {
+                    return Vec::new();
+                }
+                let mut results = Vec::new();
+                while let Ok(m) = c.recv_timeout(std::time::Duration::from_millis(500)).await {
+                    if let ServerMessage::PaymentResult(r) = m {
+                        results.push(*r.payment);
+                    }
+                }
+                results
+            })
+        })
+        .collect();
+    let mut results = first_socket.await.unwrap();
+    for socket in sockets {
+        results.extend(socket.await.unwrap());
+    }
+    // Asked once more, on a socket nobody replaces: the same one payment.
+    let mut u = s.connect(&token).await;
+    u.send(pay).await.unwrap();
+    let first = payment_result(&mut u).await;
+    results.push(first.clone());
+    assert_eq!(first.status, PaymentStatus::Succeeded);
+    assert_eq!(first.amount_minor, invoice.total_minor);
+    // Every answer is about the one payment: pending while it was under way, then its
+    // success with its one reference.
+    for r in &results {
+        assert_eq!(r.payment_id, first.payment_id, "{results:#?}");
+        if r.status != PaymentStatus::Pending {
+            assert_eq!(
+                (r.status, &r.transaction_ref),
+                (first.status, &first.transaction_ref)
+            );
+        }
+    }
+    let stored = order_json(&s, order.order_id).await;
+    assert_eq!(stored["payments"].as_array().unwrap().len(), 1);
+    assert_eq!(stored["order"]["state"], "closed");
+    let ledger =
+        actors::gateway::read_ledger(&actors::gateway::SandboxGateway::ledger_path(s.data_dir()))
+            .unwrap();
+    let captures = ledger
+        .iter()
+        .filter(|l| matches!(l, actors::gateway::LedgerLine::Captured { .. }))
+        .count();
+    assert_eq!(captures, 1, "{ledger:?}");
 }

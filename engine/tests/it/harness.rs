@@ -92,6 +92,11 @@ impl TestServer {
         }
     }
 
+    /// The engine's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/v1/ws", self.addr)
     }

@@ -176,3 +176,90 @@ async fn a_fresh_engine_exposes_its_series_before_any_traffic() {
         );
     }
 }
+
+#[tokio::test]
+async fn keys_are_checked_before_the_body_and_body_errors_are_json() {
+    let s = TestServer::start(|_| {});
+    let raw = |path: &'static str,
+               headers: Vec<(&'static str, String)>,
+               ct: Option<&'static str>,
+               body: &'static [u8]| {
+        let addr = s.addr;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            http_api::request_raw(addr, "POST", path, &headers, ct, body)
+                .await
+                .unwrap()
+        }
+    };
+    // No key, malformed body: 401, not 400. The body is never read.
+    for path in ["/v1/feedback", "/v1/users", "/v1/tokens", "/v1/discounts"] {
+        let r = raw(path, vec![], Some("application/json"), b"{not json").await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text);
+        assert_eq!(r.body["error"]["code"], "unauthorized", "{path}");
+    }
+    let admin = vec![("x-admin-key", s.admin_key.clone())];
+    // Malformed JSON: 400 bad_json, as JSON.
+    let r = raw(
+        "/v1/users",
+        admin.clone(),
+        Some("application/json"),
+        b"{not json",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("bad_json")),
+        "{}",
+        r.text
+    );
+    // Not JSON at all: 415 bad_json.
+    let r = raw("/v1/users", admin.clone(), Some("text/plain"), b"name=Asha").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (415, Some("bad_json")),
+        "{}",
+        r.text
+    );
+    // Well-formed, but a required field is missing, or has the wrong type: 422.
+    let r = raw(
+        "/v1/users",
+        admin.clone(),
+        Some("application/json"),
+        br#"{"name":"Asha"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (422, Some("missing_field")),
+        "{}",
+        r.text
+    );
+    let r = raw(
+        "/v1/users",
+        admin.clone(),
+        Some("application/json"),
+        br#"{"name":1,"phone":"1"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (422, Some("bad_field")),
+        "{}",
+        r.text
+    );
+    let key = vec![("x-api-key", s.feedback_key.clone())];
+    let r = raw("/v1/feedback", key, Some("application/json"), b"[").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("bad_json")),
+        "{}",
+        r.text
+    );
+    // The server is still up.
+    let r = http_api::request(s.addr, "GET", "/healthz", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
