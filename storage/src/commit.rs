@@ -2,17 +2,22 @@
 //! durable, so writers queue for the next one instead of each paying for a sync.
 //!
 //! Order writes are also *run* by the committer thread: it applies every order write
-//! queued since its last flush in one transaction, then flushes and syncs once for all
-//! of them. sled 0.34 writes its log buffer out around every transaction, so one
-//! transaction per batch instead of one per write is most of the saving (measured in
+//! queued since its last flush in one transaction, then flushes once for all of them.
+//! sled 0.34 writes its log buffer out around every transaction, so one transaction per
+//! batch instead of one per write is most of the saving (measured in
 //! docs/PERFORMANCE.md).
+//!
+//! The sync runs on a second thread, so the committer applies and flushes the next batch
+//! while the previous one is synced: a batch is acknowledged only after an `fdatasync`
+//! that began after its flush returned (one sync may cover several batches). At most
+//! [`SYNCS_IN_FLIGHT`] flushed batches wait for their sync.
 //!
 //! The queue is bounded: when the committer falls behind, writers wait for room instead
 //! of memory growing.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,7 +28,8 @@ use crate::error::StorageError;
 use crate::orders::{Committed, OrderWrite, write_batch};
 use crate::sync::Syncer;
 
-type Flushed = Result<(), String>;
+/// Flushed batches that may wait for the sync thread before the committer waits too.
+pub(crate) const SYNCS_IN_FLIGHT: usize = 2;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// A write that will be durable once the flush it waits for completes.
@@ -118,7 +124,7 @@ fn block_on<T>(fut: impl Future<Output = T>) -> T {
 /// What the committer thread is asked for.
 enum Item {
     /// Resolve this waiter after the next flush.
-    Wait(oneshot::Sender<Flushed>),
+    Wait(oneshot::Sender<Result<(), String>>),
     /// Run this order write before the next flush; report it after.
     Order(OrderWrite, oneshot::Sender<Result<Committed, StorageError>>),
 }
@@ -200,10 +206,11 @@ impl Queue {
     }
 }
 
-/// The committer thread and its mailbox.
+/// The committer and sync threads and their mailbox.
 pub(crate) struct Committer {
     queue: Arc<Queue>,
     thread: Option<thread::JoinHandle<()>>,
+    syncer: Option<thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -232,14 +239,21 @@ impl Committer {
             room: Notify::new(),
             capacity: capacity.max(1),
         });
+        let (to_sync, flushed) = mpsc::sync_channel::<Flushed>(SYNCS_IN_FLIGHT);
+        let spawn_error = |e| StorageError::Db(sled::Error::Io(e));
+        let sync_thread = thread::Builder::new()
+            .name("storage-sync".into())
+            .spawn(move || sync_loop(syncer, flushed))
+            .map_err(spawn_error)?;
         let q = queue.clone();
         let thread = thread::Builder::new()
             .name("storage-commit".into())
-            .spawn(move || run(db, order_trees, syncer, &q, max_wait))
-            .map_err(|e| StorageError::Db(sled::Error::Io(e)))?;
+            .spawn(move || run(db, order_trees, to_sync, &q, max_wait))
+            .map_err(spawn_error)?;
         Ok(Self {
             queue,
             thread: Some(thread),
+            syncer: Some(sync_thread),
         })
     }
 
@@ -252,7 +266,7 @@ impl Committer {
             wait: Some(Box::pin(async move {
                 queued.await;
                 match rx.await {
-                    Ok(flushed) => flushed.map_err(flush_error),
+                    Ok(synced) => synced.map_err(flush_error),
                     Err(_) => Err(StorageError::Closed),
                 }
             })),
@@ -291,9 +305,12 @@ impl Drop for Committer {
         self.queue.lock().closed = true;
         self.queue.arrived.notify_all();
         self.queue.room.notify_waiters();
-        if let Some(thread) = self.thread.take() {
-            // A write run by the committer may hold the last handle on the store; the
-            // committer then drops it itself and must not wait for its own end.
+        // A write run by the committer may hold the last handle on the store, which
+        // one of these threads then drops itself: it must not wait for its own end.
+        for thread in [self.thread.take(), self.syncer.take()]
+            .into_iter()
+            .flatten()
+        {
             if thread.thread().id() != thread::current().id() {
                 let _ = thread.join();
             }
@@ -327,18 +344,31 @@ fn next_batch(queue: &Queue, max_wait: Duration) -> Option<Vec<Item>> {
     Some(std::mem::take(&mut state.items))
 }
 
+/// A flushed batch on its way to the sync thread: what to tell whom once synced.
+struct Flushed {
+    /// The flush's outcome.
+    flush: Result<(), String>,
+    /// Each order write's outcome and where to report it.
+    writes: Vec<(Result<crate::orders::Written, StorageError>, OrderReply)>,
+    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+type OrderReply = oneshot::Sender<Result<Committed, StorageError>>;
+
+/// The committer: batches, applies and flushes; hands each flushed batch to the sync
+/// thread (waiting when [`SYNCS_IN_FLIGHT`] batches already wait there).
 fn run(
     db: sled::Db,
     trees: Vec<sled::Tree>,
-    mut syncer: Syncer,
+    to_sync: mpsc::SyncSender<Flushed>,
     queue: &Queue,
     max_wait: Duration,
 ) {
     let mut writes = Vec::new();
     let mut replies = Vec::new();
-    let mut waiters = Vec::new();
     while let Some(batch) = next_batch(queue, max_wait) {
         queue.room.notify_waiters();
+        let mut waiters = Vec::new();
         for item in batch {
             match item {
                 Item::Wait(w) => waiters.push(w),
@@ -355,22 +385,38 @@ fn run(
             write_batch(&trees, &writes)
         };
         writes.clear();
-        // Nothing is acknowledged before both the flush and the sync have returned.
-        let result: Flushed = db
-            .flush()
-            .map(drop)
-            .map_err(|e| e.to_string())
-            .and_then(|()| syncer.sync().map_err(|e| format!("fdatasync: {e}")));
-        for (written, reply) in written.into_iter().zip(replies.drain(..)) {
-            let outcome = match (written, &result) {
-                (Ok(w), Ok(())) => Ok(w.committed(Ticket::done())),
-                (Ok(_), Err(e)) => Err(flush_error(e.clone())),
-                (Err(e), _) => Err(e),
-            };
-            let _ = reply.send(outcome);
+        let flush = db.flush().map(drop).map_err(|e| e.to_string());
+        let flushed = Flushed {
+            flush,
+            writes: written.into_iter().zip(replies.drain(..)).collect(),
+            waiters,
+        };
+        if to_sync.send(flushed).is_err() {
+            break;
         }
-        for waiter in waiters.drain(..) {
-            let _ = waiter.send(result.clone());
+    }
+}
+
+/// The sync thread: one `fdatasync` for every batch flushed before it began, then the
+/// answers. Nothing is acknowledged before the sync has returned.
+fn sync_loop(mut syncer: Syncer, flushed: mpsc::Receiver<Flushed>) {
+    while let Ok(first) = flushed.recv() {
+        let mut batches = vec![first];
+        batches.extend(flushed.try_iter());
+        let synced: Result<(), String> = syncer.sync().map_err(|e| format!("fdatasync: {e}"));
+        for batch in batches {
+            let result = batch.flush.and_then(|()| synced.clone());
+            for (written, reply) in batch.writes {
+                let outcome = match (written, &result) {
+                    (Ok(w), Ok(())) => Ok(w.committed(Ticket::done())),
+                    (Ok(_), Err(e)) => Err(flush_error(e.clone())),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = reply.send(outcome);
+            }
+            for waiter in batch.waiters {
+                let _ = waiter.send(result.clone());
+            }
         }
     }
 }

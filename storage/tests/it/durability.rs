@@ -110,7 +110,9 @@ fn a_committer_that_falls_behind_makes_writers_wait_instead_of_queueing_without_
         .recv_timeout(WAIT)
         .expect("the committer syncs");
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let writers: Vec<_> = (0..12)
+    // More writers than the pipeline (a batch in the sync, more waiting for it, one in
+    // the committer's hands) can absorb, so the queue must fill.
+    let writers: Vec<_> = (0..40)
         .map(|n| {
             let store = store.clone();
             let done = done.clone();
