@@ -76,8 +76,10 @@ enum RoleArg {
 
 fn main() -> anyhow::Result<()> {
     // Logs go to stderr: stdout carries only what a subcommand prints (a token, a config).
+    // Colours only on a terminal: a pipe or a log file gets plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

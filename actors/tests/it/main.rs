@@ -3,5 +3,6 @@
 
 mod harness;
 mod offer_loop;
+mod payments;
 
 mod simulation;

@@ -22,6 +22,8 @@ pub struct Engine {
     pub dir: PathBuf,
     /// The line the engine printed when it started listening.
     pub banner: String,
+    /// Every line it logged since.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Engine {
@@ -33,13 +35,22 @@ impl Engine {
 
     /// Starts the engine with extra flags.
     pub fn start_with(dir: &Path, flags: &[&str]) -> Self {
+        Self::spawn(dir, flags, "warn")
+    }
+
+    /// Starts the engine logging at info level (see [`Engine::logged`]).
+    pub fn start_logged(dir: &Path) -> Self {
+        Self::spawn(dir, &["--admin-key", ADMIN], "info")
+    }
+
+    fn spawn(dir: &Path, flags: &[&str], log_level: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
             .args(["--listen", "127.0.0.1:0", "--workers", "1"])
             .arg("--data-dir")
             .arg(dir)
             .args(flags)
             .args(["--token-secret", SECRET])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log_level)
             .env_remove("SPEEDY_CONFIG")
             .env_remove("SPEEDY_ADMIN_KEY")
             .current_dir(dir)
@@ -61,12 +72,41 @@ impl Engine {
             }
         };
         // Keep draining stderr so the engine never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Self {
             child,
             addr,
             dir: dir.to_path_buf(),
             banner,
+            log,
+        }
+    }
+
+    /// Waits for a logged line containing every one of `parts`.
+    pub async fn logged(&self, parts: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(line) = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                return line.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with {parts:?} in {:#?}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 

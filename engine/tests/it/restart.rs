@@ -107,7 +107,12 @@ async fn an_open_request_resumes_after_a_kill_and_never_goes_back_to_who_decline
     assert_eq!(offer.request_id, received.request_id);
     e.kill();
 
-    let e = Engine::start(dir.path());
+    let e = Engine::start_logged(dir.path());
+    // Recovery says what it found, and how long it took.
+    let line = e
+        .logged(&["recovered", "open_requests=1", "open_orders=0", "took_ms="])
+        .await;
+    assert!(line.contains("pending_payments=0"), "{line}");
     // The user hears of the same request again; it was never lost.
     let mut u = e.connect(&user_token).await;
     let again = expect(&mut u, "request_received again", |m| match m {
@@ -464,6 +469,16 @@ async fn stored_times_are_wall_clock_so_windows_and_minutes_hold_across_a_restar
         "stored at the wall-clock moment of the event"
     );
     e.kill();
+}
+
+#[test]
+fn help_says_how_long_keys_must_be() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("at least 16 characters"), "{help}");
 }
 
 #[tokio::test]
