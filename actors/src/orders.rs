@@ -262,14 +262,25 @@ impl Orders {
                 );
                 Ok(())
             }
-            None => match self.shared.store.order(frame.order_id)? {
-                Some(o) if o.user_id == user => Err(ActorError::InvalidState(format!(
-                    "the order is {} and is not payable",
-                    o.state.as_str()
-                ))),
-                _ => Err(ActorError::NotYourOrder),
-            },
+            None => Err(self.ended(party, frame.order_id)),
         }
+    }
+
+    /// The error for acting on an order that has no actor: `invalid_state` if it is the
+    /// party's and has ended, `not_your_order` otherwise.
+    fn ended(&self, party: PartyId, order: OrderId) -> ActorError {
+        match self.shared.store.order(order) {
+            Ok(Some(o)) if side_of(&o, party).is_some() => {
+                ActorError::InvalidState(format!("the order is {}", o.state.as_str()))
+            }
+            Ok(_) => ActorError::NotYourOrder,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The actor of an open order, or the error for acting on it.
+    fn open_actor(&self, party: PartyId, order: OrderId) -> Result<Addr<OrderActor>, ActorError> {
+        self.actor(order).map_err(|_| self.ended(party, order))
     }
 
     /// The associate confirms cash.
@@ -282,9 +293,9 @@ impl Orders {
             party,
             amount_minor: frame.amount_minor,
         };
-        match self.actor(frame.order_id)?.send(cash).await {
+        match self.open_actor(party, frame.order_id)?.send(cash).await {
             Ok(result) => result,
-            Err(_) => Err(ActorError::InvalidState("the order has ended".into())),
+            Err(_) => Err(self.ended(party, frame.order_id)),
         }
     }
 
@@ -428,10 +439,14 @@ impl Orders {
         order: OrderId,
         action: Action,
     ) -> Result<(), ActorError> {
-        match self.actor(order)?.send(order::Act { party, action }).await {
+        match self
+            .open_actor(party, order)?
+            .send(order::Act { party, action })
+            .await
+        {
             Ok(result) => result,
             // The order ended between the lookup and the message.
-            Err(_) => Err(ActorError::InvalidState("the order has ended".into())),
+            Err(_) => Err(self.ended(party, order)),
         }
     }
 

@@ -22,8 +22,28 @@ use crate::telemetry;
 /// Close codes (RFC 6455).
 mod close {
     pub const GOING_AWAY: u16 = 1001;
+    pub const INVALID_PAYLOAD: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+}
+
+/// Why reading from the socket failed.
+enum ReadFailure {
+    /// A text frame that is not UTF-8: RFC 6455 requires closing (1007).
+    InvalidUtf8,
+    /// A message over the WebSocket layer's own limit.
+    TooBig,
+    /// The peer went away or broke the protocol.
+    Gone,
+}
+
+fn read_failure(e: axum::Error) -> ReadFailure {
+    use tungstenite::Error as Ws;
+    match e.into_inner().downcast_ref::<Ws>() {
+        Some(Ws::Utf8(_)) => ReadFailure::InvalidUtf8,
+        Some(Ws::Capacity(_)) => ReadFailure::TooBig,
+        _ => ReadFailure::Gone,
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +105,31 @@ pub(crate) async fn upgrade(
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
+    // Offered subprotocols, none of them ours: refuse rather than speak something else.
+    let offered: Vec<&str> = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if !offered.is_empty()
+        && !offered
+            .iter()
+            .any(|p| Encoding::from_subprotocol(p).is_some())
+    {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadField,
+            format!(
+                "unsupported subprotocol {offered:?}: offer {} or {}, or none for JSON",
+                Encoding::Json.subprotocol(),
+                Encoding::Binary.subprotocol()
+            ),
+        )
+        .into_response();
+    }
     let socket = &state.config.socket;
     let ws = ws
         .protocols([Encoding::Json.subprotocol(), Encoding::Binary.subprotocol()])
@@ -114,6 +159,7 @@ enum End {
     SlowReader,
     MissedPongs,
     TooBig,
+    InvalidUtf8,
     Flooding,
     Replaced,
     WriteFailed,
@@ -127,6 +173,7 @@ impl End {
             End::SlowReader => "slow_reader",
             End::MissedPongs => "missed_pongs",
             End::TooBig => "frame_too_large",
+            End::InvalidUtf8 => "invalid_utf8",
             End::Flooding => "flooding",
             End::Replaced => "replaced",
             End::WriteFailed => "write_failed",
@@ -311,7 +358,18 @@ impl Session {
                 incoming = rx.next() => {
                     let message = match incoming {
                         Some(Ok(m)) => m,
-                        Some(Err(_)) | None => break End::ClientClosed,
+                        Some(Err(e)) => match read_failure(e) {
+                            ReadFailure::InvalidUtf8 => {
+                                self.refuse(ErrorCode::InvalidUtf8, "a text frame must be UTF-8; the connection closes (RFC 6455)", None);
+                                break End::InvalidUtf8;
+                            }
+                            ReadFailure::TooBig => {
+                                self.refuse(ErrorCode::FrameTooLarge, format!("over the limit of {} bytes", config.max_frame_bytes), None);
+                                break End::TooBig;
+                            }
+                            ReadFailure::Gone => break End::ClientClosed,
+                        },
+                        None => break End::ClientClosed,
                     };
                     let (bytes, binary) = match &message {
                         Message::Text(t) => (t.as_bytes(), false),
@@ -349,6 +407,7 @@ impl Session {
         let code = match end {
             End::Shutdown => Some(close::GOING_AWAY),
             End::TooBig => Some(close::TOO_BIG),
+            End::InvalidUtf8 => Some(close::INVALID_PAYLOAD),
             End::SlowReader | End::MissedPongs | End::Flooding | End::Replaced => {
                 Some(close::POLICY)
             }
@@ -444,7 +503,8 @@ impl Session {
             match wire::decode(self.encoding, bytes, &self.state.validator) {
                 Ok(f) => f,
                 Err(e) => {
-                    self.refuse(e.code, e.detail, None);
+                    let echo = wire::echo_ref(self.encoding, bytes);
+                    self.refuse(e.code, e.detail, echo);
                     return Ok(());
                 }
             };

@@ -83,6 +83,37 @@ pub fn decode<F: Frame>(encoding: Encoding, bytes: &[u8], v: &Validator) -> Resu
     Ok(frame)
 }
 
+/// The reference an error about a refused app frame echoes: its `client_ref`, or a
+/// `pay` frame's idempotency key, when the frame can be read that far (a frame that
+/// failed validation, not one that is not a frame at all) and the reference is at most
+/// 64 bytes.
+pub fn echo_ref(encoding: Encoding, bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Refs<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        client_ref: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        idempotency_key: Option<Cow<'a, str>>,
+    }
+    let found = match encoding {
+        Encoding::Json => {
+            let refs: Refs<'_> = serde_json::from_slice(bytes).ok()?;
+            if refs.kind.as_deref() == Some("pay") {
+                refs.idempotency_key.map(Cow::into_owned)
+            } else {
+                refs.client_ref.map(Cow::into_owned)
+            }
+        }
+        Encoding::Binary => decode_binary::<crate::ClientMessage>(bytes)
+            .ok()?
+            .client_ref()
+            .map(str::to_owned),
+    };
+    found.filter(|r| !r.is_empty() && r.len() <= 64)
+}
+
 /// Encodes one frame.
 pub fn encode<F: Frame>(encoding: Encoding, frame: &F) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);

@@ -27,8 +27,8 @@ pub mod client;
 
 pub use client_msg::*;
 pub use codec::{
-    Encoding, Frame, PROTOCOL_VERSION, decode, decode_value, encode, encode_into, encode_json,
-    encode_value,
+    Encoding, Frame, PROTOCOL_VERSION, decode, decode_value, echo_ref, encode, encode_into,
+    encode_json, encode_value,
 };
 pub use error::{ErrorCode, WireError};
 pub use ids::{AssociateId, FeedbackId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserId};

@@ -1,6 +1,7 @@
 //! Engine integration tests over real sockets on 127.0.0.1, port 0.
 
 mod crash;
+mod documented;
 mod flow;
 mod harness;
 mod http_api;

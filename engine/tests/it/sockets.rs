@@ -191,13 +191,16 @@ async fn wrong_roles_and_malformed_frames_get_errors_and_the_socket_stays_usable
     let bad_ref =
         r#"{"type":"request","client_ref":"mine-7","task":"juggling","pickup":{"lat":1,"lng":1}}"#;
     u.send_raw(Message::text(bad_ref)).await.unwrap();
-    // Decode errors cannot echo a reference they could not read; a refused valid frame does.
+    // A frame refused at validation still echoes the reference it carried.
     let e = expect(&mut u, "error", |m| match m {
         ServerMessage::Error(e) => Some(e),
         _ => None,
     })
     .await;
-    assert_eq!(e.code, ErrorCode::UnknownTaskType);
+    assert_eq!(
+        (e.code, e.client_ref.as_deref()),
+        (ErrorCode::UnknownTaskType, Some("mine-7"))
+    );
     u.send(wire::TaskRequest {
         discount_code: Some("NOPE".into()),
         ..request()

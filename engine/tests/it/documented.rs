@@ -1,0 +1,218 @@
+//! The protocol as docs/PROTOCOL.md states it, item by item, as a client written from the
+//! document alone would find it.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use wire::model::{OrderState, PaymentMethod};
+use wire::{ErrorCode, ServerMessage};
+
+use crate::harness::{TestServer, WAIT, expect, parties};
+use crate::steps::{allot, error, request, state_update, work};
+
+fn refusal(m: ServerMessage) -> Option<wire::ErrorFrame> {
+    match m {
+        ServerMessage::Error(e) => Some(e),
+        _ => None,
+    }
+}
+
+/// The close code the engine ended the socket with.
+async fn closed_with(c: &mut wire::client::Client) -> String {
+    loop {
+        match c.recv_timeout(WAIT).await {
+            Ok(_) => continue,
+            Err(wire::client::ClientError::Closed(reason)) => return reason,
+            Err(other) => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_user_with_an_open_order_gets_already_active() {
+    let s = TestServer::start(|_| {});
+    let mut p = parties(&s).await;
+    let order = allot(&mut p, None).await;
+    p.u.send(request(None)).await.unwrap();
+    let e = expect(&mut p.u, "error", refusal).await;
+    assert_eq!(e.code, ErrorCode::AlreadyActive);
+    assert!(
+        e.message.contains(&order.order_id.to_string()),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.client_ref.as_deref(), Some("flow-1"));
+}
+
+#[tokio::test]
+async fn refused_frames_echo_their_reference_even_when_a_field_is_invalid() {
+    let s = TestServer::start(|_| {});
+    let mut p = parties(&s).await;
+    for (raw, code) in [
+        (
+            r#"{"type":"request","client_ref":"ref-1","task":"juggling","pickup":{"lat":1,"lng":1}}"#,
+            ErrorCode::UnknownTaskType,
+        ),
+        (
+            r#"{"type":"request","client_ref":"ref-1","task":"companion","pickup":{"lat":91,"lng":1}}"#,
+            ErrorCode::BadCoordinates,
+        ),
+        (
+            r#"{"type":"request","client_ref":"ref-1","task":"companion","pickup":{"lat":1,"lng":1},"note":"NOTE"}"#,
+            ErrorCode::TooLong,
+        ),
+    ] {
+        let raw = raw.replace("NOTE", &"n".repeat(600));
+        p.u.send_raw(Message::text(raw.clone())).await.unwrap();
+        let e = expect(&mut p.u, "error", refusal).await;
+        assert_eq!(
+            (e.code, e.client_ref.as_deref()),
+            (code, Some("ref-1")),
+            "{raw}"
+        );
+    }
+    let pay = format!(
+        r#"{{"type":"pay","order_id":"{}","method":"card","instrument":"4242","idempotency_key":"key-9","tip_minor":-5}}"#,
+        wire::OrderId::new()
+    );
+    p.u.send_raw(Message::text(pay)).await.unwrap();
+    let e = expect(&mut p.u, "error", refusal).await;
+    assert_eq!(
+        (e.code, e.client_ref.as_deref()),
+        (ErrorCode::NegativeAmount, Some("key-9"))
+    );
+    // Binary frames too.
+    let (_, token) = s.user("Bin").await;
+    let mut b = s.connect_with(&token, wire::Encoding::Binary).await;
+    b.send(wire::TaskRequest {
+        client_ref: "bin-1".into(),
+        task: "juggling".into(),
+        pickup: crate::harness::at(1.0, 1.0),
+        note: None,
+        discount_code: None,
+    })
+    .await
+    .unwrap();
+    let e = expect(&mut b, "error", refusal).await;
+    assert_eq!(
+        (e.code, e.client_ref.as_deref()),
+        (ErrorCode::UnknownTaskType, Some("bin-1"))
+    );
+}
+
+#[tokio::test]
+async fn invalid_utf8_gets_its_error_then_the_close_rfc_6455_requires() {
+    let s = TestServer::start(|_| {});
+    let (_, token) = s.user("Asha").await;
+    let mut c = s.connect(&token).await;
+    let bad = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    c.send_raw(Message::Frame(bad)).await.unwrap();
+    assert_eq!(
+        expect(&mut c, "error", refusal).await.code,
+        ErrorCode::InvalidUtf8
+    );
+    let reason = closed_with(&mut c).await;
+    assert!(reason.starts_with("1007"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_frame_over_64_kib_gets_its_error_and_1009() {
+    let s = TestServer::start(|_| {});
+    let (_, token) = s.user("Asha").await;
+    let mut c = s.connect(&token).await;
+    let huge = format!(r#"{{"type":"heartbeat","pad":"{}"}}"#, "x".repeat(100_000));
+    c.send_raw(Message::text(huge)).await.unwrap();
+    assert_eq!(
+        expect(&mut c, "error", refusal).await.code,
+        ErrorCode::FrameTooLarge
+    );
+    let reason = closed_with(&mut c).await;
+    assert!(reason.starts_with("1009"), "{reason}");
+}
+
+#[tokio::test]
+async fn money_frames_on_a_closed_order_say_invalid_state_alike() {
+    let s = TestServer::start(|_| {});
+    let mut p = parties(&s).await;
+    let order = allot(&mut p, None).await;
+    let invoice = work(&mut p, &order).await;
+    p.a.send(wire::CashReceived {
+        order_id: order.order_id,
+        amount_minor: invoice.total_minor,
+    })
+    .await
+    .unwrap();
+    state_update(&mut p.u, order.order_id, OrderState::Closed).await;
+    p.a.send(wire::CashReceived {
+        order_id: order.order_id,
+        amount_minor: invoice.total_minor,
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut p.a).await, ErrorCode::InvalidState);
+    p.u.send(wire::Pay {
+        order_id: order.order_id,
+        method: PaymentMethod::Card,
+        instrument: "4242424242424242".into(),
+        idempotency_key: "late".into(),
+        tip_minor: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut p.u).await, ErrorCode::InvalidState);
+    p.a.send(wire::Arrived {
+        order_id: order.order_id,
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut p.a).await, ErrorCode::InvalidState);
+    // Someone else's closed order is not theirs to know about.
+    let (_, token) = s.user("Other").await;
+    let mut other = s.connect(&token).await;
+    other
+        .send(wire::Pay {
+            order_id: order.order_id,
+            method: PaymentMethod::Card,
+            instrument: "4242424242424242".into(),
+            idempotency_key: "nosy".into(),
+            tip_minor: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(error(&mut other).await, ErrorCode::NotYourOrder);
+}
+
+/// A raw upgrade request offering `protocol`; the status line and body of the answer.
+async fn upgrade_with_protocol(s: &TestServer, token: &str, protocol: &str) -> (String, String) {
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let request = format!(
+        "GET /v1/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: {protocol}\r\nAuthorization: Bearer {token}\r\n\r\n",
+        s.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw[..n]).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn an_unknown_subprotocol_is_refused_not_answered_in_json() {
+    let s = TestServer::start(|_| {});
+    let (_, token) = s.user("Asha").await;
+    let (status, body) = upgrade_with_protocol(&s, &token, "speedy.v2.bin").await;
+    assert!(status.contains(" 400 "), "{status}");
+    let body: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(body["error"]["code"], "bad_field");
+    // One known among unknown ones is chosen.
+    let (status, _) = upgrade_with_protocol(&s, &token, "speedy.v2.bin, speedy.v1.json").await;
+    assert!(status.contains(" 101 "), "{status}");
+}
