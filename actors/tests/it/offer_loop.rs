@@ -329,3 +329,38 @@ async fn accept_and_cancel_crossing_allot_at_most_once() {
         );
     }
 }
+
+#[actix_rt::test]
+async fn each_offer_goes_to_whoever_is_nearest_when_it_is_made() {
+    paused();
+    let mut h = Harness::new(DispatchConfig::default());
+    let a = h.associate(near(0.001), &[0]).await; // ~110 m
+    let b = h.associate(near(0.008), &[0]).await; // ~900 m
+    let c = h.associate(near(0.016), &[0]).await; // ~1.8 km
+    let user = h.user();
+    let request = h.request(user, "companion", near(0.0)).await;
+    assert_eq!(h.offer(a).await.request_id, request);
+    // While A's offer is out, B drives 30 km away and D arrives 100 m from the pickup.
+    h.dispatch.associate_location(b, near(0.27));
+    // A round trip through B's actor: the move is applied before anything after it.
+    h.dispatch.go_online(b, None).await.unwrap();
+    assert!(matches!(
+        h.next(PartyId::Associate(b)).await,
+        ServerMessage::Status(_)
+    ));
+    let d = h.associate(near(0.0009), &[0]).await;
+    h.dispatch.answer_offer(a, request, false).await.unwrap();
+    // The next offer is D's (nearest now), at D's distance now.
+    let offer = h.offer(d).await;
+    assert_eq!(offer.request_id, request);
+    assert!((90..=110).contains(&offer.distance_m), "{}", offer.distance_m);
+    h.dispatch.answer_offer(d, request, false).await.unwrap();
+    // Then C at 1.8 km: B, once at 900 m, is now beyond every radius.
+    let offer = h.offer(c).await;
+    assert!(
+        (1_700..=1_900).contains(&offer.distance_m),
+        "{}",
+        offer.distance_m
+    );
+    assert!(h.pending(PartyId::Associate(b)).is_none(), "B was offered");
+}
