@@ -4,14 +4,17 @@
 //! in the index exactly when online, connected, known to be somewhere and free.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use geo::{LatLng, ShardId, Skills, TaskType};
+use tokio::time::Instant;
 use wire::model::{Availability, OfferEnd};
 use wire::{AssociateId, Offer, OfferEnded, OrderId, RequestId, Status};
 
 use crate::dispatch::{AssociateProfileInfo, Dispatch, PositionSlot};
 use crate::error::ActorError;
+use crate::registry::{MAILBOX_CAPACITY, Mailbox};
 use crate::request::{AcceptOffer, AcceptOutcome, OfferRefused, RefusedBy, RequestActor};
 use crate::supervisor::{IndexRemove, IndexUpsert};
 use crate::zone::ZoneFilter;
@@ -155,6 +158,9 @@ pub struct AssociateActor {
     indexed_in: Option<ShardId>,
     /// Where reported positions wait (coalesced) for this actor.
     reported: Arc<PositionSlot>,
+    /// When the last message arrived.
+    last_activity: Instant,
+    mailbox: Mailbox,
     dispatch: Dispatch,
 }
 
@@ -166,6 +172,7 @@ impl AssociateActor {
         profile: AssociateProfileInfo,
         online: Option<Skills>,
         reported: Arc<PositionSlot>,
+        mailbox: Mailbox,
         dispatch: Dispatch,
     ) -> Self {
         let resumed = online.and_then(|s| permitted(s, profile.skills).ok());
@@ -180,7 +187,34 @@ impl AssociateActor {
             phase: Phase::Free,
             indexed_in: None,
             reported,
+            last_activity: Instant::now(),
+            mailbox,
             dispatch,
+        }
+    }
+
+    /// Counts a message from the registry.
+    fn received(&mut self) {
+        self.mailbox.handled();
+        self.last_activity = Instant::now();
+    }
+
+    /// Stops if the app is away, nothing is held (no offer, no order), nothing happened
+    /// for the idle time and every message sent here was handled. Whether they were
+    /// online is in their stored presence, so the actor rebuilt on reconnect is the same.
+    fn retire_if_idle(&mut self, ctx: &mut Context<Self>) {
+        let idle = self.dispatch.config().associate_idle;
+        if !self.connected
+            && matches!(self.phase, Phase::Free)
+            && self.indexed_in.is_none()
+            && self.last_activity.elapsed() >= idle
+            && self
+                .dispatch
+                .shared
+                .associates
+                .retire(&self.id, &ctx.address(), &self.mailbox)
+        {
+            ctx.stop();
         }
     }
 
@@ -230,17 +264,20 @@ impl AssociateActor {
         if let Some(old) = self.indexed_in
             && want.map(|(s, _)| s) != Some(old)
         {
+            // It holds this associate, so it runs: it cannot retire with a non-empty index.
             self.dispatch
-                .supervisor(old)
-                .do_send(IndexRemove { id: self.id });
+                .to_existing_supervisor(old, IndexRemove { id: self.id });
             self.indexed_in = None;
         }
         if let Some((shard, point)) = want {
-            self.dispatch.supervisor(shard).do_send(IndexUpsert {
-                id: self.id,
-                point,
-                skills: self.skills,
-            });
+            self.dispatch.to_supervisor(
+                shard,
+                IndexUpsert {
+                    id: self.id,
+                    point,
+                    skills: self.skills,
+                },
+            );
             self.indexed_in = Some(shard);
         }
     }
@@ -305,6 +342,12 @@ impl AssociateActor {
 
 impl Actor for AssociateActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        let every = (self.dispatch.config().associate_idle / 2).max(Duration::from_millis(1));
+        ctx.run_interval(every, |act, ctx| act.retire_if_idle(ctx));
+    }
 }
 
 impl Handler<Connected> for AssociateActor {
@@ -313,6 +356,7 @@ impl Handler<Connected> for AssociateActor {
     /// Refreshes the profile and marks the app connected; an associate who was online
     /// before a disconnect is available again without asking.
     fn handle(&mut self, msg: Connected, _: &mut Context<Self>) -> Self::Result {
+        self.received();
         if self.profile != msg.info {
             if !self.online {
                 self.skills = msg.info.skills;
@@ -331,6 +375,7 @@ impl Handler<Disconnected> for AssociateActor {
 
     /// Leaves the index; an open offer counts as refused and the request moves on.
     fn handle(&mut self, _: Disconnected, _: &mut Context<Self>) {
+        self.received();
         self.connected = false;
         if let Phase::Reserved { request, offer } = &self.phase {
             request.do_send(OfferRefused {
@@ -350,6 +395,7 @@ impl Handler<GoOnline> for AssociateActor {
     /// Online for the given skills (which must be a subset of the profile's, when the
     /// profile has any) or the profile's; durable before the app hears of it.
     fn handle(&mut self, msg: GoOnline, _: &mut Context<Self>) -> Self::Result {
+        self.received();
         let skills = match permitted(msg.skills.unwrap_or_default(), self.profile.skills) {
             Ok(s) => s,
             Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
@@ -367,6 +413,7 @@ impl Handler<GoOffline> for AssociateActor {
     /// Offline (durable before the app hears of it); an open offer stays until answered
     /// or withdrawn.
     fn handle(&mut self, _: GoOffline, _: &mut Context<Self>) -> Self::Result {
+        self.received();
         self.online = false;
         self.sync_index();
         AtomicResponse::new(self.persist_presence())
@@ -379,6 +426,7 @@ impl Handler<Moved> for AssociateActor {
     /// Takes the newest reported position; moves the index entry, handing over across
     /// shard borders.
     fn handle(&mut self, _: Moved, _: &mut Context<Self>) {
+        self.received();
         if let Some(point) = self.reported.take() {
             self.position = Some(point);
             self.sync_index();
@@ -391,6 +439,7 @@ impl Handler<SetZone> for AssociateActor {
 
     /// Replaces the zone.
     fn handle(&mut self, msg: SetZone, _: &mut Context<Self>) {
+        self.received();
         self.zone = msg.zone;
     }
 }
@@ -400,6 +449,7 @@ impl Handler<Reserve> for AssociateActor {
 
     /// Grants the reservation only when free, eligible and in zone; then shows the offer.
     fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Self::Result {
+        self.received();
         if self.availability() != Availability::Available {
             return Err(Refusal::NotAvailable);
         }
@@ -426,6 +476,7 @@ impl Handler<Withdraw> for AssociateActor {
 
     /// Ends the reservation if it is for that request and tells the app why.
     fn handle(&mut self, msg: Withdraw, _: &mut Context<Self>) {
+        self.received();
         if self.end_reservation(msg.request_id) {
             self.dispatch.sessions().to_associate(
                 self.id,
@@ -445,6 +496,7 @@ impl Handler<AnswerOffer> for AssociateActor {
     /// nothing else is handled until it answers, so no other message can change the
     /// reservation under it.
     fn handle(&mut self, msg: AnswerOffer, _: &mut Context<Self>) -> Self::Result {
+        self.received();
         let request = match &self.phase {
             Phase::Reserved { request, offer } if offer.request_id == msg.request_id => {
                 request.clone()
@@ -496,6 +548,7 @@ impl Handler<Release> for AssociateActor {
 
     /// Free again once the order that made them busy ends.
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
+        self.received();
         if matches!(self.phase, Phase::Busy { order } if order == msg.order) {
             self.phase = Phase::Free;
             self.sync_index();
@@ -511,6 +564,7 @@ impl Handler<MarkBusy> for AssociateActor {
 
     /// Busy on a recovered order.
     fn handle(&mut self, msg: MarkBusy, _: &mut Context<Self>) {
+        self.received();
         self.phase = Phase::Busy { order: msg.order };
         self.sync_index();
     }

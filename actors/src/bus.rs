@@ -3,7 +3,7 @@
 //! the stored events from there, then live ones, each once. A broker adapter (Kafka,
 //! NATS) can mirror the stream the same way without touching the producers.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use tokio::sync::broadcast;
 use wire::model::OrderEvent;
@@ -19,13 +19,23 @@ pub type Published = (u64, OrderEvent);
 pub struct EventBus {
     tx: broadcast::Sender<Published>,
     store: storage::Store,
+    capacity: usize,
 }
 
 impl EventBus {
     /// A bus whose history lives in `store`'s event feed.
     pub fn new(store: storage::Store) -> Self {
-        let (tx, _) = broadcast::channel(CAPACITY);
-        Self { tx, store }
+        Self::with_capacity(store, CAPACITY)
+    }
+
+    /// A bus keeping `capacity` live events for slow subscribers (tests use a few).
+    pub fn with_capacity(store: storage::Store, capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Self {
+            tx,
+            store,
+            capacity: capacity.max(1),
+        }
     }
 
     /// Publishes a durable event.
@@ -34,64 +44,94 @@ impl EventBus {
         let _ = self.tx.send((feed_seq, event));
     }
 
-    /// Live events only.
-    pub fn subscribe(&self) -> Subscription {
+    /// Events from now on (those already in the store are not delivered).
+    pub fn subscribe(&self) -> Result<Subscription, storage::StorageError> {
+        let next = self.store.feed_next()?;
+        Ok(self.subscription(next))
+    }
+
+    /// Every event from feed position `from` on, stored then live, each once.
+    pub fn subscribe_from(&self, from: u64) -> Result<Subscription, storage::StorageError> {
+        // Subscribe before reading the store: whatever commits after the read is live.
+        let mut sub = self.subscription(from);
+        sub.replay()?;
+        Ok(sub)
+    }
+
+    fn subscription(&self, from: u64) -> Subscription {
         Subscription {
             rx: self.tx.subscribe(),
             store: self.store.clone(),
+            capacity: self.capacity,
             backlog: Vec::new().into_iter(),
-            seen: HashSet::new(),
-            high: None,
+            below: from,
+            delivered: BTreeSet::new(),
         }
-    }
-
-    /// Every event from feed position `from` on, stored then live.
-    pub fn subscribe_from(&self, from: u64) -> Result<Subscription, storage::StorageError> {
-        // Subscribe before reading the store: whatever commits after the read is live.
-        let mut sub = self.subscribe();
-        sub.replay(from)?;
-        Ok(sub)
     }
 }
 
-/// A subscriber's stream of events.
+/// A subscriber's stream of events: each position at most once, none missed.
 #[derive(Debug)]
 pub struct Subscription {
     rx: broadcast::Receiver<Published>,
     store: storage::Store,
+    capacity: usize,
     backlog: std::vec::IntoIter<Published>,
-    /// Positions delivered from the store, so live copies are skipped.
-    seen: HashSet<u64>,
-    high: Option<u64>,
+    /// Every position below this was delivered (or is not in the feed).
+    below: u64,
+    /// Positions at or above `below` delivered out of order.
+    delivered: BTreeSet<u64>,
 }
 
 impl Subscription {
-    fn replay(&mut self, from: u64) -> Result<(), storage::StorageError> {
+    /// Queues every stored event from `below` on that was not delivered, then moves
+    /// `below` past the end of the store.
+    fn replay(&mut self) -> Result<(), storage::StorageError> {
         let mut events = Vec::new();
-        let mut next = from;
+        let mut next = self.below;
         loop {
             let page = self.store.events_since(next, 1_024)?;
             let Some(&(last, _)) = page.last() else { break };
             next = last + 1;
-            events.extend(page.into_iter().filter(|(seq, _)| self.seen.insert(*seq)));
+            events.extend(
+                page.into_iter()
+                    .filter(|(seq, _)| !self.delivered.contains(seq)),
+            );
         }
+        // Everything below `next` is now delivered or queued: forget the details.
+        self.below = self.below.max(next);
+        self.delivered = self.delivered.split_off(&self.below);
         self.backlog = events.into_iter();
         Ok(())
+    }
+
+    /// Records that `seq` was delivered; false if it already was.
+    fn mark(&mut self, seq: u64) -> bool {
+        if seq < self.below || !self.delivered.insert(seq) {
+            return false;
+        }
+        while self.delivered.remove(&self.below) {
+            self.below += 1;
+        }
+        true
     }
 
     /// The next event; none once the bus is gone.
     pub async fn next(&mut self) -> Option<Published> {
         loop {
             if let Some(event) = self.backlog.next() {
-                self.high = self.high.max(Some(event.0));
                 return Some(event);
             }
             match self.rx.recv().await {
                 Ok((seq, event)) => {
-                    if self.seen.remove(&seq) {
+                    if !self.mark(seq) {
                         continue;
                     }
-                    self.high = self.high.max(Some(seq));
+                    // An event never published live (its publisher died) would hold
+                    // `below` back for good: the store fills the hole.
+                    if self.delivered.len() > self.capacity && self.replay().is_err() {
+                        return None;
+                    }
                     return Some((seq, event));
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -99,10 +139,7 @@ impl Subscription {
                         missed,
                         "event bus subscriber fell behind; re-reading the store"
                     );
-                    // Events are published in about commit order; look back far enough
-                    // to catch stragglers, skipping what was already delivered.
-                    let from = self.high.map_or(0, |h| h.saturating_sub(CAPACITY as u64));
-                    if self.replay(from).is_err() {
+                    if self.replay().is_err() {
                         return None;
                     }
                 }
@@ -174,6 +211,8 @@ mod tests {
             .transition(o.order_id, 2, OrderEventKind::Arrived, &[])
             .unwrap();
         bus.publish(c2.feed_seq, c2.event.clone());
+        // The first one again (a duplicate publish): not delivered twice.
+        bus.publish(first.0, first.1.clone());
         let got: Vec<u64> = vec![
             sub.next().await.unwrap().0,
             sub.next().await.unwrap().0,
@@ -185,5 +224,49 @@ mod tests {
             from_second.next().await.unwrap().1.state,
             wire::model::OrderState::EnRoute
         );
+    }
+
+    #[tokio::test]
+    async fn after_a_lag_every_event_comes_exactly_once_in_order() {
+        let store = storage::Store::temporary().unwrap();
+        let bus = EventBus::with_capacity(store.clone(), 4);
+        let mut sub = bus.subscribe_from(0).unwrap();
+        let mut live = bus.subscribe().unwrap();
+        let mut written = Vec::new();
+        for _ in 0..12 {
+            let o = order(&store);
+            let (seq, event) = store
+                .events_since(written.last().map_or(0, |s| s + 1), 1)
+                .unwrap()[0]
+                .clone();
+            bus.publish(seq, event);
+            written.push(seq);
+            for at in 1..=3 {
+                let kind = match at {
+                    1 => OrderEventKind::EnRoute,
+                    2 => OrderEventKind::Arrived,
+                    _ => OrderEventKind::Started,
+                };
+                let c = store.transition(o.order_id, at, kind, &[]).unwrap();
+                bus.publish(c.feed_seq, c.event);
+                written.push(c.feed_seq);
+            }
+        }
+        // Republished stragglers and duplicates do not come again.
+        let (seq, event) = store.events_since(written[3], 1).unwrap()[0].clone();
+        bus.publish(seq, event);
+        let mut got = Vec::new();
+        while got.len() < written.len() {
+            got.push(sub.next().await.unwrap().0);
+        }
+        assert_eq!(got, written, "each once, in order, none missed");
+        let mut got_live = Vec::new();
+        while got_live.len() < written.len() {
+            got_live.push(live.next().await.unwrap().0);
+        }
+        assert_eq!(got_live, written);
+        // Nothing more is pending for either.
+        drop(bus);
+        assert!(sub.next().await.is_none());
     }
 }

@@ -12,6 +12,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// The default search radii, widened in turn when candidates run out.
 pub const DEFAULT_RADIUS_STEPS_M: [f64; 3] = [2_000.0, 5_000.0, 10_000.0];
 
+/// How long an unused shard supervisor or an away associate's actor lives on.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(10 * 60);
+
 /// How dispatch behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DispatchConfig {
@@ -31,6 +34,12 @@ pub struct DispatchConfig {
     pub candidates_per_search: usize,
     /// Edge of an availability-index bucket in metres.
     pub index_bucket_m: f64,
+    /// A shard supervisor with nobody in its index and no request stops after this long
+    /// without a message.
+    pub shard_idle: Duration,
+    /// An associate's actor stops after this long without a message once their app is
+    /// away and they hold no offer or order (their presence is stored).
+    pub associate_idle: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -44,6 +53,8 @@ impl Default for DispatchConfig {
             retry_interval: Duration::from_secs(5),
             candidates_per_search: 10,
             index_bucket_m: 1_000.0,
+            shard_idle: DEFAULT_IDLE,
+            associate_idle: DEFAULT_IDLE,
         }
     }
 }
@@ -83,6 +94,9 @@ impl DispatchConfig {
         }
         if self.retry_interval.is_zero() {
             return Err("retry_interval: must be above zero".into());
+        }
+        if self.shard_idle.is_zero() || self.associate_idle.is_zero() {
+            return Err("shard_idle and associate_idle: must be above zero".into());
         }
         if self.candidates_per_search == 0 {
             return Err("candidates_per_search: must be at least 1".into());

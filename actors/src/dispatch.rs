@@ -4,9 +4,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use actix::{Actor, Addr, ArbiterHandle, Recipient};
+use actix::dev::Request;
+use actix::{Actor, Addr, ArbiterHandle, Handler, Message, Recipient};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use dashmap::mapref::one::Ref;
 use geo::{LatLng, ShardId, ShardMap, Skills};
 use wire::model::UnixMs;
 use wire::{AssociateId, OrderId, RequestId, RequestReceived, TaskCatalog, TaskRequest, UserId};
@@ -16,6 +18,7 @@ use crate::associate::{self, AssociateActor, AssociateView};
 use crate::clock::Clock;
 use crate::config::DispatchConfig;
 use crate::error::ActorError;
+use crate::registry::{Registry, Slot};
 use crate::request::{self, RequestActor, RequestSpec};
 use crate::sessions::Sessions;
 use crate::supervisor::{self, ShardSupervisor};
@@ -46,19 +49,13 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
-    supervisors: DashMap<ShardId, Addr<ShardSupervisor>>,
-    associates: DashMap<AssociateId, AssociateEntry>,
+    pub(crate) supervisors: Registry<ShardId, ShardSupervisor, ()>,
+    /// Associates' actors, each with the slot its newest position waits in.
+    pub(crate) associates: Registry<AssociateId, AssociateActor, Arc<PositionSlot>>,
     pub(crate) requests: DashMap<RequestId, Addr<RequestActor>>,
     /// Each user's open request, as told to them (re-sent when they reconnect).
     user_requests: DashMap<UserId, RequestReceived>,
     order_sink: OnceLock<Recipient<CreateOrder>>,
-}
-
-/// An associate's actor and the slot their newest position waits in.
-#[derive(Clone)]
-struct AssociateEntry {
-    addr: Addr<AssociateActor>,
-    position: Arc<PositionSlot>,
 }
 
 /// The newest reported position of an associate, waiting for their actor. Reports that
@@ -117,8 +114,8 @@ impl Dispatch {
                 clock,
                 arbiters,
                 next_arbiter: AtomicUsize::new(0),
-                supervisors: DashMap::new(),
-                associates: DashMap::new(),
+                supervisors: Registry::new(crate::telemetry::SHARD_SUPERVISORS),
+                associates: Registry::new(crate::telemetry::ASSOCIATE_ACTORS),
                 requests: DashMap::new(),
                 user_requests: DashMap::new(),
                 order_sink: OnceLock::new(),
@@ -173,71 +170,129 @@ impl Dispatch {
         A::start_in_arbiter(&self.shared.arbiters[i], move |_| make())
     }
 
-    /// The supervisor of `shard`, started on first use.
-    pub(crate) fn supervisor(&self, shard: ShardId) -> Addr<ShardSupervisor> {
-        if let Some(addr) = self.shared.supervisors.get(&shard) {
-            return addr.clone();
-        }
-        match self.shared.supervisors.entry(shard) {
-            Entry::Occupied(e) => e.get().clone(),
-            Entry::Vacant(e) => {
-                let dispatch = self.clone();
-                let bucket_m = self.shared.config.index_bucket_m;
-                let addr = self.spawn(move || ShardSupervisor::new(shard, bucket_m, dispatch));
-                e.insert(addr.clone());
-                addr
+    /// Sends `msg` to the supervisor of `shard`, started on first use.
+    pub(crate) fn to_supervisor<M>(&self, shard: ShardId, msg: M)
+    where
+        ShardSupervisor: Handler<M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        self.supervisor(shard).send(msg);
+    }
+
+    /// Asks the supervisor of `shard`, started on first use.
+    pub(crate) fn ask_supervisor<M>(&self, shard: ShardId, msg: M) -> Request<ShardSupervisor, M>
+    where
+        ShardSupervisor: Handler<M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        self.supervisor(shard).ask(msg)
+    }
+
+    fn supervisor(&self, shard: ShardId) -> Ref<'_, ShardId, Slot<ShardSupervisor, ()>> {
+        self.shared.supervisors.get_or_start(shard, |mailbox| {
+            let dispatch = self.clone();
+            let bucket_m = self.shared.config.index_bucket_m;
+            let addr = self.spawn(move || ShardSupervisor::new(shard, bucket_m, mailbox, dispatch));
+            (addr, ())
+        })
+    }
+
+    /// Sends `msg` to the supervisor of `shard` if it runs (one that does not has no
+    /// associates and no requests); false if it does not.
+    pub(crate) fn to_existing_supervisor<M>(&self, shard: ShardId, msg: M) -> bool
+    where
+        ShardSupervisor: Handler<M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        match self.shared.supervisors.get(&shard) {
+            Some(slot) => {
+                slot.send(msg);
+                true
             }
+            None => false,
         }
     }
 
-    /// The supervisor of `shard` if it exists (a shard without one has no associates).
-    pub(crate) fn existing_supervisor(&self, shard: ShardId) -> Option<Addr<ShardSupervisor>> {
-        self.shared.supervisors.get(&shard).map(|a| a.clone())
+    /// Asks the supervisor of `shard` if it runs.
+    pub(crate) fn ask_existing_supervisor<M>(
+        &self,
+        shard: ShardId,
+        msg: M,
+    ) -> Option<Request<ShardSupervisor, M>>
+    where
+        ShardSupervisor: Handler<M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        self.shared
+            .supervisors
+            .get(&shard)
+            .map(|slot| slot.ask(msg))
     }
 
-    /// The associate's actor if it exists.
-    pub(crate) fn associate_addr(&self, id: AssociateId) -> Option<Addr<AssociateActor>> {
-        self.shared.associates.get(&id).map(|a| a.addr.clone())
+    /// Sends `msg` to the associate's actor if it runs; false if it does not.
+    pub(crate) fn to_associate<M>(&self, id: AssociateId, msg: M) -> bool
+    where
+        AssociateActor: Handler<M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        match self.shared.associates.get(&id) {
+            Some(slot) => {
+                slot.send(msg);
+                true
+            }
+            None => false,
+        }
     }
 
-    fn associate_or_start(
+    /// Asks the associate's actor if it runs.
+    pub(crate) fn ask_associate<M>(
+        &self,
+        id: AssociateId,
+        msg: M,
+    ) -> Option<Request<AssociateActor, M>>
+    where
+        AssociateActor: Handler<M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        self.shared.associates.get(&id).map(|slot| slot.ask(msg))
+    }
+
+    /// The associate's actor, started (from their presence) if it does not run.
+    fn associate(
         &self,
         id: AssociateId,
         info: &AssociateProfileInfo,
-    ) -> Addr<AssociateActor> {
-        if let Some(addr) = self.associate_addr(id) {
-            return addr;
-        }
-        match self.shared.associates.entry(id) {
-            Entry::Occupied(e) => e.get().addr.clone(),
-            Entry::Vacant(e) => {
-                let dispatch = self.clone();
-                let info = info.clone();
-                let position = Arc::new(PositionSlot::default());
-                let slot = position.clone();
-                // Whether they were taking offers before their actor stopped (a restart).
-                let presence = match self.shared.store.presence(id) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(associate = %id, error = %e, "could not read presence; starting offline");
-                        None
-                    }
-                };
-                let online = presence.filter(|p| p.online).map(|p| {
-                    p.skills
-                        .iter()
-                        .filter_map(|s| self.shared.catalog.get(s))
-                        .collect()
-                });
-                let addr =
-                    self.spawn(move || AssociateActor::new(id, info, online, slot, dispatch));
-                e.insert(AssociateEntry {
-                    addr: addr.clone(),
-                    position,
-                });
-                addr
-            }
-        }
+    ) -> Ref<'_, AssociateId, Slot<AssociateActor, Arc<PositionSlot>>> {
+        self.shared.associates.get_or_start(id, |mailbox| {
+            let dispatch = self.clone();
+            let info = info.clone();
+            let position = Arc::new(PositionSlot::default());
+            let slot = position.clone();
+            // Whether they were taking offers before their actor stopped (idle, or a
+            // restart).
+            let presence = match self.shared.store.presence(id) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(associate = %id, error = %e, "could not read presence; starting offline");
+                    None
+                }
+            };
+            let online = presence.filter(|p| p.online).map(|p| {
+                p.skills
+                    .iter()
+                    .filter_map(|s| self.shared.catalog.get(s))
+                    .collect()
+            });
+            let addr = self
+                .spawn(move || AssociateActor::new(id, info, online, slot, mailbox, dispatch));
+            (addr, position)
+        })
     }
 
     /// An associate's app connected: returns what they should see again (an open offer,
@@ -247,15 +302,13 @@ impl Dispatch {
         id: AssociateId,
         info: AssociateProfileInfo,
     ) -> Result<AssociateView, ActorError> {
-        let addr = self.associate_or_start(id, &info);
-        Ok(addr.send(associate::Connected { info }).await?)
+        let asked = self.associate(id, &info).ask(associate::Connected { info });
+        Ok(asked.await?)
     }
 
     /// An associate's app disconnected.
     pub fn associate_disconnected(&self, id: AssociateId) {
-        if let Some(addr) = self.associate_addr(id) {
-            addr.do_send(associate::Disconnected {});
-        }
+        self.to_associate(id, associate::Disconnected {});
     }
 
     /// An associate starts taking offers (for `skills`, or their profile's).
@@ -264,23 +317,26 @@ impl Dispatch {
         id: AssociateId,
         skills: Option<Skills>,
     ) -> Result<AssociateView, ActorError> {
-        let addr = self.associate_addr(id).ok_or(ActorError::UnknownParty)?;
-        addr.send(associate::GoOnline { skills }).await?
+        let asked = self
+            .ask_associate(id, associate::GoOnline { skills })
+            .ok_or(ActorError::UnknownParty)?;
+        asked.await?
     }
 
     /// An associate stops taking offers.
     pub async fn go_offline(&self, id: AssociateId) -> Result<AssociateView, ActorError> {
-        let addr = self.associate_addr(id).ok_or(ActorError::UnknownParty)?;
-        addr.send(associate::GoOffline {}).await?
+        let asked = self
+            .ask_associate(id, associate::GoOffline {})
+            .ok_or(ActorError::UnknownParty)?;
+        asked.await?
     }
 
     /// An associate's position.
     pub fn associate_location(&self, id: AssociateId, point: LatLng) {
-        let Some(entry) = self.shared.associates.get(&id).map(|e| e.clone()) else {
-            return;
-        };
-        if entry.position.report(point) {
-            entry.addr.do_send(associate::Moved {});
+        if let Some(slot) = self.shared.associates.get(&id)
+            && slot.extra.report(point)
+        {
+            slot.send(associate::Moved {});
         }
     }
 
@@ -290,8 +346,10 @@ impl Dispatch {
         id: AssociateId,
         zone: Option<ZoneFilter>,
     ) -> Result<(), ActorError> {
-        let addr = self.associate_addr(id).ok_or(ActorError::UnknownParty)?;
-        addr.send(associate::SetZone { zone }).await?;
+        let asked = self
+            .ask_associate(id, associate::SetZone { zone })
+            .ok_or(ActorError::UnknownParty)?;
+        asked.await?;
         Ok(())
     }
 
@@ -302,22 +360,21 @@ impl Dispatch {
         request_id: RequestId,
         accept: bool,
     ) -> Result<Option<OrderId>, ActorError> {
-        let addr = self.associate_addr(id).ok_or(ActorError::NotYourOffer)?;
-        addr.send(associate::AnswerOffer { request_id, accept })
-            .await?
+        let asked = self
+            .ask_associate(id, associate::AnswerOffer { request_id, accept })
+            .ok_or(ActorError::NotYourOffer)?;
+        asked.await?
     }
 
     /// The associate's order ended: they may take offers again.
     pub fn order_finished(&self, id: AssociateId, order: OrderId) {
-        if let Some(addr) = self.associate_addr(id) {
-            addr.do_send(associate::Release { order });
-        }
+        self.to_associate(id, associate::Release { order });
     }
 
     /// Marks an associate busy on a recovered order (at start-up).
     pub fn restore_busy(&self, id: AssociateId, order: OrderId, info: AssociateProfileInfo) {
-        self.associate_or_start(id, &info)
-            .do_send(associate::MarkBusy { order });
+        self.associate(id, &info)
+            .send(associate::MarkBusy { order });
     }
 
     /// A user asks for a task (frame already validated). The request is durable before
@@ -382,8 +439,7 @@ impl Dispatch {
     /// Starts a request's actor on the supervisor of its pickup's shard.
     async fn start_request(&self, spec: RequestSpec) -> Result<(), ActorError> {
         let shard = self.shared.map.shard_of(spec.pickup);
-        self.supervisor(shard)
-            .send(supervisor::StartRequest { spec })
+        self.ask_supervisor(shard, supervisor::StartRequest { spec })
             .await?;
         Ok(())
     }
@@ -446,6 +502,11 @@ impl Dispatch {
     /// The user's open request as it was acknowledged to them, if any.
     pub fn open_request_frame(&self, user: UserId) -> Option<RequestReceived> {
         self.shared.user_requests.get(&user).map(|r| r.clone())
+    }
+
+    /// How many shard supervisors and associate actors run now.
+    pub fn actor_counts(&self) -> (usize, usize) {
+        (self.shared.supervisors.len(), self.shared.associates.len())
     }
 
     /// How many requests are looking for an associate.

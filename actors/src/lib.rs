@@ -27,6 +27,7 @@ pub mod order;
 mod orders;
 pub mod payment;
 pub mod pricing;
+mod registry;
 pub mod request;
 mod sessions;
 pub mod supervisor;
@@ -37,7 +38,8 @@ pub use allotment::{Allotment, CreateOrder};
 pub use associate::{AssociateActor, AssociateView};
 pub use clock::Clock;
 pub use config::{
-    DEFAULT_OFFER_WINDOW, DEFAULT_RADIUS_STEPS_M, DEFAULT_REQUEST_TIMEOUT, DispatchConfig,
+    DEFAULT_IDLE, DEFAULT_OFFER_WINDOW, DEFAULT_RADIUS_STEPS_M, DEFAULT_REQUEST_TIMEOUT,
+    DispatchConfig,
 };
 pub use dispatch::{AssociateProfileInfo, Dispatch, profile_info};
 pub use error::ActorError;

@@ -121,7 +121,7 @@ impl Orders {
         let _ = orders
             .shared
             .billing
-            .set(BillingActor::new(o.clone(), o.shared.bus.subscribe()).start());
+            .set(BillingActor::new(o.clone(), o.shared.bus.subscribe()?).start());
         let _ = orders
             .shared
             .payments
@@ -129,10 +129,10 @@ impl Orders {
         let _ = orders
             .shared
             .feedback
-            .set(FeedbackActor::new(o.clone(), o.shared.bus.subscribe()).start());
+            .set(FeedbackActor::new(o.clone(), o.shared.bus.subscribe()?).start());
         let desk = OrderDesk::new(o).start();
         orders.shared.dispatch.set_order_sink(desk.recipient());
-        crate::telemetry::count_transitions(orders.shared.bus.subscribe());
+        crate::telemetry::count_transitions(orders.shared.bus.subscribe()?);
         let recovered = orders.recover()?;
         Ok((orders, recovered))
     }
@@ -354,6 +354,7 @@ impl Orders {
         let user = PartyId::User(record.user_id);
         let associate = PartyId::Associate(record.associate_id);
         self.shared.actors.insert(record.order_id, addr);
+        metrics::gauge!(crate::telemetry::ORDER_ACTORS).set(self.shared.actors.len() as f64);
         self.shared.by_party.insert(user, record.order_id);
         if record.owes_fee() {
             return;
@@ -404,6 +405,7 @@ impl Orders {
     pub(crate) fn unregister(&self, record: &storage::OrderRecord) {
         self.stop_tracking(record);
         self.shared.actors.remove(&record.order_id);
+        metrics::gauge!(crate::telemetry::ORDER_ACTORS).set(self.shared.actors.len() as f64);
         for party in [
             PartyId::User(record.user_id),
             PartyId::Associate(record.associate_id),

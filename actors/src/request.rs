@@ -14,7 +14,7 @@ use wire::{
 };
 
 use crate::allotment::{Allotment, CreateOrder};
-use crate::associate::{self, AssociateActor, Refusal};
+use crate::associate::{self, Refusal};
 use crate::clock::Clock;
 use crate::dispatch::Dispatch;
 use crate::error::ActorError;
@@ -156,14 +156,12 @@ enum Phase {
     /// reaches this actor: an answer from them counts as for the offer.
     Reserving {
         associate: AssociateId,
-        addr: Addr<AssociateActor>,
         generation: u64,
         distance_m: u32,
     },
     /// An offer is out.
     Offering {
         associate: AssociateId,
-        addr: Addr<AssociateActor>,
         generation: u64,
         distance_m: u32,
     },
@@ -225,8 +223,7 @@ impl RequestActor {
         };
         let shard = self.dispatch.shared.map.shard_of(self.spec.pickup);
         self.dispatch
-            .supervisor(shard)
-            .send(Candidates { search })
+            .ask_supervisor(shard, Candidates { search })
             .into_actor(self)
             .map(|found, act, ctx| act.on_candidates(found.unwrap_or_default(), ctx))
             .spawn(ctx);
@@ -259,28 +256,19 @@ impl RequestActor {
             if self.refused.contains(&candidate.id) || self.skipped.contains(&candidate.id) {
                 continue;
             }
-            let Some(addr) = self.dispatch.associate_addr(candidate.id) else {
-                continue;
-            };
-            self.reserve(candidate, addr, ctx);
+            self.reserve(candidate, ctx);
             return;
         }
         self.search(ctx);
     }
 
-    fn reserve(
-        &mut self,
-        candidate: Neighbor<AssociateId>,
-        addr: Addr<AssociateActor>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn reserve(&mut self, candidate: Neighbor<AssociateId>, ctx: &mut Context<Self>) {
         self.generation += 1;
         let generation = self.generation;
         let associate = candidate.id;
         let distance_m = candidate.distance_m.round() as u32;
         self.phase = Phase::Reserving {
             associate,
-            addr: addr.clone(),
             generation,
             distance_m,
         };
@@ -300,7 +288,13 @@ impl RequestActor {
             pickup: self.spec.pickup,
             offer,
         };
-        addr.send(reserve)
+        let Some(asked) = self.dispatch.ask_associate(associate, reserve) else {
+            // Their actor retired (away, idle): not available.
+            self.skipped.insert(associate);
+            self.next_candidate(ctx);
+            return;
+        };
+        asked
             .into_actor(self)
             .map(move |reply, act, ctx| {
                 let still_ours =
@@ -311,9 +305,7 @@ impl RequestActor {
                     return;
                 }
                 match reply {
-                    Ok(Ok(())) => {
-                        act.offered(associate, addr, generation, distance_m, expires, ctx)
-                    }
+                    Ok(Ok(())) => act.offered(associate, generation, distance_m, expires, ctx),
                     Ok(Err(
                         Refusal::NotAvailable | Refusal::NotEligible | Refusal::OutsideZone,
                     ))
@@ -329,7 +321,6 @@ impl RequestActor {
     fn offered(
         &mut self,
         associate: AssociateId,
-        addr: Addr<AssociateActor>,
         generation: u64,
         distance_m: u32,
         expires: Instant,
@@ -338,7 +329,6 @@ impl RequestActor {
         self.note_sent();
         self.phase = Phase::Offering {
             associate,
-            addr,
             generation,
             distance_m,
         };
@@ -353,22 +343,23 @@ impl RequestActor {
     fn window_elapsed(&mut self, generation: u64, ctx: &mut Context<Self>) {
         let Phase::Offering {
             associate,
-            addr,
             generation: g,
             ..
-        } = &self.phase
+        } = self.phase
         else {
             return;
         };
-        if *g != generation {
+        if g != generation {
             return;
         }
-        addr.do_send(associate::Withdraw {
-            request_id: self.spec.request_id,
-            reason: OfferEnd::Expired,
-        });
+        self.dispatch.to_associate(
+            associate,
+            associate::Withdraw {
+                request_id: self.spec.request_id,
+                reason: OfferEnd::Expired,
+            },
+        );
         telemetry::offer("expired");
-        let associate = *associate;
         self.refused_then_search(associate, ctx);
     }
 
@@ -429,24 +420,31 @@ impl RequestActor {
     /// A withdrawal follows the reservation into the associate's mailbox, so it lands
     /// after it whichever way the reservation went.
     fn withdraw_current(&mut self, reason: OfferEnd) {
-        let addr = match &self.phase {
-            Phase::Offering { addr, .. } => {
+        let associate = match self.phase {
+            Phase::Offering { associate, .. } => {
                 telemetry::offer("withdrawn");
-                addr
+                associate
             }
-            Phase::Reserving { addr, .. } => addr,
+            Phase::Reserving { associate, .. } => associate,
             _ => return,
         };
-        addr.do_send(associate::Withdraw {
-            request_id: self.spec.request_id,
-            reason,
-        });
+        self.dispatch.to_associate(
+            associate,
+            associate::Withdraw {
+                request_id: self.spec.request_id,
+                reason,
+            },
+        );
     }
 
     fn finish(&mut self, outcome: &'static str, ctx: &mut Context<Self>) {
         self.phase = Phase::Done;
         self.dispatch
             .request_finished(self.spec.request_id, self.spec.user_id);
+        let shard = self.dispatch.shared.map.shard_of(self.spec.pickup);
+        // Its supervisor runs: it cannot retire while this request does.
+        self.dispatch
+            .to_existing_supervisor(shard, crate::supervisor::RequestDone {});
         telemetry::request_ended(outcome);
         ctx.stop();
     }

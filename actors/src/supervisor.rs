@@ -3,14 +3,18 @@
 //! neighbours a search circle reaches and merging by distance), and starts request
 //! actors for pickups in its cell.
 
-use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, ResponseFuture};
 use futures_util::future::join_all;
 use geo::{
     AvailabilityIndex, IndexConfig, LatLng, NearestQuery, Neighbor, ShardId, Skills, TaskType,
 };
+use tokio::time::Instant;
 use wire::AssociateId;
 
 use crate::dispatch::Dispatch;
+use crate::registry::{MAILBOX_CAPACITY, Mailbox};
 use crate::request::{RequestActor, RequestSpec};
 use crate::telemetry;
 
@@ -66,23 +70,57 @@ pub struct StartRequest {
     pub spec: RequestSpec,
 }
 
+/// A request this supervisor started has ended.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RequestDone {}
+
 /// The supervisor of one shard cell.
 pub struct ShardSupervisor {
     shard: ShardId,
-    label: String,
     index: AvailabilityIndex<AssociateId>,
+    /// Request actors started here and still running.
+    live_requests: usize,
+    /// When the last message arrived.
+    last_activity: Instant,
+    mailbox: Mailbox,
     dispatch: Dispatch,
 }
 
 impl ShardSupervisor {
     /// A supervisor for `shard` with an empty index.
-    pub fn new(shard: ShardId, bucket_m: f64, dispatch: Dispatch) -> Self {
+    pub(crate) fn new(shard: ShardId, bucket_m: f64, mailbox: Mailbox, dispatch: Dispatch) -> Self {
         Self {
             shard,
-            label: shard.to_string(),
             // expect: Dispatch::new validated the bucket size.
             index: AvailabilityIndex::new(IndexConfig { bucket_m }).expect("validated bucket size"),
+            live_requests: 0,
+            last_activity: Instant::now(),
+            mailbox,
             dispatch,
+        }
+    }
+
+    /// Counts a message from the registry.
+    fn received(&mut self) {
+        self.mailbox.handled();
+        self.last_activity = Instant::now();
+    }
+
+    /// Stops if nobody is in the index, no request runs here, nothing happened for the
+    /// idle time and every message sent here was handled.
+    fn retire_if_idle(&mut self, ctx: &mut Context<Self>) {
+        let idle = self.dispatch.config().shard_idle;
+        if self.index.is_empty()
+            && self.live_requests == 0
+            && self.last_activity.elapsed() >= idle
+            && self
+                .dispatch
+                .shared
+                .supervisors
+                .retire(&self.shard, &ctx.address(), &self.mailbox)
+        {
+            ctx.stop();
         }
     }
 
@@ -97,14 +135,16 @@ impl ShardSupervisor {
         // A search is built by the request actor from validated settings; a bad one finds nobody.
         self.index.nearest(&query).unwrap_or_default()
     }
-
-    fn publish_count(&self) {
-        telemetry::gauge_available(&self.label, self.index.len());
-    }
 }
 
 impl Actor for ShardSupervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        let every = (self.dispatch.config().shard_idle / 2).max(Duration::from_millis(1));
+        ctx.run_interval(every, |act, ctx| act.retire_if_idle(ctx));
+    }
 }
 
 impl Handler<IndexUpsert> for ShardSupervisor {
@@ -112,11 +152,12 @@ impl Handler<IndexUpsert> for ShardSupervisor {
 
     /// Inserts or moves; the count changes only on insert.
     fn handle(&mut self, msg: IndexUpsert, _: &mut Context<Self>) {
+        self.received();
         let was = self.index.len();
         self.index.upsert(msg.id, msg.point, msg.skills);
         metrics::counter!(telemetry::INDEX_UPDATES).increment(1);
         if self.index.len() != was {
-            self.publish_count();
+            metrics::gauge!(telemetry::AVAILABLE_ASSOCIATES).increment(1.0);
         }
     }
 }
@@ -126,8 +167,9 @@ impl Handler<IndexRemove> for ShardSupervisor {
 
     /// Removes if present.
     fn handle(&mut self, msg: IndexRemove, _: &mut Context<Self>) {
+        self.received();
         if self.index.remove(&msg.id).is_some() {
-            self.publish_count();
+            metrics::gauge!(telemetry::AVAILABLE_ASSOCIATES).decrement(1.0);
         }
     }
 }
@@ -137,6 +179,7 @@ impl Handler<LocalNearest> for ShardSupervisor {
 
     /// Answers from this shard's index alone.
     fn handle(&mut self, msg: LocalNearest, _: &mut Context<Self>) -> Self::Result {
+        self.received();
         self.local(&msg)
     }
 }
@@ -146,6 +189,7 @@ impl Handler<Candidates> for ShardSupervisor {
 
     /// Answers from this index and every neighbouring shard the circle reaches, merged.
     fn handle(&mut self, msg: Candidates, _: &mut Context<Self>) -> Self::Result {
+        self.received();
         let search = msg.search;
         let map = &self.dispatch.shared.map;
         let shards = map
@@ -156,8 +200,8 @@ impl Handler<Candidates> for ShardSupervisor {
         for shard in shards {
             if shard == self.shard {
                 answers.push(self.local(&search));
-            } else if let Some(addr) = self.dispatch.existing_supervisor(shard) {
-                asks.push(addr.send(search.clone()));
+            } else if let Some(ask) = self.dispatch.ask_existing_supervisor(shard, search.clone()) {
+                asks.push(ask);
             }
         }
         let k = search.k;
@@ -175,6 +219,8 @@ impl Handler<StartRequest> for ShardSupervisor {
     /// Starts the request actor on this supervisor's arbiter and registers it before
     /// it can run, so it is findable (to cancel) from its first moment.
     fn handle(&mut self, msg: StartRequest, _: &mut Context<Self>) -> Self::Result {
+        self.received();
+        self.live_requests += 1;
         let request_id = msg.spec.request_id;
         let addr = RequestActor::new(msg.spec, self.dispatch.clone()).start();
         self.dispatch
@@ -182,5 +228,15 @@ impl Handler<StartRequest> for ShardSupervisor {
             .requests
             .insert(request_id, addr.clone());
         actix::MessageResult(addr)
+    }
+}
+
+impl Handler<RequestDone> for ShardSupervisor {
+    type Result = ();
+
+    /// One request fewer running here.
+    fn handle(&mut self, _: RequestDone, _: &mut Context<Self>) {
+        self.received();
+        self.live_requests = self.live_requests.saturating_sub(1);
     }
 }

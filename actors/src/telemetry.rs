@@ -12,8 +12,14 @@ pub const TIME_TO_FIRST_OFFER: &str = "speedy_time_to_first_offer_seconds";
 pub const OPEN_REQUESTS: &str = "speedy_open_requests";
 /// Position updates applied to an availability index (the end of location ingest).
 pub const INDEX_UPDATES: &str = "speedy_index_updates_total";
-/// Available associates in a shard's index.
+/// Available associates in every shard's index.
 pub const AVAILABLE_ASSOCIATES: &str = "speedy_available_associates";
+/// Shard supervisors running (each stops when idle).
+pub const SHARD_SUPERVISORS: &str = "speedy_shard_supervisors";
+/// Associate actors running (each stops when its app is away and idle).
+pub const ASSOCIATE_ACTORS: &str = "speedy_associate_actors";
+/// Order actors running (open orders).
+pub const ORDER_ACTORS: &str = "speedy_order_actors";
 /// Orders by the state they reached.
 pub const ORDER_TRANSITIONS: &str = "speedy_order_transitions_total";
 /// Payments by method and outcome.
@@ -43,6 +49,10 @@ pub fn register() {
         metrics::counter!(REQUESTS, "outcome" => outcome).increment(0);
     }
     metrics::gauge!(OPEN_REQUESTS).increment(0.0);
+    metrics::gauge!(AVAILABLE_ASSOCIATES).increment(0.0);
+    metrics::gauge!(SHARD_SUPERVISORS).increment(0.0);
+    metrics::gauge!(ASSOCIATE_ACTORS).increment(0.0);
+    metrics::gauge!(ORDER_ACTORS).increment(0.0);
     metrics::counter!(INDEX_UPDATES).increment(0);
 }
 
@@ -61,11 +71,6 @@ pub fn request_ended(outcome: &'static str) {
 /// Counts a new request.
 pub fn request_opened() {
     metrics::gauge!(OPEN_REQUESTS).increment(1.0);
-}
-
-/// Publishes the number of available associates in a shard.
-pub fn gauge_available(shard: &str, count: usize) {
-    metrics::gauge!(AVAILABLE_ASSOCIATES, "shard" => shard.to_owned()).set(count as f64);
 }
 
 /// Counts order transitions by state: a subscriber of the event bus, like billing and

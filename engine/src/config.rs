@@ -96,6 +96,10 @@ pub struct SocketSettings {
     pub location_per_s: u32,
     /// Location frames allowed in a burst.
     pub location_burst: u32,
+    /// Every other frame (and anything that is not a frame) per second per connection.
+    pub frames_per_s: u32,
+    /// Other frames allowed in a burst.
+    pub frames_burst: u32,
     /// Bytes of read buffer per connection.
     pub read_buffer_bytes: usize,
     /// Kernel send buffer per connection in bytes (0: the OS default).
@@ -120,6 +124,10 @@ pub struct DispatchSettings {
     pub retry_interval_ms: u64,
     /// Candidates per search.
     pub candidates_per_search: usize,
+    /// A shard supervisor with nobody available and no request stops after this long.
+    pub shard_idle_ms: u64,
+    /// An away associate's actor (no offer, no order) stops after this long.
+    pub associate_idle_ms: u64,
 }
 
 /// Order settings.
@@ -190,6 +198,8 @@ impl Default for SocketSettings {
             max_frame_bytes: 16 * 1024,
             location_per_s: 5,
             location_burst: 20,
+            frames_per_s: 20,
+            frames_burst: 40,
             read_buffer_bytes: 1024,
             send_buffer_bytes: 0,
         }
@@ -207,6 +217,8 @@ impl Default for DispatchSettings {
             request_timeout_ms: d.request_timeout.as_millis() as u64,
             retry_interval_ms: d.retry_interval.as_millis() as u64,
             candidates_per_search: d.candidates_per_search,
+            shard_idle_ms: d.shard_idle.as_millis() as u64,
+            associate_idle_ms: d.associate_idle.as_millis() as u64,
         }
     }
 }
@@ -325,6 +337,12 @@ impl Config {
                 "rate and burst must be at least 1",
             ));
         }
+        if s.frames_per_s == 0 || s.frames_burst == 0 {
+            return Err(invalid(
+                "socket.frames_per_s",
+                "rate and burst must be at least 1",
+            ));
+        }
         if !(256..=1_048_576).contains(&s.read_buffer_bytes) {
             return Err(invalid(
                 "socket.read_buffer_bytes",
@@ -403,6 +421,8 @@ impl Config {
             retry_interval: Duration::from_millis(d.retry_interval_ms),
             candidates_per_search: d.candidates_per_search,
             index_bucket_m: geo::IndexConfig::default().bucket_m,
+            shard_idle: Duration::from_millis(d.shard_idle_ms),
+            associate_idle: Duration::from_millis(d.associate_idle_ms),
         };
         config.validate()?;
         Ok(config)

@@ -181,7 +181,7 @@ impl End {
     }
 }
 
-/// A token bucket for location frames.
+/// A per-connection token bucket.
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -252,6 +252,8 @@ pub(crate) struct Session {
     profile: AssociateProfileInfo,
     pub(crate) outbox: Outbox,
     locations: Bucket,
+    /// Every other frame, valid or not.
+    frames: Bucket,
 }
 
 impl Session {
@@ -263,6 +265,7 @@ impl Session {
     ) -> Self {
         let socket = &state.config.socket;
         let locations = Bucket::new(socket.location_per_s, socket.location_burst);
+        let frames = Bucket::new(socket.frames_per_s, socket.frames_burst);
         // Replaced in `run` by the real queue; a placeholder keeps the struct simple.
         let (outbox, _) = Outbox::channel(1);
         Self {
@@ -272,6 +275,7 @@ impl Session {
             profile,
             outbox,
             locations,
+            frames,
         }
     }
 
@@ -488,26 +492,43 @@ impl Session {
     }
 
     /// Decodes, checks and acts on one frame. An error frame keeps the session; an
-    /// `Err` ends it.
+    /// `Err` ends it. Every frame counts against a rate limit: location frames against
+    /// their own, every other frame (and anything that is not a frame) against the
+    /// general one.
     async fn handle(&mut self, bytes: &[u8], binary: bool) -> Result<(), End> {
         let expected_binary = self.encoding == Encoding::Binary;
-        if binary != expected_binary {
-            self.refuse(
+        let decoded = if binary != expected_binary {
+            Err(wire::WireError::new(
                 ErrorCode::WrongEncoding,
                 format!("this session speaks {}", self.encoding.subprotocol()),
-                None,
-            );
+            ))
+        } else {
+            wire::decode::<wire::ClientMessage>(self.encoding, bytes, &self.state.validator)
+        };
+        let is_location = matches!(decoded, Ok(wire::ClientMessage::Location(_)));
+        let (bucket, what) = if is_location {
+            (&mut self.locations, "location frames")
+        } else {
+            (&mut self.frames, "frames")
+        };
+        if !bucket.take() {
+            if bucket.flooding() {
+                return Err(End::Flooding);
+            }
+            if bucket.tell() {
+                let message = format!("{what} arrive faster than allowed");
+                self.refuse(ErrorCode::RateLimited, message, None);
+            }
             return Ok(());
         }
-        let frame: wire::ClientMessage =
-            match wire::decode(self.encoding, bytes, &self.state.validator) {
-                Ok(f) => f,
-                Err(e) => {
-                    let echo = wire::echo_ref(self.encoding, bytes);
-                    self.refuse(e.code, e.detail, echo);
-                    return Ok(());
-                }
-            };
+        let frame = match decoded {
+            Ok(f) => f,
+            Err(e) => {
+                let echo = wire::echo_ref(self.encoding, bytes);
+                self.refuse(e.code, e.detail, echo);
+                return Ok(());
+            }
+        };
         metrics::counter!(telemetry::FRAMES_IN, "type" => frame.type_name()).increment(1);
         let client_ref = frame.client_ref().map(str::to_owned);
         if !frame.allowed_for(self.party.role()) {
@@ -517,19 +538,6 @@ impl Session {
                 format!("a {role} may not send {}", frame.type_name()),
                 client_ref,
             );
-            return Ok(());
-        }
-        if matches!(frame, wire::ClientMessage::Location(_)) && !self.locations.take() {
-            if self.locations.flooding() {
-                return Err(End::Flooding);
-            }
-            if self.locations.tell() {
-                self.refuse(
-                    ErrorCode::RateLimited,
-                    "location frames arrive faster than allowed",
-                    None,
-                );
-            }
             return Ok(());
         }
         if let Err(e) = self.act(frame).await {

@@ -69,7 +69,19 @@ pub fn describe() {
     );
     describe_gauge!(
         actors::telemetry::AVAILABLE_ASSOCIATES,
-        "Available associates per shard."
+        "Available associates in every shard's index."
+    );
+    describe_gauge!(
+        actors::telemetry::SHARD_SUPERVISORS,
+        "Shard supervisors running (each stops when idle)."
+    );
+    describe_gauge!(
+        actors::telemetry::ASSOCIATE_ACTORS,
+        "Associate actors running (each stops when its app is away and idle)."
+    );
+    describe_gauge!(
+        actors::telemetry::ORDER_ACTORS,
+        "Order actors running: open orders."
     );
     describe_counter!(
         actors::telemetry::INDEX_UPDATES,

@@ -398,6 +398,23 @@ impl Store {
             .collect()
     }
 
+    /// The feed position after the last event written: where a subscriber that wants
+    /// only new events starts.
+    pub fn feed_next(&self) -> Result<u64, StorageError> {
+        match self.inner.feed.tree.last()? {
+            Some((k, _)) => {
+                let last = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                    StorageError::Corrupt {
+                        tree: "event_feed",
+                        detail: "key is not 8 bytes".into(),
+                    }
+                })?);
+                Ok(last + 1)
+            }
+            None => Ok(0),
+        }
+    }
+
     /// Every order that is neither closed nor cancelled: what recovery rebuilds.
     pub fn open_orders(&self) -> Result<Vec<OrderRecord>, StorageError> {
         let mut out = Vec::new();

@@ -2,6 +2,7 @@
 //! microseconds and land exactly on time.
 
 mod harness;
+mod idle;
 mod offer_loop;
 mod payments;
 

@@ -353,7 +353,11 @@ async fn each_offer_goes_to_whoever_is_nearest_when_it_is_made() {
     // The next offer is D's (nearest now), at D's distance now.
     let offer = h.offer(d).await;
     assert_eq!(offer.request_id, request);
-    assert!((90..=110).contains(&offer.distance_m), "{}", offer.distance_m);
+    assert!(
+        (90..=110).contains(&offer.distance_m),
+        "{}",
+        offer.distance_m
+    );
     h.dispatch.answer_offer(d, request, false).await.unwrap();
     // Then C at 1.8 km: B, once at 900 m, is now beyond every radius.
     let offer = h.offer(c).await;

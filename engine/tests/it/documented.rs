@@ -216,3 +216,42 @@ async fn an_unknown_subprotocol_is_refused_not_answered_in_json() {
     let (status, _) = upgrade_with_protocol(&s, &token, "speedy.v2.bin, speedy.v1.json").await;
     assert!(status.contains(" 101 "), "{status}");
 }
+
+#[tokio::test]
+async fn every_frame_type_is_rate_limited_and_a_flood_of_any_closes_the_socket() {
+    let s = TestServer::start(|c| {
+        c.socket.frames_per_s = 5;
+        c.socket.frames_burst = 5;
+    });
+    let (_, token) = s.user("Asha").await;
+    // A burst over the limit: refused with rate_limited, the socket stays.
+    let mut c = s.connect(&token).await;
+    for n in 0..8 {
+        c.send(wire::Heartbeat { nonce: Some(n) }).await.unwrap();
+    }
+    assert_eq!(
+        expect(&mut c, "rate limited", refusal).await.code,
+        ErrorCode::RateLimited
+    );
+    // A flood (far over ten times the rate within a second) closes it, for any type,
+    // and for frames that are not frames at all.
+    for flood in [
+        Message::text(r#"{"type":"heartbeat"}"#),
+        Message::text("{not json"),
+        Message::text(
+            r#"{"type":"cancel_request","request_id":"01930000-0000-7000-8000-000000000001"}"#,
+        ),
+    ] {
+        let mut c = s.connect(&token).await;
+        for _ in 0..200 {
+            if c.send_raw(flood.clone()).await.is_err() {
+                break;
+            }
+        }
+        let reason = closed_with(&mut c).await;
+        assert!(
+            reason.starts_with("1008") && reason.contains("flooding"),
+            "{reason}"
+        );
+    }
+}

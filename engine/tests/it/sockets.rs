@@ -265,6 +265,9 @@ async fn a_client_that_stops_reading_is_dropped() {
         c.socket.outbound_queue = 16;
         c.socket.write_timeout_ms = 300;
         c.socket.send_buffer_bytes = 8 * 1024;
+        // This test is about reading, not the rate limit.
+        c.socket.frames_per_s = 1_000_000;
+        c.socket.frames_burst = 1_000_000;
     });
     let (_, token) = s.user("Slow").await;
     // Small kernel buffers on both ends so "not reading" shows within kilobytes.
