@@ -30,6 +30,7 @@ pub mod pricing;
 mod registry;
 pub mod request;
 mod sessions;
+pub mod stall;
 pub mod supervisor;
 pub mod telemetry;
 mod zone;

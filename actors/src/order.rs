@@ -18,6 +18,7 @@ use crate::error::ActorError;
 use crate::orders::{Orders, side_of};
 use crate::payment::Charge;
 use crate::pricing;
+use crate::stall::StallAction;
 
 /// A party acts on the order.
 #[derive(Debug, Message)]
@@ -140,6 +141,12 @@ pub struct OrderActor {
     billing: bool,
     /// The successful payment being recorded, reported once the order is paid.
     settling: Option<PaymentOutcome>,
+    /// When the order entered its current state.
+    state_since: Instant,
+    /// Bumped at every change of state, so a stall check of an earlier state is void.
+    progress: u64,
+    /// The current state has stalled (counted in the stalled gauge).
+    stalled: bool,
 }
 
 impl OrderActor {
@@ -159,6 +166,17 @@ impl OrderActor {
                 None
             }
         };
+        // The current state began at its last event that was progress (not a stall).
+        let state_since = match orders.store().events(record.order_id) {
+            Ok(events) => events
+                .iter()
+                .rev()
+                .find(|e| !matches!(e.kind, OrderEventKind::Stalled { .. }))
+                .map_or_else(Instant::now, |e| {
+                    orders.dispatch().clock().instant_at(e.at_ms)
+                }),
+            Err(_) => Instant::now(),
+        };
         Self {
             record,
             orders,
@@ -168,6 +186,9 @@ impl OrderActor {
             charging,
             billing: false,
             settling: None,
+            state_since,
+            progress: 0,
+            stalled: false,
         }
     }
 
@@ -371,20 +392,27 @@ impl OrderActor {
                 feed_seq,
                 ..
             } = committed?;
+            let moved = order.state != act.record.state;
             act.record = order;
             if invoice.is_some() {
                 act.invoice = invoice;
             }
-            for party in act.parties() {
-                let update = OrderUpdate {
-                    order_id: event.order_id,
-                    state: event.state,
-                    at_ms: event.at_ms,
-                    by,
-                };
-                act.orders.sessions().send(party, update.into()).ok();
+            if moved {
+                act.moved_on(ctx);
             }
-            act.after(&event, ctx);
+            // A stall is for ops: the parties' view of the order did not change.
+            if !matches!(event.kind, OrderEventKind::Stalled { .. }) {
+                for party in act.parties() {
+                    let update = OrderUpdate {
+                        order_id: event.order_id,
+                        state: event.state,
+                        at_ms: event.at_ms,
+                        by,
+                    };
+                    act.orders.sessions().send(party, update.into()).ok();
+                }
+                act.after(&event, ctx);
+            }
             act.orders.publish(feed_seq, event);
             Ok(())
         }))
@@ -443,12 +471,88 @@ impl OrderActor {
                 self.orders
                     .dispatch()
                     .order_finished(self.record.associate_id, self.record.order_id);
-                self.orders.fee_owed(&self.record);
+                self.orders.associate_off(&self.record);
                 self.send_invoice(&[PartyId::User(self.record.user_id)]);
             }
             OrderState::Cancelled => self.finish(ctx),
             _ => {}
         }
+    }
+
+    /// The order reached a new state: a stall of the last one is over, and the new one
+    /// is watched.
+    fn moved_on(&mut self, ctx: &mut Context<Self>) {
+        self.state_since = Instant::now();
+        self.progress += 1;
+        if std::mem::take(&mut self.stalled) {
+            metrics::gauge!(crate::telemetry::ORDERS_STALLED).decrement(1.0);
+        }
+        self.watch_stall(ctx);
+    }
+
+    /// Checks for a stall when the current state's stall time is up.
+    fn watch_stall(&mut self, ctx: &mut Context<Self>) {
+        let stall = &self.orders.shared.config.stall;
+        let Some(limit) = stall.of(self.record.state, self.record.owes_fee()) else {
+            return;
+        };
+        let progress = self.progress;
+        let due = (self.state_since + limit).saturating_duration_since(Instant::now());
+        ctx.run_later(due, move |act, ctx| act.check_stall(progress, ctx));
+    }
+
+    /// Records and counts a stall, and does what the stall policy says.
+    fn check_stall(&mut self, progress: u64, ctx: &mut Context<Self>) {
+        if progress != self.progress || self.stalled {
+            return;
+        }
+        let state = self.record.state;
+        if self.record.state.is_terminal() && !self.record.owes_fee() {
+            return;
+        }
+        self.stalled = true;
+        metrics::gauge!(crate::telemetry::ORDERS_STALLED).increment(1.0);
+        metrics::counter!(crate::telemetry::ORDERS_STALLED_TOTAL, "state" => state.as_str())
+            .increment(1);
+        let connected = self
+            .orders
+            .sessions()
+            .is_connected(PartyId::Associate(self.record.associate_id));
+        let action = crate::stall::action(state, connected);
+        let idle_ms = self.state_since.elapsed().as_millis() as u64;
+        tracing::warn!(order = %self.record.order_id, state = state.as_str(), idle_ms, ?action, "order stalled");
+        let kind = OrderEventKind::Stalled {
+            state,
+            idle_ms,
+            action: action.describe().map(str::to_owned),
+        };
+        let order = self.record.order_id;
+        let write = self
+            .commit(None, kind, Vec::new())
+            .map(move |done, act, ctx| {
+                if let Err(e) = done {
+                    tracing::error!(%order, error = %e, "could not record a stall");
+                    return;
+                }
+                match action {
+                    StallAction::Alert => {}
+                    StallAction::CancelAssociateAway => {
+                        let reason = format!(
+                            "no progress for {} min while {} and the associate's app away",
+                            idle_ms / 60_000,
+                            state.as_str()
+                        );
+                        act.commit_now(OrderEventKind::OpsCancelled { reason }, Vec::new(), ctx);
+                    }
+                    StallAction::ReleaseAssociate => {
+                        act.orders
+                            .dispatch()
+                            .order_finished(act.record.associate_id, act.record.order_id);
+                        act.orders.associate_off(&act.record);
+                    }
+                }
+            });
+        ctx.wait(write);
     }
 
     /// Sends the invoice to `parties`.
@@ -477,6 +581,9 @@ impl OrderActor {
 
     /// The order is over: the associate is free, and the actor stops.
     fn finish(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::take(&mut self.stalled) {
+            metrics::gauge!(crate::telemetry::ORDERS_STALLED).decrement(1.0);
+        }
         self.orders
             .dispatch()
             .order_finished(self.record.associate_id, self.record.order_id);
@@ -682,6 +789,7 @@ impl Actor for OrderActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.watch_stall(ctx);
         self.resume(ctx);
     }
 }

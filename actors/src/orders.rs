@@ -21,6 +21,7 @@ use crate::gateway::PaymentGateway;
 use crate::order::{self, Action, OrderActor};
 use crate::payment::{PaymentActor, PaymentConfig, Recover};
 use crate::sessions::Sessions;
+use crate::stall::StallTimes;
 
 /// Order settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,8 @@ pub struct OrderConfig {
     pub pin_lock: Duration,
     /// At most one peer-location frame per party per this interval.
     pub tracking_interval: Duration,
+    /// How long each state may last before the order counts as stalled.
+    pub stall: StallTimes,
 }
 
 impl Default for OrderConfig {
@@ -39,6 +42,7 @@ impl Default for OrderConfig {
             pin_attempts: 5,
             pin_lock: Duration::from_secs(300),
             tracking_interval: Duration::from_secs(1),
+            stall: StallTimes::default(),
         }
     }
 }
@@ -391,8 +395,9 @@ impl Orders {
         }
     }
 
-    /// The order only owes its cancellation fee: the associate is no longer on it.
-    pub(crate) fn fee_owed(&self, record: &storage::OrderRecord) {
+    /// The associate is no longer on the order (it owes only a fee, or only the user's
+    /// payment is missing): they may take other work.
+    pub(crate) fn associate_off(&self, record: &storage::OrderRecord) {
         self.stop_tracking(record);
         self.shared
             .by_party

@@ -18,6 +18,10 @@ pub const AVAILABLE_ASSOCIATES: &str = "speedy_available_associates";
 pub const SHARD_SUPERVISORS: &str = "speedy_shard_supervisors";
 /// Associate actors running (each stops when its app is away and idle).
 pub const ASSOCIATE_ACTORS: &str = "speedy_associate_actors";
+/// Open orders stalled in their state now.
+pub const ORDERS_STALLED: &str = "speedy_orders_stalled";
+/// Stalls by the state they happened in.
+pub const ORDERS_STALLED_TOTAL: &str = "speedy_orders_stalled_total";
 /// Order actors running (open orders).
 pub const ORDER_ACTORS: &str = "speedy_order_actors";
 /// Orders by the state they reached.
@@ -53,6 +57,7 @@ pub fn register() {
     metrics::gauge!(SHARD_SUPERVISORS).increment(0.0);
     metrics::gauge!(ASSOCIATE_ACTORS).increment(0.0);
     metrics::gauge!(ORDER_ACTORS).increment(0.0);
+    metrics::gauge!(ORDERS_STALLED).increment(0.0);
     metrics::counter!(INDEX_UPDATES).increment(0);
 }
 
@@ -78,7 +83,10 @@ pub fn request_opened() {
 pub(crate) fn count_transitions(mut events: crate::bus::Subscription) {
     actix_rt::spawn(async move {
         while let Some((_, event)) = events.next().await {
-            metrics::counter!(ORDER_TRANSITIONS, "state" => event.state.as_str()).increment(1);
+            // A stall is an alert about a state, not a move to one.
+            if !matches!(event.kind, wire::model::OrderEventKind::Stalled { .. }) {
+                metrics::counter!(ORDER_TRANSITIONS, "state" => event.state.as_str()).increment(1);
+            }
         }
     });
 }

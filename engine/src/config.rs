@@ -142,6 +142,66 @@ pub struct OrderSettings {
     pub tracking_interval_ms: u64,
     /// Ended orders move to the archive after this many days.
     pub archive_after_days: u32,
+    /// How long an order may stay in each state before it counts as stalled.
+    pub stall_after_ms: StallSettings,
+}
+
+/// Milliseconds an order may stay in each state before it counts as stalled (recorded,
+/// counted; before work starts with the associate away it is cancelled, once billed the
+/// associate is freed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StallSettings {
+    /// Allotted.
+    pub allotted: u64,
+    /// En route.
+    pub en_route: u64,
+    /// Arrived.
+    pub arrived: u64,
+    /// Started.
+    pub started: u64,
+    /// Completed, before billing.
+    pub completed: u64,
+    /// Billed, before payment.
+    pub billed: u64,
+    /// Paid, before closing.
+    pub paid: u64,
+    /// Cancelled with its fee unpaid.
+    pub fee_owed: u64,
+}
+
+impl Default for StallSettings {
+    fn default() -> Self {
+        let d = actors::stall::StallTimes::default();
+        let ms = |x: Duration| x.as_millis() as u64;
+        Self {
+            allotted: ms(d.allotted),
+            en_route: ms(d.en_route),
+            arrived: ms(d.arrived),
+            started: ms(d.started),
+            completed: ms(d.completed),
+            billed: ms(d.billed),
+            paid: ms(d.paid),
+            fee_owed: ms(d.fee_owed),
+        }
+    }
+}
+
+impl StallSettings {
+    /// The stall times as the actors take them.
+    pub fn times(&self) -> actors::stall::StallTimes {
+        let d = Duration::from_millis;
+        actors::stall::StallTimes {
+            allotted: d(self.allotted),
+            en_route: d(self.en_route),
+            arrived: d(self.arrived),
+            started: d(self.started),
+            completed: d(self.completed),
+            billed: d(self.billed),
+            paid: d(self.paid),
+            fee_owed: d(self.fee_owed),
+        }
+    }
 }
 
 /// Payment settings.
@@ -231,6 +291,7 @@ impl Default for OrderSettings {
             pin_lock_ms: d.pin_lock.as_millis() as u64,
             tracking_interval_ms: d.tracking_interval.as_millis() as u64,
             archive_after_days: 30,
+            stall_after_ms: StallSettings::default(),
         }
     }
 }
@@ -375,6 +436,11 @@ impl Config {
         if self.orders.pin_attempts == 0 {
             return Err(invalid("orders.pin_attempts", "must be at least 1"));
         }
+        self.orders
+            .stall_after_ms
+            .times()
+            .validate()
+            .map_err(|m| invalid("orders.stall_after_ms", m))?;
         if self.orders.tracking_interval_ms == 0 {
             return Err(invalid("orders.tracking_interval_ms", "must be at least 1"));
         }
@@ -434,6 +500,7 @@ impl Config {
             pin_attempts: self.orders.pin_attempts,
             pin_lock: Duration::from_millis(self.orders.pin_lock_ms),
             tracking_interval: Duration::from_millis(self.orders.tracking_interval_ms),
+            stall: self.orders.stall_after_ms.times(),
         }
     }
 

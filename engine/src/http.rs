@@ -31,14 +31,20 @@ impl ApiError {
         }
     }
 
+    /// A field with an impossible value: 422.
     fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadField, message)
+        Self::invalid(ErrorCode::BadField, message)
+    }
+
+    /// A well-formed body whose content is refused, with `code`: 422.
+    fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            ErrorCode::NotYourOrder,
+            ErrorCode::NotFound,
             format!("{what} not found"),
         )
     }
@@ -70,9 +76,13 @@ impl From<actors::ActorError> for ApiError {
     fn from(e: actors::ActorError) -> Self {
         let status = match e.code() {
             ErrorCode::NotYourOrder => StatusCode::NOT_FOUND,
-            ErrorCode::AlreadyRated | ErrorCode::InvalidState => StatusCode::CONFLICT,
+            ErrorCode::AlreadyRated
+            | ErrorCode::InvalidState
+            | ErrorCode::AlreadyActive
+            | ErrorCode::PaymentPending => StatusCode::CONFLICT,
+            ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, e.code(), e.to_string())
     }
@@ -94,6 +104,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/associates/{id}", get(get_associate))
         .route("/v1/orders/{id}", get(get_order))
+        .route("/v1/orders/{id}/cancel", post(ops_cancel))
+        .route("/v1/orders/{id}/complete", post(ops_complete))
         .route("/v1/pricing", get(get_pricing).put(put_pricing))
         .route("/v1/discounts", post(put_discount).get(list_discounts))
         .route("/v1/feedback", post(post_feedback))
@@ -174,8 +186,7 @@ fn now_ms(state: &AppState) -> u64 {
 
 fn short(field: &str, s: &str, max: usize) -> ApiResult<()> {
     if s.chars().count() > max {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             ErrorCode::TooLong,
             format!("{field}: over {max} characters"),
         ));
@@ -236,13 +247,8 @@ async fn create_user(
     }
     for a in &body.addresses {
         if let Some(p) = a.point {
-            p.to_latlng().map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::BadCoordinates,
-                    e.to_string(),
-                )
-            })?;
+            p.to_latlng()
+                .map_err(|e| ApiError::invalid(ErrorCode::BadCoordinates, e.to_string()))?;
         }
     }
     let profile = storage::UserProfile {
@@ -260,8 +266,8 @@ async fn create_user(
     if state.store.user(profile.id)?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            ErrorCode::AlreadyActive,
-            "user exists",
+            ErrorCode::AlreadyExists,
+            "a user with this id exists",
         ));
     }
     state.store.put_user(&profile)?.durable().await?;
@@ -315,8 +321,7 @@ async fn create_associate(
     }
     for s in &body.skills {
         if state.validator.catalog.get(s).is_none() {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::invalid(
                 ErrorCode::UnknownTaskType,
                 format!("skills: unknown task type {s:?}"),
             ));
@@ -327,7 +332,7 @@ async fn create_associate(
             zone: Some(zone.clone()),
         };
         wire::Validate::validate(&frame, &state.validator)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.detail))?;
+            .map_err(|e| ApiError::invalid(e.code, e.detail))?;
     }
     let profile = storage::AssociateProfile {
         id: body.id.unwrap_or_default(),
@@ -342,8 +347,8 @@ async fn create_associate(
     if state.store.associate(profile.id)?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            ErrorCode::AlreadyActive,
-            "associate exists",
+            ErrorCode::AlreadyExists,
+            "an associate with this id exists",
         ));
     }
     state.store.put_associate(&profile)?.durable().await?;
@@ -401,10 +406,11 @@ async fn get_order(
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         Some(claims)
     };
-    let mut order = state
+    let order = state
         .store
         .order(id)?
         .ok_or_else(|| ApiError::not_found("order"))?;
+    let mut hide_pin = false;
     if let Some(claims) = party {
         let mine = match claims.party() {
             PartyId::User(u) => u == order.user_id,
@@ -413,22 +419,99 @@ async fn get_order(
         if !mine {
             return Err(ApiError::not_found("order"));
         }
-        if matches!(claims.party(), PartyId::Associate(_)) {
-            order.pin.clear();
-        }
+        hide_pin = matches!(claims.party(), PartyId::Associate(_));
     }
+    let mut view = order_view(&state, id, Some(order))?;
+    if hide_pin {
+        view.order.pin.clear();
+    }
+    Ok(Json(view))
+}
+
+/// An order with its events, invoice and payments (`order` if already read).
+fn order_view(
+    state: &AppState,
+    id: OrderId,
+    order: Option<storage::OrderRecord>,
+) -> ApiResult<OrderView> {
+    let order = match order {
+        Some(o) => o,
+        None => state
+            .store
+            .order(id)?
+            .ok_or_else(|| ApiError::not_found("order"))?,
+    };
     let events = state.store.events(id)?;
     let invoice = match order.invoice_id {
         Some(i) => state.store.invoice(i)?,
         None => None,
     };
     let payments = state.store.payments_for(id)?;
-    Ok(Json(OrderView {
+    Ok(OrderView {
         order,
         events,
         invoice,
         payments,
-    }))
+    })
+}
+
+/// Why ops end an order by hand.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpsReason {
+    reason: String,
+}
+
+/// Cancels an open order in any state, without a fee; the associate is freed.
+async fn ops_cancel(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<OrderId>,
+    Body(body): Body<OpsReason>,
+) -> ApiResult<Json<OrderView>> {
+    ops_end(state, id, actors::order::OpsAction::Cancel, body.reason).await
+}
+
+/// Marks started work done; billing and payment follow as usual.
+async fn ops_complete(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<OrderId>,
+    Body(body): Body<OpsReason>,
+) -> ApiResult<Json<OrderView>> {
+    ops_end(state, id, actors::order::OpsAction::Complete, body.reason).await
+}
+
+async fn ops_end(
+    state: AppState,
+    id: OrderId,
+    action: actors::order::OpsAction,
+    reason: String,
+) -> ApiResult<Json<OrderView>> {
+    if reason.trim().is_empty() {
+        return Err(ApiError::bad(
+            "reason: required (it is kept in the order's events)",
+        ));
+    }
+    short("reason", &reason, 200)?;
+    let Some(order) = state.store.order(id)? else {
+        return Err(ApiError::not_found("order"));
+    };
+    if let Err(e) = state.orders.ops(id, action, reason).await {
+        return Err(match e {
+            // No actor: the order is over.
+            actors::ActorError::NotYourOrder => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::InvalidState,
+                format!(
+                    "the order is {} and cannot be changed",
+                    order.state.as_str()
+                ),
+            ),
+            other => other.into(),
+        });
+    }
+    Ok(Json(order_view(&state, id, None)?))
 }
 
 async fn get_pricing(State(state): State<AppState>, _: Admin) -> ApiResult<Json<PricingSettings>> {

@@ -80,6 +80,14 @@ pub fn describe() {
         "Associate actors running (each stops when its app is away and idle)."
     );
     describe_gauge!(
+        actors::telemetry::ORDERS_STALLED,
+        "Open orders stalled in their state now."
+    );
+    describe_counter!(
+        actors::telemetry::ORDERS_STALLED_TOTAL,
+        "Order stalls by the state they happened in."
+    );
+    describe_gauge!(
         actors::telemetry::ORDER_ACTORS,
         "Order actors running: open orders."
     );

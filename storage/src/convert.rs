@@ -381,6 +381,15 @@ fn event_kind(k: &w::OrderEventKind) -> l::OrderEventKind {
             minutes: *minutes,
             reason: reason.clone(),
         },
+        K::Stalled {
+            state: s,
+            idle_ms,
+            action,
+        } => l::OrderEventKind::Stalled {
+            state: state(*s),
+            idle_ms: *idle_ms,
+            action: action.clone(),
+        },
     }
 }
 
@@ -447,6 +456,15 @@ fn event_kind_back(k: l::OrderEventKind) -> w::OrderEventKind {
         },
         K::OpsCancelled { reason } => w::OrderEventKind::OpsCancelled { reason },
         K::OpsCompleted { minutes, reason } => w::OrderEventKind::OpsCompleted { minutes, reason },
+        K::Stalled {
+            state,
+            idle_ms,
+            action,
+        } => w::OrderEventKind::Stalled {
+            state: state_back(state),
+            idle_ms,
+            action,
+        },
     }
 }
 

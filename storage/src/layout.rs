@@ -153,7 +153,7 @@ pub(crate) struct OrderEvent {
     pub kind: OrderEventKind,
 }
 
-/// What happened to an order (schema 1; the last four from schema 2).
+/// What happened to an order (schema 1; the last five from schema 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum OrderEventKind {
     Allotted {
@@ -202,6 +202,12 @@ pub(crate) enum OrderEventKind {
     OpsCompleted {
         minutes: u32,
         reason: String,
+    },
+    /// Schema 2: no progress for the state's stall time.
+    Stalled {
+        state: OrderState,
+        idle_ms: u64,
+        action: Option<String>,
     },
 }
 

@@ -98,6 +98,7 @@ pub fn apply_event(order: &mut OrderRecord, event: &OrderEvent) {
             order.ended_at_ms = Some(event.at_ms);
         }
         OrderEventKind::OpsCompleted { .. } => order.completed_at_ms = Some(event.at_ms),
+        OrderEventKind::Stalled { .. } => {}
     }
 }
 

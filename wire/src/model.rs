@@ -476,6 +476,15 @@ pub enum OrderEventKind {
         /// Why (recorded, shown to ops).
         reason: String,
     },
+    /// The order made no progress for its state's stall time (the state stays).
+    Stalled {
+        /// The state it is stuck in.
+        state: OrderState,
+        /// How long since its last event, in milliseconds.
+        idle_ms: u64,
+        /// What the engine did about it, if anything.
+        action: Option<String>,
+    },
 }
 
 impl OrderEventKind {
@@ -494,6 +503,7 @@ impl OrderEventKind {
             OrderEventKind::FeePaid { .. } => OrderState::Cancelled,
             OrderEventKind::OpsCancelled { .. } => OrderState::Cancelled,
             OrderEventKind::OpsCompleted { .. } => OrderState::Completed,
+            OrderEventKind::Stalled { state, .. } => *state,
         }
     }
 
@@ -504,6 +514,8 @@ impl OrderEventKind {
         match self {
             OrderEventKind::FeePaid { .. } => from == OrderState::Cancelled,
             OrderEventKind::OpsCancelled { .. } => !from.is_terminal(),
+            // A cancelled order still open owes its fee, and may stall too.
+            OrderEventKind::Stalled { state, .. } => from == *state,
             other => from.can_move_to(other.state()),
         }
     }

@@ -45,7 +45,7 @@ async fn health_profiles_tokens_and_errors() {
         .await;
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
-        (400, Some("bad_field"))
+        (422, Some("bad_field"))
     );
     let r = s
         .admin(
@@ -54,7 +54,7 @@ async fn health_profiles_tokens_and_errors() {
             Some(json!({ "name": "B", "phone": "1", "date_of_birth": "1990-13-01" })),
         )
         .await;
-    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.status, 422, "{}", r.text);
     let r = s
         .admin(
             "POST",
@@ -64,7 +64,7 @@ async fn health_profiles_tokens_and_errors() {
         .await;
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
-        (400, Some("unknown_task_type"))
+        (422, Some("unknown_task_type"))
     );
     let (associate, _) = s.associate("Ravi", &["companion", "helper"]).await;
     let r = s.admin("GET", "/v1/associates", None).await;
@@ -81,11 +81,19 @@ async fn health_profiles_tokens_and_errors() {
     )
     .await
     .unwrap();
-    assert!(r.status == 400 || r.status == 422, "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (422, Some("bad_field")),
+        "{}",
+        r.text
+    );
     let r = s
         .admin("GET", &format!("/v1/orders/{}", wire::OrderId::new()), None)
         .await;
-    assert_eq!(r.status, 404);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let r = s.admin("GET", "/v1/pricing", None).await;
     assert_eq!(r.body["currency"], "INR");
     let health = http_api::request(s.addr, "GET", "/healthz", &[], None)

@@ -8,4 +8,5 @@ mod http_api;
 mod process;
 mod restart;
 mod sockets;
+mod stalls;
 mod steps;
