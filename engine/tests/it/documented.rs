@@ -255,3 +255,47 @@ async fn every_frame_type_is_rate_limited_and_a_flood_of_any_closes_the_socket()
         );
     }
 }
+
+/// The numbers PROTOCOL.md gives are the engine's defaults.
+#[test]
+fn protocol_md_states_the_defaults() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROTOCOL.md"),
+    )
+    .unwrap();
+    let c = engine::Config::default();
+    let thousands = |m: f64| {
+        let m = m as u64;
+        if m >= 1_000 {
+            format!("{} {:03} m", m / 1_000, m % 1_000)
+        } else {
+            format!("{m} m")
+        }
+    };
+    let mut expected = vec![
+        format!(
+            "`location` {} frames/s sustained with bursts of {}",
+            c.socket.location_per_s, c.socket.location_burst
+        ),
+        format!(
+            "{} frames/s with bursts of {}",
+            c.socket.frames_per_s, c.socket.frames_burst
+        ),
+        format!(
+            "`dispatch.candidates_per_search` (default {})",
+            c.dispatch.candidates_per_search
+        ),
+        format!(
+            "`dispatch.retry_interval_ms` (default {} ms)",
+            thousands(c.dispatch.retry_interval_ms as f64).trim_end_matches(" m")
+        ),
+        format!("over {} KiB", c.socket.max_frame_bytes / 1024),
+    ];
+    expected.extend(c.dispatch.radius_steps_m.iter().map(|r| thousands(*r)));
+    let stall = &c.orders.stall_after_ms;
+    expected.push(format!("allotted {} min", stall.allotted / 60_000));
+    expected.push(format!("billed {} min", stall.billed / 60_000));
+    for text in expected {
+        assert!(doc.contains(&text), "PROTOCOL.md does not say {text:?}");
+    }
+}
