@@ -8,10 +8,13 @@
 //! - [`stats`]: counters and latency histograms; [`report`]: JSON and SVG reports.
 //! - [`ingest`]: location ingest against a bare WebSocket server that only counts frames.
 //! - [`idle`]: resident memory per idle connected associate.
+//! - [`soak`]: a long run of churn (associates, worldwide requests, abandoned orders)
+//!   after which memory and actor counts must be back where they were.
 
 pub mod flow;
 pub mod idle;
 pub mod ingest;
 pub mod report;
+pub mod soak;
 pub mod stats;
 pub mod target;

@@ -91,6 +91,39 @@ enum Command {
         #[arg(long, default_value_t = 60.0)]
         compression: f64,
     },
+    /// A long run of churn against the engine binary: distinct associates connecting,
+    /// going online and away; requests from random points worldwide; orders abandoned
+    /// mid-way. Memory at the end must be within 10 % of memory after the warm-up, and
+    /// the actor and supervisor counts back at their baseline.
+    Soak {
+        /// Connect, go-online, disconnect cycles (each a new associate).
+        #[arg(long, default_value_t = 1_000_000)]
+        cycles: u64,
+        /// Cycles at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Cycles before the warm-up reading.
+        #[arg(long, default_value_t = 100_000)]
+        warm_up: u64,
+        /// Users asking at random points worldwide, at once.
+        #[arg(long, default_value_t = 50)]
+        wanderers: usize,
+        /// Milliseconds between abandoned orders.
+        #[arg(long, default_value_t = 500)]
+        abandon_every_ms: u64,
+        /// The engine binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Spread connections over this many source addresses.
+        #[arg(long, default_value_t = 16)]
+        source_ips: usize,
+        /// Where to write soak.json.
+        #[arg(long, default_value = "loadtest-report")]
+        report_dir: PathBuf,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Resident memory per idle associate, with the engine binary as a child process.
     Idle {
         /// Connections.
@@ -224,6 +257,32 @@ fn main() -> anyhow::Result<()> {
                 // Each run makes its own data directory and keys.
                 config.data_dir = PathBuf::from("./data-loadtest");
                 println!("{}", toml_text(&config)?);
+                Ok(())
+            }
+            Command::Soak { cycles, concurrency, warm_up, wanderers, abandon_every_ms, engine, source_ips, report_dir, quiet } => {
+                let binary = engine.unwrap_or_else(sibling_engine);
+                let cfg = loadtest::soak::SoakConfig {
+                    cycles,
+                    concurrency,
+                    warm_up: warm_up.min(cycles),
+                    wanderers,
+                    abandon_pause: Duration::from_millis(abandon_every_ms),
+                    source_ips,
+                    ..loadtest::soak::SoakConfig::default()
+                };
+                let report = loadtest::soak::run(&binary, cfg, |line| {
+                    if !quiet {
+                        eprintln!("{line}");
+                    }
+                })
+                .await?;
+                std::fs::create_dir_all(&report_dir)?;
+                let json = serde_json::to_string_pretty(&report)?;
+                std::fs::write(report_dir.join("soak.json"), &json)?;
+                println!("{json}");
+                if !report.passed {
+                    bail!("the soak did not pass: memory or counts did not come back (see above)");
+                }
                 Ok(())
             }
             Command::Idle { connections, engine, source_ips, engine_config } => {
