@@ -62,8 +62,10 @@ impl Default for SoakConfig {
 /// The engine settings a soak runs with: short idle, stall and request times so that
 /// everything it creates is due to go within seconds, and a small page cache.
 pub fn engine_config() -> engine::Config {
-    let mut c = engine::Config::default();
-    c.workers = 1;
+    let mut c = engine::Config {
+        workers: 1,
+        ..engine::Config::default()
+    };
     c.storage.cache_mib = 32;
     c.dispatch.shard_idle_ms = 2_000;
     c.dispatch.associate_idle_ms = 2_000;
