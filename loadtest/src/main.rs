@@ -117,6 +117,10 @@ enum Command {
         /// Spread connections over this many source addresses.
         #[arg(long, default_value_t = 16)]
         source_ips: usize,
+        /// Cycle through this many associates made up front instead of a new one per
+        /// cycle (0): shows what the data's growth costs apart from the engine.
+        #[arg(long, default_value_t = 0)]
+        pool: usize,
         /// Where to write soak.json.
         #[arg(long, default_value = "loadtest-report")]
         report_dir: PathBuf,
@@ -259,7 +263,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", toml_text(&config)?);
                 Ok(())
             }
-            Command::Soak { cycles, concurrency, warm_up, wanderers, abandon_every_ms, engine, source_ips, report_dir, quiet } => {
+            Command::Soak { cycles, concurrency, warm_up, wanderers, abandon_every_ms, engine, source_ips, pool, report_dir, quiet } => {
                 let binary = engine.unwrap_or_else(sibling_engine);
                 let cfg = loadtest::soak::SoakConfig {
                     cycles,
@@ -268,6 +272,7 @@ fn main() -> anyhow::Result<()> {
                     wanderers,
                     abandon_pause: Duration::from_millis(abandon_every_ms),
                     source_ips,
+                    pool,
                     ..loadtest::soak::SoakConfig::default()
                 };
                 let report = loadtest::soak::run(&binary, cfg, |line| {

@@ -42,6 +42,9 @@ pub struct SoakConfig {
     pub settle: Duration,
     /// Random seed.
     pub seed: u64,
+    /// Cycle through this many associates created up front instead of a new one per
+    /// cycle (0): separates what the data's growth costs from what the engine keeps.
+    pub pool: usize,
 }
 
 impl Default for SoakConfig {
@@ -55,6 +58,7 @@ impl Default for SoakConfig {
             source_ips: 16,
             settle: Duration::from_secs(120),
             seed: 7,
+            pool: 0,
         }
     }
 }
@@ -100,8 +104,10 @@ pub struct Reading {
 /// What the soak found.
 #[derive(Debug, Clone, Serialize)]
 pub struct SoakReport {
-    /// Cycles run (distinct associates connected, online, disconnected).
+    /// Cycles run (associates connected, online, disconnected).
     pub cycles: u64,
+    /// Associates cycled through (0: a new one per cycle).
+    pub pool: usize,
     /// Cycles per second over the run.
     pub cycles_per_s: f64,
     /// Requests made by the wanderers.
@@ -206,9 +212,19 @@ fn metro_point(rng: &mut StdRng) -> Point {
     }
 }
 
-/// One cycle: a new associate connects, goes online somewhere, and goes away.
-async fn cycle(target: &Target, signer: &Signer, n: u64, spread: usize) -> anyhow::Result<()> {
-    let token = new_associate(target, signer, n).await?;
+/// One cycle: an associate (new, or `token` from the pool) connects, goes online
+/// somewhere, and goes away.
+async fn cycle(
+    target: &Target,
+    signer: &Signer,
+    n: u64,
+    token: Option<String>,
+    spread: usize,
+) -> anyhow::Result<()> {
+    let token = match token {
+        Some(t) => t,
+        None => new_associate(target, signer, n).await?,
+    };
     let mut c = connect(target, token, n, spread).await?;
     let point = metro_point(&mut StdRng::seed_from_u64(n));
     c.send(wire::Location {
@@ -400,6 +416,18 @@ pub async fn run(
         })
     };
 
+    let pool: Arc<Vec<String>> = Arc::new(
+        futures_util::stream::iter(0..cfg.pool as u64)
+            .map(|n| {
+                let (target, signer) = (target.clone(), signer.clone());
+                async move { new_associate(&target, &signer, u64::MAX / 4 + n).await }
+            })
+            .buffered(cfg.concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?,
+    );
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
@@ -410,7 +438,8 @@ pub async fn run(
         .map(|n| {
             let (target, signer) = (target.clone(), signer.clone());
             let spread = cfg.source_ips;
-            async move { cycle(&target, &signer, n, spread).await }
+            let token = (!pool.is_empty()).then(|| pool[n as usize % pool.len()].clone());
+            async move { cycle(&target, &signer, n, token, spread).await }
         })
         .buffer_unordered(cfg.concurrency.max(1));
     while let Some(result) = stream.next().await {
@@ -487,6 +516,7 @@ pub async fn run(
     let failures = failures.load(Ordering::Relaxed);
     Ok(SoakReport {
         cycles: cfg.cycles,
+        pool: cfg.pool,
         cycles_per_s,
         requests,
         request_cells: cells.len(),

@@ -29,6 +29,7 @@ async fn churn_leaves_nothing_behind() {
         source_ips: 4,
         settle: Duration::from_secs(60),
         seed: 11,
+        pool: 0,
     };
     let report = soak::run(&engine_binary(), cfg, |line| eprintln!("{line}"))
         .await

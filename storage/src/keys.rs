@@ -66,3 +66,11 @@ pub(crate) fn external_feedback_key(
     out.extend_from_slice(source.as_bytes());
     out
 }
+
+/// The key of an order in a party's index: the party's id then the order id.
+pub(crate) fn party_order_key(party: uuid::Uuid, order: OrderId) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(party.as_bytes());
+    key[16..].copy_from_slice(&order.to_bytes());
+    key
+}

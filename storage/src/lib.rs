@@ -24,6 +24,7 @@ mod dispatch;
 mod error;
 mod keys;
 mod layout;
+mod lists;
 mod migrate;
 mod orders;
 mod people;
@@ -34,6 +35,7 @@ mod table;
 
 pub use commit::{Durable, Ticket};
 pub use error::StorageError;
+pub use lists::{MAX_PAGE, OrderQuery, Page, SCAN_BUDGET};
 pub use migrate::{OLDEST_READABLE, SCHEMA_VERSION};
 pub use orders::{Committed, SideWrite, apply_event};
 pub use people::{FeedbackOutcome, PaymentStart};

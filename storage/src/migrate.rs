@@ -3,14 +3,14 @@
 //! time, or refuses with an error naming both versions.
 //!
 //! - 1: the first format.
-//! - 2: adds the payment indexes (by order, pending), the external-feedback index,
-//!   open requests and associate presence; appends event kinds (fee paid, ops
+//! - 2: adds the payment indexes (by order, pending), the order indexes (by user, by
+//!   associate), the external-feedback index, open requests and associate presence; appends event kinds (fee paid, ops
 //!   cancelled, ops completed) and `CancelledBy::Ops`.
 
 use crate::convert::decode;
 use crate::error::StorageError;
-use crate::keys::{external_feedback_key, order_payment_key};
-use crate::records::{FeedbackRecord, FeedbackSource, PaymentRecord};
+use crate::keys::{external_feedback_key, order_payment_key, party_order_key};
+use crate::records::{FeedbackRecord, FeedbackSource, OrderRecord, PaymentRecord};
 
 /// The schema this build writes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -85,6 +85,16 @@ fn v1_to_v2(db: &sled::Db) -> Result<(), StorageError> {
         by_order.insert(order_payment_key(p.order_id, p.payment_id), &[])?;
         if p.status == wire::model::PaymentStatus::Pending {
             pending.insert(key, &[])?;
+        }
+    }
+    let by_user = db.open_tree("orders_by_user")?;
+    let by_associate = db.open_tree("orders_by_associate")?;
+    for tree in ["orders", "orders_archive"] {
+        for entry in db.open_tree(tree)?.iter() {
+            let (_, bytes) = entry?;
+            let o: OrderRecord = decode("orders", &bytes)?;
+            by_user.insert(party_order_key(o.user_id.0, o.order_id), &[])?;
+            by_associate.insert(party_order_key(o.associate_id.0, o.order_id), &[])?;
         }
     }
     let feedback = db.open_tree("feedback")?;

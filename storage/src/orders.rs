@@ -10,7 +10,7 @@ use wire::model::{
 use crate::commit::{Durable, Ticket};
 use crate::convert::{decode, encode};
 use crate::error::StorageError;
-use crate::keys::{ended_key, event_key, order_payment_key};
+use crate::keys::{ended_key, event_key, order_payment_key, party_order_key};
 use crate::records::{OrderRecord, PaymentRecord, TaxInvoice};
 use crate::store::Store;
 
@@ -111,12 +111,14 @@ pub(crate) const FEED: usize = 2;
 pub(crate) const OPEN: usize = 3;
 pub(crate) const ENDED: usize = 4;
 pub(crate) const REQUESTS: usize = 5;
-pub(crate) const INVOICES: usize = 6;
-pub(crate) const TAX: usize = 7;
-pub(crate) const PAYMENTS: usize = 8;
-pub(crate) const PAYMENTS_BY_ORDER: usize = 9;
-pub(crate) const PAYMENTS_PENDING: usize = 10;
-pub(crate) const META: usize = 11;
+pub(crate) const BY_USER: usize = 6;
+pub(crate) const BY_ASSOCIATE: usize = 7;
+pub(crate) const INVOICES: usize = 8;
+pub(crate) const TAX: usize = 9;
+pub(crate) const PAYMENTS: usize = 10;
+pub(crate) const PAYMENTS_BY_ORDER: usize = 11;
+pub(crate) const PAYMENTS_PENDING: usize = 12;
+pub(crate) const META: usize = 13;
 /// How many trees an order transaction may touch.
 pub(crate) const ORDER_TREES: usize = META + 1;
 
@@ -227,6 +229,8 @@ fn create_in(t: &[TransactionalTree], record: &OrderRecord) -> Abortable<Written
     }
     t[ORDERS].insert(&key, encode(&order))?;
     t[OPEN].insert(&key, &[])?;
+    t[BY_USER].insert(&party_order_key(order.user_id.0, order.order_id), &[])?;
+    t[BY_ASSOCIATE].insert(&party_order_key(order.associate_id.0, order.order_id), &[])?;
     // The request it came from is allotted: it must never resume after a restart.
     t[REQUESTS].remove(&order.request_id.to_bytes())?;
     let feed_seq = write_event(t, &event)?;
@@ -295,7 +299,7 @@ impl Store {
     fn order_trees(&self, index: bool, money: bool) -> &[sled::Tree] {
         let n = match (index, money) {
             (_, true) => ORDER_TREES,
-            (true, false) => REQUESTS + 1,
+            (true, false) => BY_ASSOCIATE + 1,
             (false, false) => FEED + 1,
         };
         &self.inner.order_trees[..n]

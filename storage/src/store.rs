@@ -62,6 +62,10 @@ pub(crate) struct Inner {
     pub(crate) open: sled::Tree,
     /// Ended orders by end time, waiting to be archived.
     pub(crate) ended: sled::Tree,
+    /// (user id, order id), key only: a user's orders.
+    pub(crate) orders_by_user: sled::Tree,
+    /// (associate id, order id), key only: an associate's orders.
+    pub(crate) orders_by_associate: sled::Tree,
     /// Open requests by id: what recovery resumes.
     pub(crate) requests: Table<OpenRequest>,
     /// Associates' presence (online, skills) by id.
@@ -118,6 +122,8 @@ impl Store {
         let open = db.open_tree("orders_open")?;
         let ended = db.open_tree("orders_ended")?;
         let requests = Table::open(&db, "open_requests")?;
+        let orders_by_user = db.open_tree("orders_by_user")?;
+        let orders_by_associate = db.open_tree("orders_by_associate")?;
         let events = Table::open(&db, "order_events")?;
         let feed = Table::open(&db, "event_feed")?;
         let invoices = Table::open(&db, "invoices")?;
@@ -133,6 +139,8 @@ impl Store {
             open.clone(),
             ended.clone(),
             requests.tree.clone(),
+            orders_by_user.clone(),
+            orders_by_associate.clone(),
             invoices.tree.clone(),
             tax_invoices.tree.clone(),
             payments.tree.clone(),
@@ -157,6 +165,8 @@ impl Store {
             archive: Table::open(&db, "orders_archive")?,
             open,
             ended,
+            orders_by_user,
+            orders_by_associate,
             requests,
             presence: Table::open(&db, "presence")?,
             events,

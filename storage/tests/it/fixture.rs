@@ -474,6 +474,17 @@ fn check_schema_1_records(s: &Store) {
         PAID
     );
 
+    // The order indexes schema 2 builds: the user's three (or four) orders.
+    let found = s
+        .find_orders(&storage::OrderQuery {
+            user: Some(USER),
+            limit: 10,
+            ..storage::OrderQuery::default()
+        })
+        .unwrap();
+    let mut found: Vec<OrderId> = found.items.iter().map(|o| o.order_id).collect();
+    found.retain(|o| *o != OWES_FEE);
+    assert_eq!(found, [CLOSED, STARTED, BILLED]);
     let feedback = s.feedback_for(CLOSED).unwrap();
     assert!(feedback.iter().any(|f| f.id == FEEDBACK && f.rating == 5));
     let mut open: Vec<OrderId> = s

@@ -4,6 +4,7 @@ mod crash;
 mod durability;
 mod fixture;
 mod lifecycle;
+mod lists;
 mod money;
 
 use storage::OrderRecord;
