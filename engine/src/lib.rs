@@ -3,12 +3,12 @@
 //!
 //! - [`Config`]: settings (file, environment, flags).
 //! - [`auth`]: party tokens and keys.
-//! - `http`: the HTTP routes; `session` and `frames`: the WebSocket sessions.
+//! - `http`: the HTTP routes and their OpenAPI document ([`openapi_json`]); `session`
+//!   and `frames`: the WebSocket sessions.
 //! - [`shutdown`]: the stop signal.
 
 pub mod auth;
 mod config;
-mod extract;
 mod frames;
 mod http;
 mod session;
@@ -21,12 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Arbiter;
-use axum::Router;
-use axum::routing::get;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError, Overrides};
+pub use http::openapi_json;
 pub use state::AppState;
 
 /// Why the engine could not start or stopped with an error.
@@ -158,12 +157,10 @@ pub async fn run(
         metrics,
         shutdown: stop.clone(),
         live_sessions: shutdown::Sessions::default(),
+        openapi: Arc::new(http::openapi_json()),
     };
     let archive = archive_task(state.clone());
-    let app = Router::new()
-        .route("/v1/ws", get(session::upgrade))
-        .merge(http::routes())
-        .with_state(state.clone());
+    let app = http::api().0.with_state(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving HTTP and WebSocket");
     let mut stopped = stop.clone();

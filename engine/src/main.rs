@@ -66,6 +66,8 @@ enum Command {
     },
     /// Check the configuration and print it as TOML.
     CheckConfig,
+    /// Print the HTTP API's OpenAPI 3.1 document (docs/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,6 +108,10 @@ fn main() -> anyhow::Result<()> {
             };
             let (token, _) = engine::auth::Tokens::new(&secrets.token_secret).issue(party, ttl_s);
             println!("{token}");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", engine::openapi_json());
             Ok(())
         }
         Command::CheckConfig => {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::{AssociateProfileInfo, Outbound, Outbox};
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use tokio::time::{Instant, MissedTickBehavior};
 use wire::{Encoding, ErrorCode, ErrorFrame, PartyId, ServerMessage, Welcome};
 
+use crate::http::extract::QueryParams;
 use crate::http::{ApiError, bearer};
 use crate::state::AppState;
 use crate::telemetry;
@@ -46,18 +48,50 @@ fn read_failure(e: axum::Error) -> ReadFailure {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A party's token in the query (for browsers, which cannot set headers).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UpgradeQuery {
+    /// The party's token, instead of `Authorization: Bearer`.
     token: Option<String>,
 }
 
-/// `GET /v1/ws`: checks the token and the party's profile, then upgrades.
+/// The WebSocket every app holds: frames as docs/PROTOCOL.md and docs/asyncapi.yaml
+/// describe them. Offer `Sec-WebSocket-Protocol: speedy.v1.json` (the default) or
+/// `speedy.v1.bin`.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "apps",
+    security(("bearer" = [])),
+    params(UpgradeQuery),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, description = "Not a valid WebSocket upgrade, or only unknown subprotocols offered", body = crate::http::ErrorBody),
+        (status = 401, description = "No, invalid or expired token", body = crate::http::ErrorBody),
+        (status = 403, description = "The token's party has no profile", body = crate::http::ErrorBody),
+        (status = 405, description = "Not a GET", body = crate::http::ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = crate::http::ErrorBody),
+        (status = 503, description = "Shutting down", body = crate::http::ErrorBody)
+    )
+)]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<UpgradeQuery>,
-    ws: WebSocketUpgrade,
+    QueryParams(q): QueryParams<UpgradeQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return ApiError::new(
+                rejection.status(),
+                ErrorCode::BadFrame,
+                rejection.body_text(),
+            )
+            .into_response();
+        }
+    };
     if state.shutdown.is_stopping() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

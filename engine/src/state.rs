@@ -33,4 +33,6 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// Live WebSocket sessions, which shutdown waits for.
     pub live_sessions: crate::shutdown::Sessions,
+    /// The OpenAPI document, as served.
+    pub openapi: Arc<String>,
 }

@@ -340,3 +340,36 @@ fn add_rating<P: Rated>(
     tree.insert(&id, encode(&profile))?;
     Ok(())
 }
+
+impl Store {
+    /// Stores a new user profile; `AlreadyExists` if one has that id.
+    pub fn create_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
+        self.insert_new(&self.inner.users, user.id.to_bytes(), user, "user")
+    }
+
+    /// Stores a new associate profile; `AlreadyExists` if one has that id.
+    pub fn create_associate(&self, associate: &AssociateProfile) -> Result<Ticket, StorageError> {
+        self.insert_new(
+            &self.inner.associates,
+            associate.id.to_bytes(),
+            associate,
+            "associate",
+        )
+    }
+
+    fn insert_new<V: crate::convert::Stored>(
+        &self,
+        table: &crate::table::Table<V>,
+        key: [u8; 16],
+        value: &V,
+        what: &'static str,
+    ) -> Result<Ticket, StorageError> {
+        match table
+            .tree
+            .compare_and_swap(key, None::<&[u8]>, Some(encode(value)))?
+        {
+            Ok(()) => Ok(self.commit()),
+            Err(_) => Err(StorageError::AlreadyExists { what }),
+        }
+    }
+}

@@ -9,6 +9,7 @@ use wire::{AssociateId, FeedbackId, InvoiceId, OrderId, PaymentId, RequestId, Us
 
 /// A postal address on a user's profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Address {
     /// "home", "work"...
     pub label: String,
@@ -20,6 +21,7 @@ pub struct Address {
 
 /// A date worth remembering (birthday, anniversary).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LifeEvent {
     /// "birthday", "anniversary"...
     pub kind: String,
@@ -31,6 +33,7 @@ pub struct LifeEvent {
 
 /// A user's profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserProfile {
     /// The user.
     pub id: UserId,
@@ -56,6 +59,7 @@ pub struct UserProfile {
 
 /// An associate's profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssociateProfile {
     /// The associate.
     pub id: AssociateId,
@@ -130,6 +134,7 @@ impl AssociateProfile {
 
 /// An order's current state, with everything needed to rebuild its actor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderRecord {
     /// The order.
     pub order_id: OrderId,
@@ -185,6 +190,7 @@ impl OrderRecord {
 
 /// A sequentially numbered tax invoice, issued with every invoice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaxInvoice {
     /// Sequential number, gap-free per store.
     pub number: u64,
@@ -210,6 +216,7 @@ pub struct TaxInvoice {
 
 /// A payment attempt and where it stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PaymentRecord {
     /// The payment.
     pub payment_id: PaymentId,
@@ -241,6 +248,7 @@ pub struct PaymentRecord {
 
 /// Where a piece of feedback came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FeedbackSource {
     /// From a party's app, once per party per order.
     App,
@@ -253,6 +261,7 @@ pub enum FeedbackSource {
 
 /// A rating and comment about one party of an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeedbackRecord {
     /// The entry.
     pub id: FeedbackId,

@@ -7,6 +7,7 @@ macro_rules! error_codes {
     ($( $(#[$meta:meta])* $variant:ident = $code:literal, )*) => {
         /// A stable, machine-readable error code, sent in `error` frames and HTTP errors.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum ErrorCode {
             $( $(#[$meta])* $variant, )*

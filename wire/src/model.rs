@@ -12,6 +12,7 @@ pub type Minor = i64;
 
 /// A point as it travels on the wire; checked by validation before use.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Point {
     /// Latitude in degrees, [-90, 90].
     pub lat: f64,
@@ -37,6 +38,7 @@ impl From<geo::LatLng> for Point {
 
 /// Who a party is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Asks for tasks and pays.
@@ -57,6 +59,7 @@ impl Role {
 
 /// Where an associate is willing to work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Zone {
     /// Within `radius_m` metres of `centre`.
@@ -75,6 +78,7 @@ pub enum Zone {
 
 /// An associate's availability as their actor sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
     /// Not taking offers.
@@ -89,6 +93,7 @@ pub enum Availability {
 
 /// The lifecycle of an order. States only move forward; see [`OrderState::can_move_to`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
     /// Created on acceptance; the associate has not set out.
@@ -169,6 +174,7 @@ impl OrderState {
 
 /// A party as the other side sees it on an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartySummary {
     /// The party's id (user or associate).
     pub id: uuid::Uuid,
@@ -184,6 +190,7 @@ pub struct PartySummary {
 
 /// Who ended an order before it closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CancelledBy {
     /// The user.
@@ -205,6 +212,7 @@ impl From<Role> for CancelledBy {
 
 /// Who cancelled an order and what it cost them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cancellation {
     /// Who cancelled.
     pub by: CancelledBy,
@@ -216,6 +224,7 @@ pub struct Cancellation {
 
 /// The state of an order as both parties see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderSnapshot {
     /// The order.
     pub order_id: OrderId,
@@ -251,6 +260,7 @@ pub struct OrderSnapshot {
 
 /// What a line of an invoice is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LineKind {
     /// Base fare of the task type.
@@ -273,6 +283,7 @@ pub enum LineKind {
 
 /// One line of an invoice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LineItem {
     /// What the line is for.
     pub kind: LineKind,
@@ -284,6 +295,7 @@ pub struct LineItem {
 
 /// Tax-invoice data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaxLine {
     /// The taxable base.
     pub base_minor: Minor,
@@ -295,6 +307,7 @@ pub struct TaxLine {
 
 /// How an invoice was paid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Settlement {
     /// Payment method.
     pub method: PaymentMethod,
@@ -307,6 +320,7 @@ pub struct Settlement {
 /// An invoice. The line items sum to `total_minor`; `commission_minor + payout_minor +
 /// tax.amount_minor == total_minor`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Invoice {
     /// The invoice.
     pub invoice_id: InvoiceId,
@@ -332,6 +346,7 @@ pub struct Invoice {
 
 /// How a user pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMethod {
     /// Card through the gateway.
@@ -346,6 +361,7 @@ pub enum PaymentMethod {
 
 /// Where a payment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     /// Sent to the gateway; the outcome is not known yet.
@@ -358,6 +374,7 @@ pub enum PaymentStatus {
 
 /// The outcome of a payment attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PaymentOutcome {
     /// The payment.
     pub payment_id: PaymentId,
@@ -377,6 +394,7 @@ pub struct PaymentOutcome {
 
 /// Why an offer ended without the associate accepting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OfferEnd {
     /// The user cancelled the request.
@@ -391,6 +409,7 @@ pub enum OfferEnd {
 
 /// One entry in an order's event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderEvent {
     /// The order.
     pub order_id: OrderId,
@@ -406,6 +425,7 @@ pub struct OrderEvent {
 
 /// What happened to an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OrderEventKind {
     /// Created on acceptance.
@@ -523,6 +543,7 @@ impl OrderEventKind {
 
 /// Prices for one task type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskPricing {
     /// Task type name.
     pub task: String,
@@ -536,6 +557,7 @@ pub struct TaskPricing {
 
 /// A surcharge for work that starts inside a daily local-time window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NightSurcharge {
     /// Window start, minutes after local midnight.
     pub start_minute: u16,
@@ -547,6 +569,7 @@ pub struct NightSurcharge {
 
 /// The cancellation policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancellationPolicy {
     /// Cancelling within this many minutes of allotment is free.
     pub free_minutes: u32,
@@ -556,6 +579,7 @@ pub struct CancellationPolicy {
 
 /// Every setting the pricing engine uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PricingSettings {
     /// ISO 4217 currency of every amount.
     pub currency: String,
@@ -575,6 +599,7 @@ pub struct PricingSettings {
 
 /// What a discount code takes off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DiscountKind {
     /// A percentage of the fare, in basis points, capped.
@@ -593,6 +618,7 @@ pub enum DiscountKind {
 
 /// A discount code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiscountCode {
     /// The code users type (case-sensitive).
     pub code: String,

@@ -68,8 +68,12 @@ async fn health_profiles_tokens_and_errors() {
     );
     let (associate, _) = s.associate("Ravi", &["companion", "helper"]).await;
     let r = s.admin("GET", "/v1/associates", None).await;
-    assert_eq!(r.body.as_array().unwrap().len(), 1);
-    assert_eq!(r.body[0]["id"].as_str().unwrap(), associate.to_string());
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r.body["items"][0]["id"].as_str().unwrap(),
+        associate.to_string()
+    );
+    assert_eq!(r.body["next"], serde_json::Value::Null);
 
     // Malformed JSON keeps the server up and says why.
     let r = http_api::request(
@@ -270,4 +274,222 @@ async fn keys_are_checked_before_the_body_and_body_errors_are_json() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+}
+
+/// The status and JSON error code of a raw request.
+async fn answer(s: &TestServer, method: &str, path: &str, admin: bool) -> (u16, Option<String>) {
+    let headers: Vec<(&str, &str)> = if admin {
+        vec![("x-admin-key", s.admin_key.as_str())]
+    } else {
+        vec![]
+    };
+    let r = http_api::request(s.addr, method, path, &headers, None)
+        .await
+        .unwrap();
+    (
+        r.status,
+        r.body["error"]["code"].as_str().map(str::to_owned),
+    )
+}
+
+#[tokio::test]
+async fn every_error_is_json_with_a_stable_code() {
+    let s = TestServer::start(|_| {});
+    let code = |c: &str| Some(c.to_owned());
+    // Unknown routes and methods.
+    assert_eq!(
+        answer(&s, "GET", "/v1/nowhere", true).await,
+        (404, code("not_found"))
+    );
+    assert_eq!(
+        answer(&s, "DELETE", "/v1/users", true).await,
+        (405, code("bad_field"))
+    );
+    // Malformed path and query parameters.
+    assert_eq!(
+        answer(&s, "GET", "/v1/users/not-a-uuid", true).await,
+        (422, code("bad_field"))
+    );
+    assert_eq!(
+        answer(&s, "GET", "/v1/orders/42", true).await,
+        (422, code("bad_field"))
+    );
+    assert_eq!(
+        answer(&s, "GET", "/v1/users?limit=abc", true).await,
+        (422, code("bad_field"))
+    );
+    assert_eq!(
+        answer(&s, "GET", "/v1/users?limit=0", true).await,
+        (422, code("bad_field"))
+    );
+    assert_eq!(
+        answer(&s, "GET", "/v1/users?limit=501", true).await,
+        (422, code("bad_field"))
+    );
+    assert_eq!(
+        answer(&s, "GET", "/v1/orders?state=flying", true).await,
+        (422, code("bad_field"))
+    );
+    assert_eq!(
+        answer(&s, "GET", "/v1/orders?from_ms=10&to_ms=5", true).await,
+        (422, code("bad_field"))
+    );
+    // Unknown resources and missing keys.
+    assert_eq!(
+        answer(
+            &s,
+            "GET",
+            &format!("/v1/users/{}", wire::UserId::new()),
+            true
+        )
+        .await,
+        (404, code("not_found"))
+    );
+    assert_eq!(
+        answer(&s, "GET", "/v1/users", false).await,
+        (401, code("unauthorized"))
+    );
+    assert_eq!(
+        answer(
+            &s,
+            "GET",
+            &format!("/v1/orders/{}", wire::OrderId::new()),
+            false
+        )
+        .await,
+        (401, code("unauthorized"))
+    );
+    // The WebSocket route, asked without an upgrade.
+    let (status, c) = answer(&s, "GET", "/v1/ws", false).await;
+    assert!(status == 400 || status == 426, "{status}");
+    assert_eq!(c, code("bad_frame"));
+    // A second profile with the same id conflicts.
+    let (user, _) = s.user("Asha").await;
+    let r = s
+        .admin(
+            "POST",
+            "/v1/users",
+            Some(json!({ "id": user, "name": "B", "phone": "1" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("already_exists"))
+    );
+}
+
+#[tokio::test]
+async fn lists_are_paginated_and_orders_can_be_found() {
+    let s = TestServer::start(|_| {});
+    let mut made = Vec::new();
+    for n in 0..7 {
+        made.push(s.user(&format!("U{n}")).await.0.to_string());
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/users?limit=3".to_owned();
+    loop {
+        let r = s.admin("GET", &path, None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let items = r.body["items"].as_array().unwrap();
+        assert!(items.len() <= 3);
+        seen.extend(items.iter().map(|u| u["id"].as_str().unwrap().to_owned()));
+        match r.body["next"].as_str() {
+            Some(next) => path = format!("/v1/users?limit=3&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, made);
+
+    let mut p = crate::harness::parties(&s).await;
+    let order = crate::steps::allot(&mut p, None).await;
+    let r = s
+        .admin(
+            "GET",
+            &format!("/v1/orders?user_id={}&state=allotted", p.user),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let found: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, [order.order_id.to_string()]);
+    let r = s
+        .admin(
+            "GET",
+            &format!("/v1/orders?associate_id={}&state=closed", p.associate),
+            None,
+        )
+        .await;
+    assert!(r.body["items"].as_array().unwrap().is_empty());
+    let now = order.allotted_at_ms;
+    let r = s
+        .admin(
+            "GET",
+            &format!("/v1/orders?from_ms={}&to_ms={}", now, now + 1),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{}", r.text);
+    let r = s
+        .admin("GET", &format!("/v1/orders?from_ms={}", now + 1), None)
+        .await;
+    assert!(r.body["items"].as_array().unwrap().is_empty(), "{}", r.text);
+}
+
+#[tokio::test]
+async fn the_served_openapi_document_is_the_committed_one() {
+    let s = TestServer::start(|_| {});
+    let r = http_api::request(s.addr, "GET", "/v1/openapi.json", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["openapi"], "3.1.0");
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        r.text.trim(),
+        committed.trim(),
+        "docs/openapi.json is stale: cargo run -p engine -- openapi > docs/openapi.json"
+    );
+    // Every route the engine serves is in it, with its errors as JSON.
+    let paths = r.body["paths"].as_object().unwrap();
+    for path in [
+        "/healthz",
+        "/metrics",
+        "/v1/openapi.json",
+        "/v1/ws",
+        "/v1/tokens",
+        "/v1/users",
+        "/v1/users/{id}",
+        "/v1/associates",
+        "/v1/associates/{id}",
+        "/v1/orders",
+        "/v1/orders/{id}",
+        "/v1/orders/{id}/cancel",
+        "/v1/orders/{id}/complete",
+        "/v1/pricing",
+        "/v1/discounts",
+        "/v1/feedback",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
 }

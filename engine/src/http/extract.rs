@@ -1,7 +1,8 @@
-//! Request extractors: keys checked from the headers before the body is read, and JSON
-//! bodies whose every rejection is an [`ApiError`] in the one error shape.
+//! Request extractors: keys checked from the headers before the body is read, and
+//! bodies, path and query parameters whose every rejection is an [`ApiError`] in the
+//! one error shape.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -9,7 +10,7 @@ use serde::de::DeserializeOwned;
 use wire::ErrorCode;
 
 use crate::auth::keys_match;
-use crate::http::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// The caller gave the admin key in `x-admin-key`.
@@ -109,5 +110,45 @@ fn rejection_status(detail: &str) -> StatusCode {
         StatusCode::PAYLOAD_TOO_LARGE
     } else {
         StatusCode::BAD_REQUEST
+    }
+}
+
+/// Path parameters: a malformed one (an id that is not a UUID) is 422 `bad_field`.
+#[derive(Debug, Clone)]
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PathParams(value)),
+            Err(rejection @ PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::bad(rejection.body_text()))
+            }
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// Query parameters: one of the wrong type or out of range is 422 `bad_field`.
+#[derive(Debug, Clone)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(rejection @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(ApiError::bad(rejection.body_text()))
+            }
+            Err(rejection) => Err(ApiError::bad(rejection.body_text())),
+        }
     }
 }
