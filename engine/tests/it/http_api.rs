@@ -493,3 +493,20 @@ async fn the_served_openapi_document_is_the_committed_one() {
         }
     }
 }
+
+#[test]
+fn http_md_covers_every_route_of_the_document() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("docs/HTTP.md")).unwrap();
+    let api: serde_json::Value = serde_json::from_str(&engine::openapi_json()).unwrap();
+    for (path, ops) in api["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let shown = [format!("`{method} {path}`"), format!("`{method} {path}?")];
+            assert!(
+                shown.iter().any(|s| doc.contains(s.as_str())),
+                "docs/HTTP.md does not cover {method} {path}"
+            );
+        }
+    }
+}
