@@ -119,26 +119,24 @@ impl PaymentActor {
         }
         for (id, void) in asks {
             let key = id.to_string();
-            if void {
-                self.gateway
-                    .void(key)
-                    .into_actor(self)
-                    .map(move |found, act, _| act.voided(id, found))
-                    .spawn(ctx);
+            let asked = if void {
+                self.gateway.void(key)
             } else {
-                self.gateway
-                    .lookup(key)
-                    .into_actor(self)
-                    .map(move |found, act, ctx| act.looked_up(id, found, ctx))
-                    .spawn(ctx);
-            }
+                self.gateway.lookup(key)
+            };
+            asked
+                .into_actor(self)
+                .map(move |found, act, ctx| act.answered(id, found, void, ctx))
+                .spawn(ctx);
         }
     }
 
-    fn looked_up(
+    /// The gateway answered about payment `id`: to a lookup, or (`voided`) to a void.
+    fn answered(
         &mut self,
         id: PaymentId,
         found: Result<Option<ChargeStatus>, GatewayError>,
+        voided: bool,
         ctx: &mut Context<Self>,
     ) {
         let now = self.orders.dispatch().now_ms();
@@ -148,10 +146,18 @@ impl PaymentActor {
         };
         p.asking = false;
         let done = match found {
+            // Captured or declined (after a void: it went through all the same).
             Ok(Some(status)) => Self::resolve(&mut p.record, status, now),
+            // Voided: it never happened and now never will.
+            Ok(None) if voided => {
+                p.record.status = PaymentStatus::Failed;
+                p.record.failure = Some("the gateway never received the charge".into());
+                p.record.updated_at_ms = now;
+                true
+            }
+            // Not seen (yet). A restart's leftover cannot arrive late: void it now. A
+            // charge of this process may still be in flight: wait out a few lookups.
             Ok(None) => {
-                // A restart's leftover cannot arrive late: void it now. A charge of this
-                // process may still be in flight: wait out a few lookups first.
                 p.misses = if p.recovered { give_up } else { p.misses + 1 };
                 if p.misses >= give_up {
                     self.reconcile(ctx);
@@ -159,29 +165,6 @@ impl PaymentActor {
                 false
             }
             // Unreachable gateway: keep the payment pending and ask again later.
-            Err(_) => false,
-        };
-        if done {
-            self.settled(id);
-        }
-    }
-
-    fn voided(&mut self, id: PaymentId, found: Result<Option<ChargeStatus>, GatewayError>) {
-        let now = self.orders.dispatch().now_ms();
-        let Some(p) = self.pending.get_mut(&id) else {
-            return;
-        };
-        p.asking = false;
-        let done = match found {
-            // It went through after all (or was declined): that is the outcome.
-            Ok(Some(status)) => Self::resolve(&mut p.record, status, now),
-            // Voided: it never happened and now never will.
-            Ok(None) => {
-                p.record.status = PaymentStatus::Failed;
-                p.record.failure = Some("the gateway never received the charge".into());
-                p.record.updated_at_ms = now;
-                true
-            }
             Err(_) => false,
         };
         if done {

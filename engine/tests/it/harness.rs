@@ -108,56 +108,22 @@ impl TestServer {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> http_api::Response {
-        http_api::request(
-            self.addr,
-            method,
-            path,
-            &[("x-admin-key", &self.admin_key)],
-            body.as_ref(),
-        )
-        .await
-        .unwrap()
+        admin_call(self.addr, &self.admin_key, method, path, body).await
     }
 
     /// A token for a party, from `POST /v1/tokens`.
     pub async fn token(&self, sub: uuid::Uuid, role: &str) -> String {
-        let r = self
-            .admin(
-                "POST",
-                "/v1/tokens",
-                Some(json!({ "sub": sub, "role": role })),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        r.body["token"].as_str().unwrap().to_owned()
+        token_from(self.addr, &self.admin_key, sub, role).await
     }
 
     /// Creates a user profile; returns its id and a token.
     pub async fn user(&self, name: &str) -> (UserId, String) {
-        let r = self
-            .admin(
-                "POST",
-                "/v1/users",
-                Some(json!({ "name": name, "phone": "+91-90000-00001" })),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let id: UserId = r.body["id"].as_str().unwrap().parse().unwrap();
-        (id, self.token(id.0, "user").await)
+        new_user(self.addr, &self.admin_key, name).await
     }
 
     /// Creates an associate profile; returns its id and a token.
     pub async fn associate(&self, name: &str, skills: &[&str]) -> (AssociateId, String) {
-        let r = self
-            .admin(
-                "POST",
-                "/v1/associates",
-                Some(json!({ "name": name, "phone": "+91-90000-00002", "skills": skills })),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let id: AssociateId = r.body["id"].as_str().unwrap().parse().unwrap();
-        (id, self.token(id.0, "associate").await)
+        new_associate(self.addr, &self.admin_key, name, skills).await
     }
 
     /// Connects an app with JSON frames and reads its welcome.
@@ -190,6 +156,86 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// An HTTP call as the admin of the engine at `addr`.
+pub async fn admin_call(
+    addr: SocketAddr,
+    admin_key: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> http_api::Response {
+    http_api::request(
+        addr,
+        method,
+        path,
+        &[("x-admin-key", admin_key)],
+        body.as_ref(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A token for a party, from `POST /v1/tokens`.
+pub async fn token_from(addr: SocketAddr, admin_key: &str, sub: uuid::Uuid, role: &str) -> String {
+    let r = admin_call(
+        addr,
+        admin_key,
+        "POST",
+        "/v1/tokens",
+        Some(json!({ "sub": sub, "role": role })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["token"].as_str().unwrap().to_owned()
+}
+
+/// Creates a user profile; returns its id and a token.
+pub async fn new_user(addr: SocketAddr, admin_key: &str, name: &str) -> (UserId, String) {
+    let body = json!({ "name": name, "phone": "+91-90000-00001" });
+    let r = admin_call(addr, admin_key, "POST", "/v1/users", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id: UserId = r.body["id"].as_str().unwrap().parse().unwrap();
+    (id, token_from(addr, admin_key, id.0, "user").await)
+}
+
+/// Creates an associate profile doing `skills`; returns its id and a token.
+pub async fn new_associate(
+    addr: SocketAddr,
+    admin_key: &str,
+    name: &str,
+    skills: &[&str],
+) -> (AssociateId, String) {
+    let body = json!({ "name": name, "phone": "+91-90000-00002", "skills": skills });
+    let r = admin_call(addr, admin_key, "POST", "/v1/associates", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id: AssociateId = r.body["id"].as_str().unwrap().parse().unwrap();
+    (id, token_from(addr, admin_key, id.0, "associate").await)
+}
+
+/// Polls `GET /v1/orders/{order}` until `done` holds for it; the order as last seen.
+pub async fn poll_order(
+    addr: SocketAddr,
+    admin_key: &str,
+    order: wire::OrderId,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = admin_call(addr, admin_key, "GET", &format!("/v1/orders/{order}"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if done(&r.body) {
+            return r.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {order} never became {what}: {:#}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

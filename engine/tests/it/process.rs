@@ -6,11 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use serde_json::json;
 use wire::client::{Client, http_api};
 use wire::{AssociateId, ServerMessage, UserId};
 
-use crate::harness::WAIT;
+use crate::harness::{WAIT, admin_call, new_associate, new_user, poll_order, token_from};
 
 pub const ADMIN: &str = "crash-admin-key-0123456789";
 pub const SECRET: &str = "crash-token-secret-0123456789";
@@ -122,54 +121,21 @@ impl Engine {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> http_api::Response {
-        http_api::request(
-            self.addr,
-            method,
-            path,
-            &[("x-admin-key", ADMIN)],
-            body.as_ref(),
-        )
-        .await
-        .unwrap()
+        admin_call(self.addr, ADMIN, method, path, body).await
     }
 
     pub async fn token(&self, sub: uuid::Uuid, role: &str) -> String {
-        let r = self
-            .admin(
-                "POST",
-                "/v1/tokens",
-                Some(json!({ "sub": sub, "role": role })),
-            )
-            .await;
-        r.body["token"].as_str().unwrap().to_owned()
+        token_from(self.addr, ADMIN, sub, role).await
     }
 
     /// Creates a user; returns the id and a token.
     pub async fn user(&self, name: &str) -> (UserId, String) {
-        let r = self
-            .admin(
-                "POST",
-                "/v1/users",
-                Some(json!({ "name": name, "phone": "1" })),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let id: UserId = r.body["id"].as_str().unwrap().parse().unwrap();
-        (id, self.token(id.0, "user").await)
+        new_user(self.addr, ADMIN, name).await
     }
 
     /// Creates an associate doing `skills`; returns the id and a token.
     pub async fn associate(&self, name: &str, skills: &[&str]) -> (AssociateId, String) {
-        let r = self
-            .admin(
-                "POST",
-                "/v1/associates",
-                Some(json!({ "name": name, "phone": "2", "skills": skills })),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let id: AssociateId = r.body["id"].as_str().unwrap().parse().unwrap();
-        (id, self.token(id.0, "associate").await)
+        new_associate(self.addr, ADMIN, name, skills).await
     }
 
     /// Connects and reads the welcome.
@@ -186,9 +152,17 @@ impl Engine {
 
     /// An order as `GET /v1/orders/{id}` shows it.
     pub async fn order(&self, id: wire::OrderId) -> serde_json::Value {
-        let r = self.admin("GET", &format!("/v1/orders/{id}"), None).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        r.body
+        poll_order(self.addr, ADMIN, id, "readable", |_| true).await
+    }
+
+    /// Polls the order until `done` holds for it.
+    pub async fn until(
+        &self,
+        id: wire::OrderId,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        poll_order(self.addr, ADMIN, id, what, done).await
     }
 
     /// What the sandbox gateway's ledger file says, as an auditor would read it.

@@ -10,7 +10,7 @@ use wire::client::Client;
 use wire::model::{Availability, OrderState, PaymentMethod, PaymentStatus};
 use wire::{ErrorCode, OrderId, ServerMessage};
 
-use crate::harness::{Parties, WAIT, at, expect, go_online};
+use crate::harness::{Parties, at, expect, go_online};
 use crate::process::{Engine, write_config};
 use crate::steps::{allot, error, payment_result, request, work};
 
@@ -41,27 +41,6 @@ async fn available(a: &mut Client) {
         _ => None,
     })
     .await;
-}
-
-/// Polls an order until `done` holds for it.
-async fn until(
-    e: &Engine,
-    order: OrderId,
-    what: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let seen = e.order(order).await;
-        if done(&seen) {
-            return seen;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "order {order} never became {what}: {seen:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// No offer reaches `c` in a short while (it must not be offered anything).
@@ -251,10 +230,11 @@ async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once
 
     let e = Engine::start(dir.path());
     // Settled as paid (the gateway had captured it), without anyone reconnecting.
-    let seen = until(&e, order.order_id, "closed", |o| {
-        o["order"]["state"] == "closed"
-    })
-    .await;
+    let seen = e
+        .until(order.order_id, "closed", |o| {
+            o["order"]["state"] == "closed"
+        })
+        .await;
     let payments = seen["payments"].as_array().unwrap();
     assert_eq!(payments.len(), 1, "{seen:#}");
     assert_eq!(payments[0]["status"], "succeeded");
@@ -307,10 +287,11 @@ async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once
     e.kill();
 
     let e = Engine::start(dir.path());
-    let seen = until(&e, order.order_id, "failed", |o| {
-        o["payments"][0]["status"] == "failed"
-    })
-    .await;
+    let seen = e
+        .until(order.order_id, "failed", |o| {
+            o["payments"][0]["status"] == "failed"
+        })
+        .await;
     assert_eq!(seen["order"]["state"], "billed");
     assert!(
         e.ledger().contains(&LedgerLine::Voided {
@@ -324,7 +305,7 @@ async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once
         .unwrap();
     let paid = payment_result(&mut u).await;
     assert_eq!(paid.status, PaymentStatus::Succeeded);
-    until(&e, order.order_id, "closed", |o| {
+    e.until(order.order_id, "closed", |o| {
         o["order"]["state"] == "closed"
     })
     .await;

@@ -2,13 +2,11 @@
 //! engine frees associates who would otherwise stay busy for good; ops cancel or
 //! complete orders by hand through the admin API.
 
-use std::time::Duration;
-
 use serde_json::json;
 use wire::model::{Availability, OrderState};
 use wire::{OrderId, ServerMessage};
 
-use crate::harness::{TestServer, WAIT, at, expect, parties};
+use crate::harness::{TestServer, at, expect, parties, poll_order};
 use crate::steps::{allot, state_update, work};
 
 /// Short stalls before work starts and while waiting for payment.
@@ -24,21 +22,7 @@ async fn until(
     what: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let seen = s
-            .admin("GET", &format!("/v1/orders/{order}"), None)
-            .await
-            .body;
-        if done(&seen) {
-            return seen;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "order {order} never became {what}: {seen:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_order(s.addr, &s.admin_key, order, what, done).await
 }
 
 fn kinds(order: &serde_json::Value) -> Vec<String> {

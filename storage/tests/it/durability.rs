@@ -6,10 +6,10 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use storage::{Store, StoreConfig, SyncHook, UserProfile};
+use storage::{Store, StoreConfig, SyncHook};
 use wire::{AssociateId, UserId};
 
-use crate::new_order;
+use crate::{new_order, new_user};
 
 /// A sync hook that, once armed, reports each sync and then blocks it until released.
 struct Gate {
@@ -48,21 +48,6 @@ fn gated_store(dir: &std::path::Path, queue_capacity: usize) -> (Store, Gate) {
     )
 }
 
-fn user() -> UserProfile {
-    UserProfile {
-        id: UserId::new(),
-        name: "Asha".into(),
-        phone: "1".into(),
-        email: None,
-        addresses: vec![],
-        date_of_birth: None,
-        life_events: vec![],
-        rating_sum: 0,
-        rating_count: 0,
-        created_at_ms: 0,
-    }
-}
-
 const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
@@ -72,7 +57,7 @@ fn nothing_is_acknowledged_before_the_sync_returns() {
     gate.armed.store(true, Ordering::SeqCst);
     let order = new_order(UserId::new(), AssociateId::new(), 1);
     let write = store.create_order_durable(order.clone());
-    let ticket = store.put_user(&user()).unwrap();
+    let ticket = store.put_user(&new_user(0)).unwrap();
     // The committer has flushed and is inside the sync step, held there.
     gate.entered
         .recv_timeout(WAIT)

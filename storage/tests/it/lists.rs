@@ -1,32 +1,17 @@
 //! Pages of profiles and orders: id order, cursors, filters, and the scan budget.
 
-use storage::{OrderQuery, Store, UserProfile};
+use storage::{OrderQuery, Store};
 use wire::model::{OrderEventKind, OrderState};
 use wire::{AssociateId, UserId};
 
-use crate::new_order;
-
-fn user(n: u64) -> UserProfile {
-    UserProfile {
-        id: UserId::new(),
-        name: format!("u{n}"),
-        phone: "1".into(),
-        email: None,
-        addresses: vec![],
-        date_of_birth: None,
-        life_events: vec![],
-        rating_sum: 0,
-        rating_count: 0,
-        created_at_ms: n,
-    }
-}
+use crate::{new_order, new_user};
 
 #[test]
 fn pages_of_profiles_follow_their_cursor_to_the_end() {
     let s = Store::temporary().unwrap();
     let mut ids = Vec::new();
     for n in 0..25 {
-        let u = user(n);
+        let u = new_user(n);
         ids.push(u.id);
         s.put_user(&u).unwrap().wait().unwrap();
     }

@@ -11,6 +11,22 @@ use storage::OrderRecord;
 use wire::model::{OrderState, PartySummary, Point};
 use wire::{AssociateId, OrderId, RequestId, UserId};
 
+/// A user profile, its `created_at_ms` set to `n`.
+pub fn new_user(n: u64) -> storage::UserProfile {
+    storage::UserProfile {
+        id: UserId::new(),
+        name: format!("u{n}"),
+        phone: "1".into(),
+        email: None,
+        addresses: vec![],
+        date_of_birth: None,
+        life_events: vec![],
+        rating_sum: 0,
+        rating_count: 0,
+        created_at_ms: n,
+    }
+}
+
 /// A fresh order in state allotted, as the order actor would build it.
 pub fn new_order(user: UserId, associate: AssociateId, at_ms: u64) -> OrderRecord {
     let party = |id: uuid::Uuid, name: &str| PartySummary {
