@@ -155,10 +155,7 @@ impl Handler<IndexUpsert> for ShardSupervisor {
         self.received();
         let was = self.index.len();
         self.index.upsert(msg.id, msg.point, msg.skills);
-        metrics::counter!(telemetry::INDEX_UPDATES).increment(1);
-        if self.index.len() != was {
-            metrics::gauge!(telemetry::AVAILABLE_ASSOCIATES).increment(1.0);
-        }
+        telemetry::index_updated(self.index.len() != was);
     }
 }
 
@@ -169,7 +166,7 @@ impl Handler<IndexRemove> for ShardSupervisor {
     fn handle(&mut self, msg: IndexRemove, _: &mut Context<Self>) {
         self.received();
         if self.index.remove(&msg.id).is_some() {
-            metrics::gauge!(telemetry::AVAILABLE_ASSOCIATES).decrement(1.0);
+            telemetry::index_left();
         }
     }
 }

@@ -67,6 +67,30 @@ pub fn offer(outcome: &'static str) {
     metrics::counter!(OFFERS, "outcome" => outcome).increment(1);
 }
 
+/// The index-update counter and the availability gauge, looked up once (they are
+/// touched on every position update). They bind to the recorder in force at the first
+/// update: the engine installs its global one at start, before any frame.
+static INDEX: std::sync::LazyLock<(metrics::Counter, metrics::Gauge)> =
+    std::sync::LazyLock::new(|| {
+        (
+            metrics::counter!(INDEX_UPDATES),
+            metrics::gauge!(AVAILABLE_ASSOCIATES),
+        )
+    });
+
+/// Counts a position applied to an index (`joined`: a new entry in it).
+pub fn index_updated(joined: bool) {
+    INDEX.0.increment(1);
+    if joined {
+        INDEX.1.increment(1.0);
+    }
+}
+
+/// Counts an associate taken out of an index.
+pub fn index_left() {
+    INDEX.1.decrement(1.0);
+}
+
 /// Counts a finished request (`allotted`, `cancelled`, `no_associate`, `failed`).
 pub fn request_ended(outcome: &'static str) {
     metrics::counter!(REQUESTS, "outcome" => outcome).increment(1);

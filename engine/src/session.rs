@@ -377,15 +377,26 @@ impl Session {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut unanswered = 0u32;
         let write_timeout = Duration::from_millis(config.write_timeout_ms);
+        // What ends a session from outside, made once: re-made on every turn of the loop
+        // these futures would register and unregister their wakers per frame.
+        let interrupted = async {
+            tokio::select! {
+                _ = shutdown.wait() => End::Shutdown,
+                _ = signals.overflow.notified() => End::SlowReader,
+                _ = signals.replaced.notified() => End::Replaced,
+            }
+        };
+        tokio::pin!(interrupted);
         let end = loop {
             tokio::select! {
-                _ = shutdown.wait() => {
-                    let bye = self.encode(&wire::Shutdown { reconnect_after_ms: 2_000 }.into());
-                    let _ = tokio::time::timeout(write_timeout, tx.send(bye)).await;
-                    break End::Shutdown;
+                biased;
+                end = &mut interrupted => {
+                    if end == End::Shutdown {
+                        let bye = self.encode(&wire::Shutdown { reconnect_after_ms: 2_000 }.into());
+                        let _ = tokio::time::timeout(write_timeout, tx.send(bye)).await;
+                    }
+                    break end;
                 }
-                _ = signals.overflow.notified() => break End::SlowReader,
-                _ = signals.replaced.notified() => break End::Replaced,
                 frame = outbound.recv() => {
                     // The sender half lives in `self.outbox`, so the queue never closes here.
                     let Some(frame) = frame else { break End::WriteFailed };
@@ -563,7 +574,7 @@ impl Session {
                 return Ok(());
             }
         };
-        metrics::counter!(telemetry::FRAMES_IN, "type" => frame.type_name()).increment(1);
+        telemetry::frame_received(&frame);
         let client_ref = frame.client_ref().map(str::to_owned);
         if !frame.allowed_for(self.party.role()) {
             let role = self.party.role().as_str();

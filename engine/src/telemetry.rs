@@ -13,6 +13,21 @@ pub const FRAMES_REFUSED: &str = "speedy_frames_refused_total";
 /// Connections closed by the engine, by reason.
 pub const DISCONNECTS: &str = "speedy_disconnects_total";
 
+/// Counts a frame received, by type. The counters are looked up once, not per frame,
+/// from the recorder in force then (the engine installs its own before serving).
+pub fn frame_received(frame: &wire::ClientMessage) {
+    static BY_TYPE: std::sync::LazyLock<Vec<metrics::Counter>> = std::sync::LazyLock::new(|| {
+        wire::ClientMessage::TYPES
+            .iter()
+            .map(|t| metrics::counter!(FRAMES_IN, "type" => *t))
+            .collect()
+    });
+    let name = frame.type_name();
+    if let Some(i) = wire::ClientMessage::TYPES.iter().position(|t| *t == name) {
+        BY_TYPE[i].increment(1);
+    }
+}
+
 /// The recorder's handle, installing the recorder on first use (once per process, so
 /// several engines in one test process share it).
 pub fn prometheus() -> PrometheusHandle {

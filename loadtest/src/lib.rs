@@ -6,7 +6,8 @@
 //! - [`flow`]: the full-flow simulation: associates moving and answering offers, users
 //!   arriving as a Poisson process, orders run through to payment and feedback.
 //! - [`stats`]: counters and latency histograms; [`report`]: JSON and SVG reports.
-//! - [`ingest`]: location ingest against a bare WebSocket server that only counts frames.
+//! - [`paced`]: location ingest, paced, with the engine and a bare WebSocket server
+//!   ([`ingest`]) each its own process on a pinned core: CPU per frame, and the ratio.
 //! - [`idle`]: resident memory per idle connected associate.
 //! - [`soak`]: a long run of churn (associates, worldwide requests, abandoned orders)
 //!   after which memory and actor counts must be back where they were.
@@ -14,6 +15,7 @@
 pub mod flow;
 pub mod idle;
 pub mod ingest;
+pub mod paced;
 pub mod report;
 pub mod soak;
 pub mod stats;

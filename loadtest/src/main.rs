@@ -72,18 +72,35 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
-    /// Location ingest through the engine against a bare WebSocket server, same client.
+    /// Location ingest: CPU per frame of the engine against a bare WebSocket server, each
+    /// its own process pinned to `--server-core`, fed by this process (run it pinned to
+    /// another core: `taskset -c 1 loadtest ingest ...`).
     Ingest {
-        /// Connections.
-        #[arg(long, default_value_t = 200)]
+        /// Connections (each an online associate on the engine).
+        #[arg(long, default_value_t = 10_000)]
         connections: usize,
-        /// Seconds per side.
-        #[arg(long, default_value_t = 10.0)]
+        /// Frames per second per connection; 0 floods.
+        #[arg(long, default_value_t = 4.0)]
+        paced: f64,
+        /// Seconds measured per side.
+        #[arg(long, default_value_t = 20.0)]
         seconds: f64,
-        /// Actor threads of the in-process engine.
-        #[arg(long, default_value_t = 1)]
-        engine_workers: usize,
+        /// Seconds of load before measuring.
+        #[arg(long, default_value_t = 5.0)]
+        warm_up: f64,
+        /// The core both servers are pinned to (none: not pinned).
+        #[arg(long, default_value = "0")]
+        server_core: Option<usize>,
+        /// The engine binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Spread connections over this many source addresses.
+        #[arg(long, default_value_t = 16)]
+        source_ips: usize,
     },
+    /// The bare WebSocket server `ingest` measures against (prints its address, then
+    /// its frame count every 100 ms).
+    BareServer,
     /// Print engine settings (TOML) with every window divided by the compression factor,
     /// for running the engine as its own process: `engine --config <file>`.
     EngineConfig {
@@ -159,9 +176,13 @@ fn progress_bar(quiet: bool) -> ProgressBar {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // The bare server gets the runtime shape the engine serves sockets on with one worker:
+    // one thread (it shares its pinned core with nothing else).
+    if matches!(cli.command, Command::BareServer) {
+        builder.worker_threads(1);
+    }
+    let runtime = builder.enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Flow {
@@ -245,17 +266,21 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Ingest { connections, seconds, engine_workers } => {
-                let mut config = flow::engine_config(1.0);
-                config.workers = engine_workers;
-                config.socket.location_per_s = 1_000_000;
-                config.socket.location_burst = 1_000_000;
-                let engine = InProcess::start(config)?;
-                let report = loadtest::ingest::compare(&engine.target, connections, seconds, 16).await?;
+            Command::Ingest { connections, paced, seconds, warm_up, server_core, engine, source_ips } => {
+                let binary = engine.unwrap_or_else(sibling_engine);
+                let cfg = loadtest::paced::PacedConfig {
+                    connections,
+                    rate: paced,
+                    seconds,
+                    warm_up,
+                    server_core,
+                    source_ips,
+                };
+                let report = loadtest::paced::run(&binary, cfg).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
-                engine.stop()?;
                 Ok(())
             }
+            Command::BareServer => loadtest::paced::serve_bare().await,
             Command::EngineConfig { compression } => {
                 let mut config = flow::engine_config(compression);
                 // Each run makes its own data directory and keys.

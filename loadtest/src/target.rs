@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread::JoinHandle;
 
 use anyhow::{Context as _, bail};
@@ -208,10 +208,19 @@ pub struct ChildEngine {
 impl ChildEngine {
     /// Starts `binary` on 127.0.0.1:0 with a temporary data dir and `extra` arguments.
     pub fn start(binary: &Path, extra: &[String]) -> anyhow::Result<Self> {
+        Self::start_pinned(binary, extra, None)
+    }
+
+    /// Like [`ChildEngine::start`], pinned to `core` (with taskset) if given.
+    pub fn start_pinned(
+        binary: &Path,
+        extra: &[String],
+        core: Option<usize>,
+    ) -> anyhow::Result<Self> {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir()?;
         let admin_key = format!("loadtest-admin-{}", uuid::Uuid::now_v7());
-        let mut child = Command::new(binary)
+        let mut child = crate::paced::pinned(binary, core)
             .args(["--listen", "127.0.0.1:0", "--admin-key", &admin_key])
             .arg("--data-dir")
             .arg(dir.path())
@@ -243,6 +252,11 @@ impl ChildEngine {
     /// The child's resident memory in bytes.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
         rss_of(self.child.id())
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
