@@ -12,11 +12,11 @@ use tokio::time::Instant;
 use wire::model::{Availability, OfferEnd};
 use wire::{AssociateId, Offer, OfferEnded, OrderId, RequestId, Status};
 
-use crate::dispatch::{AssociateProfileInfo, Dispatch, PositionSlot};
+use crate::dispatch::{AssociateProfileInfo, Dispatch};
 use crate::error::ActorError;
+use crate::lane::{IndexOp, PositionSlot, Route};
 use crate::registry::{MAILBOX_CAPACITY, Mailbox};
 use crate::request::{AcceptOffer, AcceptOutcome, OfferRefused, RefusedBy, RequestActor};
-use crate::supervisor::{IndexRemove, IndexUpsert};
 use crate::zone::ZoneFilter;
 
 /// The app connected (again): profile data, and what the app should be shown.
@@ -45,7 +45,8 @@ pub struct GoOnline {
 #[rtype(result = "Result<AssociateView, ActorError>")]
 pub struct GoOffline {}
 
-/// A new position waits in the associate's position slot.
+/// A position report needs the actor: the first while available, or one that crossed
+/// out of the shard that indexes them.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Moved {}
@@ -150,14 +151,13 @@ pub struct AssociateActor {
     profile: AssociateProfileInfo,
     skills: Skills,
     zone: Option<ZoneFilter>,
-    position: Option<LatLng>,
     online: bool,
     connected: bool,
     phase: Phase,
     /// The shard whose index holds this associate, if any.
     indexed_in: Option<ShardId>,
-    /// Where reported positions wait (coalesced) for this actor.
-    reported: Arc<PositionSlot>,
+    /// The newest reported position, and where the next report goes.
+    position: Arc<PositionSlot>,
     /// When the last message arrived.
     last_activity: Instant,
     mailbox: Mailbox,
@@ -171,7 +171,7 @@ impl AssociateActor {
         id: AssociateId,
         profile: AssociateProfileInfo,
         online: Option<Skills>,
-        reported: Arc<PositionSlot>,
+        position: Arc<PositionSlot>,
         mailbox: Mailbox,
         dispatch: Dispatch,
     ) -> Self {
@@ -181,12 +181,11 @@ impl AssociateActor {
             skills: resumed.unwrap_or(profile.skills),
             zone: profile.zone.clone(),
             profile,
-            position: None,
             online: resumed.is_some(),
             connected: false,
             phase: Phase::Free,
             indexed_in: None,
-            reported,
+            position,
             last_activity: Instant::now(),
             mailbox,
             dispatch,
@@ -208,11 +207,12 @@ impl AssociateActor {
             && matches!(self.phase, Phase::Free)
             && self.indexed_in.is_none()
             && self.last_activity.elapsed() >= idle
-            && self
-                .dispatch
-                .shared
-                .associates
-                .retire(&self.id, &ctx.address(), &self.mailbox)
+            && self.dispatch.shared.associates.retire(
+                &self.id,
+                &ctx.address(),
+                &self.mailbox,
+                |_| true,
+            )
         {
             ctx.stop();
         }
@@ -254,32 +254,36 @@ impl AssociateActor {
         }
     }
 
-    /// Brings the supervisor's index in line with this actor's state.
+    /// Brings the supervisors' indexes in line with this actor's state (through their
+    /// lanes, in order with the moves reported meanwhile) and sets where the next
+    /// position report goes.
     fn sync_index(&mut self) {
         let eligible = self.availability() == Availability::Available && !self.skills.is_empty();
-        let want = match (eligible, self.position) {
-            (true, Some(p)) => Some((self.dispatch.shared.map.shard_of(p), p)),
-            _ => None,
-        };
-        if let Some(old) = self.indexed_in
-            && want.map(|(s, _)| s) != Some(old)
-        {
-            // It holds this associate, so it runs: it cannot retire with a non-empty index.
-            self.dispatch
-                .to_existing_supervisor(old, IndexRemove { id: self.id });
-            self.indexed_in = None;
-        }
-        if let Some((shard, point)) = want {
-            self.dispatch.to_supervisor(
-                shard,
-                IndexUpsert {
-                    id: self.id,
-                    point,
-                    skills: self.skills,
-                },
-            );
-            self.indexed_in = Some(shard);
-        }
+        let (id, skills, dispatch) = (self.id, self.skills, &self.dispatch);
+        let indexed_in = &mut self.indexed_in;
+        self.position.route(|latest| {
+            let want = match (eligible, latest) {
+                (true, Some(p)) => Some((dispatch.shared.map.shard_of(p), p)),
+                _ => None,
+            };
+            if let Some(old) = *indexed_in
+                && want.map(|(s, _)| s) != Some(old)
+            {
+                // It holds this associate, so it runs: it cannot retire with a
+                // non-empty index.
+                dispatch.to_existing_lane(old, IndexOp::Remove { id });
+                *indexed_in = None;
+            }
+            match want {
+                Some((shard, point)) => {
+                    dispatch.to_lane(shard, IndexOp::Upsert { id, point, skills });
+                    *indexed_in = Some(shard);
+                    Route::Lane(shard)
+                }
+                None if eligible => Route::Actor,
+                None => Route::Keep,
+            }
+        });
     }
 
     /// Ends a reservation for `request_id`, if that is the one held; true if it was.
@@ -423,14 +427,11 @@ impl Handler<GoOffline> for AssociateActor {
 impl Handler<Moved> for AssociateActor {
     type Result = ();
 
-    /// Takes the newest reported position; moves the index entry, handing over across
-    /// shard borders.
+    /// Indexes them at the newest position, handing over across shard borders.
     fn handle(&mut self, _: Moved, _: &mut Context<Self>) {
         self.received();
-        if let Some(point) = self.reported.take() {
-            self.position = Some(point);
-            self.sync_index();
-        }
+        self.position.woken();
+        self.sync_index();
     }
 }
 

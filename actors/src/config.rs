@@ -15,6 +15,10 @@ pub const DEFAULT_RADIUS_STEPS_M: [f64; 3] = [2_000.0, 5_000.0, 10_000.0];
 /// How long an unused shard supervisor or an away associate's actor lives on.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(10 * 60);
 
+/// How long moves gather on a shard's lane: a search applies them at once, so this only
+/// spares the supervisor a wake-up per report.
+pub const DEFAULT_INDEX_BATCH: Duration = Duration::from_millis(20);
+
 /// How dispatch behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DispatchConfig {
@@ -40,6 +44,9 @@ pub struct DispatchConfig {
     /// An associate's actor stops after this long without a message once their app is
     /// away and they hold no offer or order (their presence is stored).
     pub associate_idle: Duration,
+    /// How long reported moves gather on a shard's lane before the supervisor applies
+    /// them (searches apply them at once); zero applies each wake-up's batch at once.
+    pub index_batch: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -55,6 +62,7 @@ impl Default for DispatchConfig {
             index_bucket_m: 1_000.0,
             shard_idle: DEFAULT_IDLE,
             associate_idle: DEFAULT_IDLE,
+            index_batch: DEFAULT_INDEX_BATCH,
         }
     }
 }

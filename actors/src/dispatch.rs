@@ -18,6 +18,7 @@ use crate::associate::{self, AssociateActor, AssociateView};
 use crate::clock::Clock;
 use crate::config::DispatchConfig;
 use crate::error::ActorError;
+use crate::lane::{IndexLane, IndexOp, Next, PositionSlot};
 use crate::registry::{Registry, Slot};
 use crate::request::{self, RequestActor, RequestSpec};
 use crate::sessions::Sessions;
@@ -49,36 +50,14 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
-    pub(crate) supervisors: Registry<ShardId, ShardSupervisor, ()>,
+    /// Shard supervisors, each with the lane of index changes waiting for it.
+    pub(crate) supervisors: Registry<ShardId, ShardSupervisor, Arc<IndexLane>>,
     /// Associates' actors, each with the slot its newest position waits in.
     pub(crate) associates: Registry<AssociateId, AssociateActor, Arc<PositionSlot>>,
     pub(crate) requests: DashMap<RequestId, Addr<RequestActor>>,
     /// Each user's open request, as told to them (re-sent when they reconnect).
     user_requests: DashMap<UserId, RequestReceived>,
     order_sink: OnceLock<Recipient<CreateOrder>>,
-}
-
-/// The newest reported position of an associate, waiting for their actor. Reports that
-/// arrive faster than the actor applies them overwrite each other: the newest wins, and
-/// the actor's mailbox holds at most one wake-up per associate.
-#[derive(Debug, Default)]
-pub(crate) struct PositionSlot {
-    latest: std::sync::Mutex<Option<LatLng>>,
-    queued: std::sync::atomic::AtomicBool,
-}
-
-impl PositionSlot {
-    /// Stores `point`; true if the actor needs a wake-up.
-    fn report(&self, point: LatLng) -> bool {
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(point);
-        !self.queued.swap(true, Ordering::AcqRel)
-    }
-
-    /// The newest position since the last take, re-arming the wake-up.
-    pub(crate) fn take(&self) -> Option<LatLng> {
-        self.queued.store(false, Ordering::Release);
-        self.latest.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
 }
 
 /// What an associate's profile says about them when they connect.
@@ -170,16 +149,6 @@ impl Dispatch {
         A::start_in_arbiter(&self.shared.arbiters[i], move |_| make())
     }
 
-    /// Sends `msg` to the supervisor of `shard`, started on first use.
-    pub(crate) fn to_supervisor<M>(&self, shard: ShardId, msg: M)
-    where
-        ShardSupervisor: Handler<M>,
-        M: Message + Send + 'static,
-        M::Result: Send,
-    {
-        self.supervisor(shard).send(msg);
-    }
-
     /// Asks the supervisor of `shard`, started on first use.
     pub(crate) fn ask_supervisor<M>(&self, shard: ShardId, msg: M) -> Request<ShardSupervisor, M>
     where
@@ -190,13 +159,42 @@ impl Dispatch {
         self.supervisor(shard).ask(msg)
     }
 
-    fn supervisor(&self, shard: ShardId) -> Ref<'_, ShardId, Slot<ShardSupervisor, ()>> {
+    fn supervisor(
+        &self,
+        shard: ShardId,
+    ) -> Ref<'_, ShardId, Slot<ShardSupervisor, Arc<IndexLane>>> {
         self.shared.supervisors.get_or_start(shard, |mailbox| {
             let dispatch = self.clone();
             let bucket_m = self.shared.config.index_bucket_m;
-            let addr = self.spawn(move || ShardSupervisor::new(shard, bucket_m, mailbox, dispatch));
-            (addr, ())
+            let lane = Arc::new(IndexLane::default());
+            let theirs = lane.clone();
+            let addr = self
+                .spawn(move || ShardSupervisor::new(shard, bucket_m, theirs, mailbox, dispatch));
+            (addr, lane)
         })
+    }
+
+    /// Queues `op` on the lane of `shard`'s supervisor (started on first use), waking it
+    /// if it has no drain on its way.
+    pub(crate) fn to_lane(&self, shard: ShardId, op: IndexOp) {
+        Self::push(&self.supervisor(shard), op);
+    }
+
+    /// Queues `op` on the lane of `shard`'s supervisor if it runs; false if it does not.
+    pub(crate) fn to_existing_lane(&self, shard: ShardId, op: IndexOp) -> bool {
+        match self.shared.supervisors.get(&shard) {
+            Some(slot) => {
+                Self::push(&slot, op);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn push(slot: &Slot<ShardSupervisor, Arc<IndexLane>>, op: IndexOp) {
+        if slot.extra.push(op) {
+            slot.send(supervisor::DrainLane {});
+        }
     }
 
     /// Sends `msg` to the supervisor of `shard` if it runs (one that does not has no
@@ -333,9 +331,21 @@ impl Dispatch {
 
     /// An associate's position.
     pub fn associate_location(&self, id: AssociateId, point: LatLng) {
-        if let Some(slot) = self.shared.associates.get(&id)
-            && slot.extra.report(point)
-        {
+        let Some(slot) = self.shared.associates.get(&id) else {
+            return;
+        };
+        let wake = match slot.extra.report(point) {
+            Next::Nothing => false,
+            Next::WakeActor => true,
+            Next::Lane(shard) => {
+                // Still inside the shard that indexes them: a move on its lane. Across
+                // the border the actor hands them over.
+                !(self.shared.map.shard_of(point) == shard
+                    && self.to_existing_lane(shard, IndexOp::Move { id, point }))
+                    && slot.extra.wake_actor()
+            }
+        };
+        if wake {
             slot.send(associate::Moved {});
         }
     }

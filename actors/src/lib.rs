@@ -23,6 +23,7 @@ mod dispatch;
 mod error;
 pub mod feedback;
 pub mod gateway;
+mod lane;
 pub mod order;
 mod orders;
 pub mod payment;

@@ -118,13 +118,23 @@ impl<K: Hash + Eq + Clone, A: Actor, E> Registry<K, A, E> {
         }
     }
 
-    /// Removes `addr`'s slot if it has handled every message sent to it. True means it
-    /// is out of reach and must stop now; false, that it must keep running.
-    pub(crate) fn retire(&self, key: &K, addr: &Addr<A>, mailbox: &Mailbox) -> bool {
+    /// Removes `addr`'s slot if it has handled every message sent to it and `idle` holds
+    /// for what the slot keeps beside it (checked under the map's write lock, so no
+    /// sender can change it meanwhile). True means it is out of reach and must stop now;
+    /// false, that it must keep running.
+    pub(crate) fn retire(
+        &self,
+        key: &K,
+        addr: &Addr<A>,
+        mailbox: &Mailbox,
+        idle: impl FnOnce(&E) -> bool,
+    ) -> bool {
         let removed = self
             .map
             .remove_if(key, |_, slot| {
-                slot.addr == *addr && slot.sent.load(Ordering::SeqCst) == mailbox.handled
+                slot.addr == *addr
+                    && slot.sent.load(Ordering::SeqCst) == mailbox.handled
+                    && idle(&slot.extra)
             })
             .is_some();
         if removed {
@@ -168,7 +178,9 @@ mod tests {
 
         fn handle(&mut self, _: Ping, ctx: &mut Context<Self>) {
             self.mailbox.handled();
-            let retired = self.registry.retire(&1, &ctx.address(), &self.mailbox);
+            let retired = self
+                .registry
+                .retire(&1, &ctx.address(), &self.mailbox, |_| true);
             self.retired.lock().unwrap().push(retired);
             if retired {
                 ctx.stop();

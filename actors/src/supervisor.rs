@@ -3,40 +3,25 @@
 //! neighbours a search circle reaches and merging by distance), and starts request
 //! actors for pickups in its cell.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, ResponseFuture};
 use futures_util::future::join_all;
-use geo::{
-    AvailabilityIndex, IndexConfig, LatLng, NearestQuery, Neighbor, ShardId, Skills, TaskType,
-};
+use geo::{AvailabilityIndex, IndexConfig, LatLng, NearestQuery, Neighbor, ShardId, TaskType};
 use tokio::time::Instant;
 use wire::AssociateId;
 
 use crate::dispatch::Dispatch;
+use crate::lane::{IndexLane, IndexOp};
 use crate::registry::{MAILBOX_CAPACITY, Mailbox};
 use crate::request::{RequestActor, RequestSpec};
 use crate::telemetry;
 
-/// Put an available associate in the index, or move them.
+/// Index changes wait on the lane: apply them.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct IndexUpsert {
-    /// The associate.
-    pub id: AssociateId,
-    /// Where they are.
-    pub point: LatLng,
-    /// What they do.
-    pub skills: Skills,
-}
-
-/// Take an associate out of the index (busy, offline, or moved to another shard).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct IndexRemove {
-    /// The associate.
-    pub id: AssociateId,
-}
+pub struct DrainLane {}
 
 /// The nearest eligible associates in this shard's index only.
 #[derive(Debug, Clone, Message)]
@@ -79,6 +64,10 @@ pub struct RequestDone {}
 pub struct ShardSupervisor {
     shard: ShardId,
     index: AvailabilityIndex<AssociateId>,
+    /// Index changes not yet applied, in order.
+    lane: Arc<IndexLane>,
+    /// The batch being applied (kept to reuse its allocation).
+    batch: Vec<IndexOp>,
     /// Request actors started here and still running.
     live_requests: usize,
     /// When the last message arrived.
@@ -89,11 +78,19 @@ pub struct ShardSupervisor {
 
 impl ShardSupervisor {
     /// A supervisor for `shard` with an empty index.
-    pub(crate) fn new(shard: ShardId, bucket_m: f64, mailbox: Mailbox, dispatch: Dispatch) -> Self {
+    pub(crate) fn new(
+        shard: ShardId,
+        bucket_m: f64,
+        lane: Arc<IndexLane>,
+        mailbox: Mailbox,
+        dispatch: Dispatch,
+    ) -> Self {
         Self {
             shard,
             // expect: Dispatch::new validated the bucket size.
             index: AvailabilityIndex::new(IndexConfig { bucket_m }).expect("validated bucket size"),
+            lane,
+            batch: Vec::new(),
             live_requests: 0,
             last_activity: Instant::now(),
             mailbox,
@@ -110,21 +107,51 @@ impl ShardSupervisor {
     /// Stops if nobody is in the index, no request runs here, nothing happened for the
     /// idle time and every message sent here was handled.
     fn retire_if_idle(&mut self, ctx: &mut Context<Self>) {
+        self.apply_lane();
         let idle = self.dispatch.config().shard_idle;
         if self.index.is_empty()
             && self.live_requests == 0
             && self.last_activity.elapsed() >= idle
-            && self
-                .dispatch
-                .shared
-                .supervisors
-                .retire(&self.shard, &ctx.address(), &self.mailbox)
+            && self.dispatch.shared.supervisors.retire(
+                &self.shard,
+                &ctx.address(),
+                &self.mailbox,
+                |lane| lane.is_empty(),
+            )
         {
             ctx.stop();
         }
     }
 
-    fn local(&self, search: &LocalNearest) -> Vec<Neighbor<AssociateId>> {
+    /// Applies every index change queued on the lane, in order.
+    fn apply_lane(&mut self) {
+        let mut batch = std::mem::take(&mut self.batch);
+        self.lane.take(&mut batch);
+        for op in batch.drain(..) {
+            match op {
+                IndexOp::Upsert { id, point, skills } => {
+                    let was = self.index.len();
+                    self.index.upsert(id, point, skills);
+                    telemetry::index_updated(self.index.len() != was);
+                }
+                IndexOp::Move { id, point } => {
+                    if self.index.move_to(id, point) {
+                        telemetry::index_updated(false);
+                    }
+                }
+                IndexOp::Remove { id } => {
+                    if self.index.remove(&id).is_some() {
+                        telemetry::index_left();
+                    }
+                }
+            }
+        }
+        self.batch = batch;
+    }
+
+    /// Searches this shard's index, with every queued change applied first.
+    fn local(&mut self, search: &LocalNearest) -> Vec<Neighbor<AssociateId>> {
+        self.apply_lane();
         let query = NearestQuery {
             point: search.point,
             task: search.task,
@@ -147,26 +174,18 @@ impl Actor for ShardSupervisor {
     }
 }
 
-impl Handler<IndexUpsert> for ShardSupervisor {
+impl Handler<DrainLane> for ShardSupervisor {
     type Result = ();
 
-    /// Inserts or moves; the count changes only on insert.
-    fn handle(&mut self, msg: IndexUpsert, _: &mut Context<Self>) {
+    /// Applies the lane once the batch interval has passed (or at once without one):
+    /// until then reports gather without waking anyone.
+    fn handle(&mut self, _: DrainLane, ctx: &mut Context<Self>) {
         self.received();
-        let was = self.index.len();
-        self.index.upsert(msg.id, msg.point, msg.skills);
-        telemetry::index_updated(self.index.len() != was);
-    }
-}
-
-impl Handler<IndexRemove> for ShardSupervisor {
-    type Result = ();
-
-    /// Removes if present.
-    fn handle(&mut self, msg: IndexRemove, _: &mut Context<Self>) {
-        self.received();
-        if self.index.remove(&msg.id).is_some() {
-            telemetry::index_left();
+        let batch = self.dispatch.config().index_batch;
+        if batch.is_zero() {
+            self.apply_lane();
+        } else {
+            ctx.run_later(batch, |act, _| act.apply_lane());
         }
     }
 }

@@ -128,6 +128,9 @@ pub struct DispatchSettings {
     pub shard_idle_ms: u64,
     /// An away associate's actor (no offer, no order) stops after this long.
     pub associate_idle_ms: u64,
+    /// How long reported moves gather before a shard applies them (a search applies
+    /// them at once); 0 applies them on every wake-up.
+    pub index_batch_ms: u64,
 }
 
 /// Order settings.
@@ -279,6 +282,7 @@ impl Default for DispatchSettings {
             candidates_per_search: d.candidates_per_search,
             shard_idle_ms: d.shard_idle.as_millis() as u64,
             associate_idle_ms: d.associate_idle.as_millis() as u64,
+            index_batch_ms: d.index_batch.as_millis() as u64,
         }
     }
 }
@@ -489,6 +493,7 @@ impl Config {
             index_bucket_m: geo::IndexConfig::default().bucket_m,
             shard_idle: Duration::from_millis(d.shard_idle_ms),
             associate_idle: Duration::from_millis(d.associate_idle_ms),
+            index_batch: Duration::from_millis(d.index_batch_ms),
         };
         config.validate()?;
         Ok(config)

@@ -71,4 +71,3 @@ fn echo_protocol(req: &Request, mut resp: Response) -> Result<Response, ErrorRes
     }
     Ok(resp)
 }
-

@@ -133,7 +133,10 @@ impl BareChild {
         let seen = frames.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix("frames ").and_then(|n| n.trim().parse().ok()) {
+                if let Some(n) = line
+                    .strip_prefix("frames ")
+                    .and_then(|n| n.trim().parse().ok())
+                {
                     seen.store(n, Ordering::Relaxed);
                 }
             }
@@ -166,7 +169,11 @@ pub async fn serve_bare() -> anyhow::Result<()> {
 /// Every connection sends `rate` frames a second (a random walk from its own start, at a
 /// random phase) until `stop`; returns how many were sent.
 /// A `rate` of zero floods: every connection sends as fast as it can.
-fn pace(clients: Vec<Client>, rate: f64, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<u64>> {
+fn pace(
+    clients: Vec<Client>,
+    rate: f64,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<u64>> {
     let flood = rate <= 0.0;
     let period = Duration::from_secs_f64(if flood { 1.0 } else { 1.0 / rate });
     clients
@@ -286,7 +293,12 @@ pub async fn run(engine_binary: &Path, cfg: PacedConfig) -> anyhow::Result<Paced
     // The floor: the bare server, same client, same frames.
     let bare = BareChild::start(&me, cfg.server_core)?;
     let url = format!("ws://{}/", bare.addr);
-    let clients = connect_all(&url, (0..cfg.connections).map(|_| "bare".to_owned()), cfg.source_ips).await?;
+    let clients = connect_all(
+        &url,
+        (0..cfg.connections).map(|_| "bare".to_owned()),
+        cfg.source_ips,
+    )
+    .await?;
     let counter = bare.frames.clone();
     let bare_report = measure(clients, &cfg, bare.child.id(), || {
         let counter = counter.clone();

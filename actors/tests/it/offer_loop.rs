@@ -331,6 +331,29 @@ async fn accept_and_cancel_crossing_allot_at_most_once() {
 }
 
 #[actix_rt::test]
+async fn a_search_sees_every_move_reported_before_it() {
+    paused();
+    let mut h = Harness::new(DispatchConfig::default());
+    let a = h.associate(near(0.001), &[0]).await; // ~110 m
+    let b = h.associate(near(0.008), &[0]).await; // ~900 m
+    // B comes within 20 m, in the same shard: the move goes onto the shard's lane, with
+    // no round trip through anyone's actor, and the request follows straight after.
+    for step in [0.006, 0.004, 0.002, 0.0002] {
+        h.dispatch.associate_location(b, near(step));
+    }
+    let user = h.user();
+    let request = h.request(user, "companion", near(0.0)).await;
+    let offer = h.offer(b).await;
+    assert_eq!(offer.request_id, request);
+    assert!(
+        (15..=30).contains(&offer.distance_m),
+        "{}",
+        offer.distance_m
+    );
+    assert!(h.pending(PartyId::Associate(a)).is_none(), "A was offered");
+}
+
+#[actix_rt::test]
 async fn each_offer_goes_to_whoever_is_nearest_when_it_is_made() {
     paused();
     let mut h = Harness::new(DispatchConfig::default());
