@@ -22,16 +22,35 @@ use dashmap::mapref::one::Ref;
 pub(crate) const MAILBOX_CAPACITY: usize = 1 << 24;
 
 /// What a registered actor keeps to know when it may retire.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Mailbox {
     handled: u64,
+    /// Messages sent to it through the registry.
+    sent: Arc<AtomicU64>,
+    /// Where the depth seen at each message goes.
+    depth: metrics::Histogram,
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Self {
+            handled: 0,
+            sent: Arc::default(),
+            depth: metrics::Histogram::noop(),
+        }
+    }
 }
 
 impl Mailbox {
-    /// Counts one message handled; call at the top of every handler of a message that
-    /// came through the registry.
+    /// Counts one message handled, recording how many still wait behind it; call at the
+    /// top of every handler of a message that came through the registry.
     pub(crate) fn handled(&mut self) {
         self.handled += 1;
+        let waiting = self
+            .sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.handled);
+        self.depth.record(waiting as f64);
     }
 }
 
@@ -74,15 +93,19 @@ pub(crate) struct Registry<K: Hash + Eq, A: Actor, E> {
     map: DashMap<K, Slot<A, E>>,
     /// The gauge counting them.
     gauge: &'static str,
+    /// Their mailboxes' depths.
+    depth: metrics::Histogram,
 }
 
 impl<K: Hash + Eq + Clone, A: Actor, E> Registry<K, A, E> {
-    /// An empty registry whose size is published as `gauge`.
-    pub(crate) fn new(gauge: &'static str) -> Self {
+    /// An empty registry whose size is published as `gauge`, and its actors' mailbox
+    /// depths as the `actor` series of [`crate::telemetry::MAILBOX_DEPTH`].
+    pub(crate) fn new(gauge: &'static str, actor: &'static str) -> Self {
         metrics::gauge!(gauge).set(0.0);
         Self {
             map: DashMap::new(),
             gauge,
+            depth: metrics::histogram!(crate::telemetry::MAILBOX_DEPTH, "actor" => actor),
         }
     }
 
@@ -110,7 +133,11 @@ impl<K: Hash + Eq + Clone, A: Actor, E> Registry<K, A, E> {
             Entry::Occupied(e) => e.into_ref().downgrade(),
             Entry::Vacant(e) => {
                 let sent = Arc::new(AtomicU64::new(0));
-                let (addr, extra) = start(Mailbox::default());
+                let (addr, extra) = start(Mailbox {
+                    handled: 0,
+                    sent: sent.clone(),
+                    depth: self.depth.clone(),
+                });
                 let slot = e.insert(Slot { addr, sent, extra }).downgrade();
                 metrics::gauge!(self.gauge).increment(1.0);
                 slot
@@ -190,7 +217,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_actor_with_messages_still_queued_cannot_retire() {
-        let registry = Arc::new(Probes::new("speedy_test_probes"));
+        let registry = Arc::new(Probes::new("speedy_test_probes", "probe"));
         let retired = Arc::new(Mutex::new(Vec::new()));
         let start = |mailbox| {
             let probe = Probe {

@@ -63,7 +63,9 @@ impl Outbox {
                 Undelivered::Full
             }
             mpsc::error::TrySendError::Closed(_) => Undelivered::Offline,
-        })
+        })?;
+        crate::telemetry::outbox_depth(self.tx.max_capacity() - self.tx.capacity());
+        Ok(())
     }
 
     /// The signals the connection's owner waits on.

@@ -30,6 +30,10 @@ pub const ORDER_TRANSITIONS: &str = "speedy_order_transitions_total";
 pub const PAYMENTS: &str = "speedy_payments_total";
 /// Feedback received by source.
 pub const FEEDBACK: &str = "speedy_feedback_total";
+/// Frames waiting in a connection's outbound queue, seen as each is queued.
+pub const OUTBOX_DEPTH: &str = "speedy_session_outbox_depth";
+/// Messages waiting in an actor's mailbox, seen as each is handled, by actor.
+pub const MAILBOX_DEPTH: &str = "speedy_mailbox_depth";
 
 /// How an offer can end, as the `outcome` label of [`OFFERS`].
 pub const OFFER_OUTCOMES: [&str; 6] = [
@@ -113,4 +117,11 @@ pub(crate) fn count_transitions(mut events: crate::bus::Subscription) {
             }
         }
     });
+}
+
+/// Records the depth of a connection's outbound queue with one frame just queued.
+pub(crate) fn outbox_depth(depth: usize) {
+    static DEPTH: std::sync::LazyLock<metrics::Histogram> =
+        std::sync::LazyLock::new(|| metrics::histogram!(OUTBOX_DEPTH));
+    DEPTH.record(depth as f64);
 }

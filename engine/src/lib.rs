@@ -73,6 +73,10 @@ pub async fn run(
 ) -> Result<(), EngineError> {
     config.validate()?;
     let secrets = secrets(&config)?;
+    // Installed first: storage, dispatch and sessions bind their series to it as they start.
+    let metrics = telemetry::prometheus();
+    telemetry::describe();
+    telemetry::register();
     let recovery_started = std::time::Instant::now();
     let store = storage::Store::open(&storage::StoreConfig {
         path: Some(config.data_dir.join("db")),
@@ -143,9 +147,6 @@ pub async fn run(
     let mut validator = wire::Validator::new(catalog);
     validator.limits.max_frame_bytes = config.socket.max_frame_bytes;
     let (trigger, stop) = shutdown::channel();
-    let metrics = telemetry::prometheus();
-    telemetry::describe();
-    telemetry::register();
     let state = AppState {
         config: Arc::new(config),
         store: store.clone(),

@@ -541,6 +541,7 @@ impl Session {
     /// their own, every other frame (and anything that is not a frame) against the
     /// general one.
     async fn handle(&mut self, bytes: &[u8], binary: bool) -> Result<(), End> {
+        let arrived = std::time::Instant::now();
         let expected_binary = self.encoding == Encoding::Binary;
         let decoded = if binary != expected_binary {
             Err(wire::WireError::new(
@@ -585,9 +586,11 @@ impl Session {
             );
             return Ok(());
         }
+        let name = frame.type_name();
         if let Err(e) = self.act(frame).await {
             self.refuse(e.code(), e.to_string(), client_ref);
         }
+        telemetry::frame_handled(name, arrived.elapsed());
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Connected apps by role.
 pub const CONNECTIONS: &str = "speedy_connections";
@@ -12,19 +12,55 @@ pub const FRAMES_IN: &str = "speedy_frames_received_total";
 pub const FRAMES_REFUSED: &str = "speedy_frames_refused_total";
 /// Connections closed by the engine, by reason.
 pub const DISCONNECTS: &str = "speedy_disconnects_total";
+/// Seconds from a frame's arrival to the end of what it asked for, by type.
+pub const FRAME_SECONDS: &str = "speedy_frame_handling_seconds";
 
-/// Counts a frame received, by type. The counters are looked up once, not per frame,
-/// from the recorder in force then (the engine installs its own before serving).
+/// Bucket bounds of every `*_seconds` histogram: 100 µs to 5 min.
+pub const SECONDS_BUCKETS: [f64; 20] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Bucket bounds of every `*_depth` histogram (queue lengths).
+pub const DEPTH_BUCKETS: [f64; 14] = [
+    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0,
+];
+/// How often histograms are folded into their buckets, scraped or not (their samples
+/// are kept until then).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Per-type series of frames, looked up once (not per frame) from the recorder in
+/// force then: the engine installs its own before serving.
+struct ByType {
+    received: Vec<metrics::Counter>,
+    handled: Vec<metrics::Histogram>,
+}
+
+static BY_TYPE: std::sync::LazyLock<ByType> = std::sync::LazyLock::new(|| ByType {
+    received: wire::ClientMessage::TYPES
+        .iter()
+        .map(|t| metrics::counter!(FRAMES_IN, "type" => *t))
+        .collect(),
+    handled: wire::ClientMessage::TYPES
+        .iter()
+        .map(|t| metrics::histogram!(FRAME_SECONDS, "type" => *t))
+        .collect(),
+});
+
+fn type_index(name: &str) -> Option<usize> {
+    wire::ClientMessage::TYPES.iter().position(|t| *t == name)
+}
+
+/// Counts a frame received, by type.
 pub fn frame_received(frame: &wire::ClientMessage) {
-    static BY_TYPE: std::sync::LazyLock<Vec<metrics::Counter>> = std::sync::LazyLock::new(|| {
-        wire::ClientMessage::TYPES
-            .iter()
-            .map(|t| metrics::counter!(FRAMES_IN, "type" => *t))
-            .collect()
-    });
-    let name = frame.type_name();
-    if let Some(i) = wire::ClientMessage::TYPES.iter().position(|t| *t == name) {
-        BY_TYPE[i].increment(1);
+    if let Some(i) = type_index(frame.type_name()) {
+        BY_TYPE.received[i].increment(1);
+    }
+}
+
+/// Records how long a frame of type `name` took, from arrival to done.
+pub fn frame_handled(name: &str, took: std::time::Duration) {
+    if let Some(i) = type_index(name) {
+        BY_TYPE.handled[i].record(took.as_secs_f64());
     }
 }
 
@@ -34,9 +70,28 @@ pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_depth".into()), &DEPTH_BUCKETS)
+                })
+                // expect: the bucket lists above are constant and not empty.
+                .expect("bucket bounds");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
+            let upkeep = handle.clone();
+            // Without it, samples of a histogram nobody scrapes would pile up.
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no metrics upkeep thread: histograms fold only when scraped");
+            }
             // Another recorder may already be installed (a test harness): then ours only
             // renders what it sees, which is nothing, and the other one keeps working.
             if let Err(e) = metrics::set_global_recorder(recorder) {
@@ -66,6 +121,26 @@ pub fn describe() {
         "Frames refused with an error frame, by code."
     );
     describe_counter!(DISCONNECTS, "Connections the engine closed, by reason.");
+    describe_histogram!(
+        FRAME_SECONDS,
+        metrics::Unit::Seconds,
+        "Seconds from a frame's arrival to the end of what it asked for, by type."
+    );
+    describe_histogram!(
+        storage::DURABLE_WRITE_SECONDS,
+        metrics::Unit::Seconds,
+        "Seconds from a write's submission to its acknowledgement after fdatasync."
+    );
+    describe_histogram!(
+        actors::telemetry::OUTBOX_DEPTH,
+        metrics::Unit::Count,
+        "Frames waiting in a connection's outbound queue, seen as each is queued."
+    );
+    describe_histogram!(
+        actors::telemetry::MAILBOX_DEPTH,
+        metrics::Unit::Count,
+        "Messages waiting in an actor's mailbox, seen as each is handled, by actor."
+    );
     describe_counter!(actors::telemetry::OFFERS, "Offers by how they ended.");
     describe_counter!(actors::telemetry::REQUESTS, "Requests by how they ended.");
     describe_histogram!(

@@ -121,12 +121,19 @@ fn block_on<T>(fut: impl Future<Output = T>) -> T {
     }
 }
 
-/// What the committer thread is asked for.
+/// Seconds from a write's submission to its acknowledgement after `fdatasync`.
+pub const DURABLE_WRITE_SECONDS: &str = "speedy_durable_write_seconds";
+
+/// What the committer thread is asked for, and when.
 enum Item {
     /// Resolve this waiter after the next flush.
-    Wait(oneshot::Sender<Result<(), String>>),
+    Wait(Instant, oneshot::Sender<Result<(), String>>),
     /// Run this order write before the next flush; report it after.
-    Order(OrderWrite, oneshot::Sender<Result<Committed, StorageError>>),
+    Order(
+        Instant,
+        OrderWrite,
+        oneshot::Sender<Result<Committed, StorageError>>,
+    ),
 }
 
 /// The committer's bounded mailbox.
@@ -154,23 +161,23 @@ impl Queue {
 
     /// Queues `item` now if there is room (or drops it if the queue is closed); gives it
     /// back if the queue is full.
-    fn try_push(&self, item: Item) -> Result<(), Item> {
+    fn try_push(&self, item: Item) -> Option<Item> {
         let mut state = self.lock();
         if state.closed {
-            return Ok(());
+            return None;
         }
         if state.items.len() >= self.capacity {
-            return Err(item);
+            return Some(item);
         }
         state.items.push(item);
         self.arrived.notify_one();
-        Ok(())
+        None
     }
 
     /// Queues `item` now if there is room, else once there is (the future waits).
     fn enqueue(self: &Arc<Self>, item: Item) -> impl Future<Output = ()> + Send + 'static {
         let queue = self.clone();
-        let waiting = self.try_push(item).err();
+        let waiting = self.try_push(item);
         async move {
             if let Some(item) = waiting {
                 queue.push(item).await;
@@ -261,7 +268,7 @@ impl Committer {
     pub(crate) fn ticket(&self) -> Ticket {
         let (tx, rx) = oneshot::channel();
         // Queued now (in call order) when there is room; otherwise the ticket waits.
-        let queued = self.queue.enqueue(Item::Wait(tx));
+        let queued = self.queue.enqueue(Item::Wait(Instant::now(), tx));
         Ticket {
             wait: Some(Box::pin(async move {
                 queued.await;
@@ -278,7 +285,7 @@ impl Committer {
     pub(crate) fn submit(&self, write: OrderWrite) -> Durable<Committed> {
         let (tx, rx) = oneshot::channel();
         // Queued now (in call order) when there is room; otherwise the write waits.
-        let queued = self.queue.enqueue(Item::Order(write, tx));
+        let queued = self.queue.enqueue(Item::Order(Instant::now(), write, tx));
         Durable {
             fut: Box::pin(async move {
                 queued.await;
@@ -351,6 +358,8 @@ struct Flushed {
     /// Each order write's outcome and where to report it.
     writes: Vec<(Result<crate::orders::Written, StorageError>, OrderReply)>,
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    /// When each of its writes and waiters was submitted.
+    submitted: Vec<Instant>,
 }
 
 type OrderReply = oneshot::Sender<Result<Committed, StorageError>>;
@@ -369,10 +378,15 @@ fn run(
     while let Some(batch) = next_batch(queue, max_wait) {
         queue.room.notify_waiters();
         let mut waiters = Vec::new();
+        let mut submitted = Vec::with_capacity(batch.len());
         for item in batch {
             match item {
-                Item::Wait(w) => waiters.push(w),
-                Item::Order(write, reply) => {
+                Item::Wait(at, w) => {
+                    submitted.push(at);
+                    waiters.push(w);
+                }
+                Item::Order(at, write, reply) => {
+                    submitted.push(at);
                     writes.push(write);
                     replies.push(reply);
                 }
@@ -390,6 +404,7 @@ fn run(
             flush,
             writes: written.into_iter().zip(replies.drain(..)).collect(),
             waiters,
+            submitted,
         };
         if to_sync.send(flushed).is_err() {
             break;
@@ -400,6 +415,7 @@ fn run(
 /// The sync thread: one `fdatasync` for every batch flushed before it began, then the
 /// answers. Nothing is acknowledged before the sync has returned.
 fn sync_loop(mut syncer: Syncer, flushed: mpsc::Receiver<Flushed>) {
+    let latency = metrics::histogram!(DURABLE_WRITE_SECONDS);
     while let Ok(first) = flushed.recv() {
         let mut batches = vec![first];
         batches.extend(flushed.try_iter());
@@ -416,6 +432,9 @@ fn sync_loop(mut syncer: Syncer, flushed: mpsc::Receiver<Flushed>) {
             }
             for waiter in batch.waiters {
                 let _ = waiter.send(result.clone());
+            }
+            for at in batch.submitted {
+                latency.record(at.elapsed().as_secs_f64());
             }
         }
     }

@@ -33,7 +33,7 @@ mod store;
 mod sync;
 mod table;
 
-pub use commit::{Durable, Ticket};
+pub use commit::{DURABLE_WRITE_SECONDS, Durable, Ticket};
 pub use error::StorageError;
 pub use lists::{MAX_PAGE, OrderQuery, Page, SCAN_BUDGET};
 pub use migrate::{OLDEST_READABLE, SCHEMA_VERSION};

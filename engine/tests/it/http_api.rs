@@ -165,6 +165,58 @@ async fn metrics_are_valid_prometheus_text() {
     }
 }
 
+/// The sum of every sample line of `series` whose labels include each of `labels`.
+fn sample_sum(exposition: &str, series: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn latency_and_queue_depth_are_prometheus_histograms() {
+    let s = TestServer::start(|_| {});
+    let mut p = crate::harness::parties(&s).await;
+    crate::steps::allot(&mut p, None).await;
+    let r = http_api::request(s.addr, "GET", "/metrics", &[], None)
+        .await
+        .unwrap();
+    for (series, labels) in [
+        ("speedy_time_to_first_offer_seconds", &[][..]),
+        ("speedy_time_to_allot_seconds", &[]),
+        ("speedy_durable_write_seconds", &[]),
+        ("speedy_frame_handling_seconds", &[r#"type="location""#][..]),
+        ("speedy_frame_handling_seconds", &[r#"type="request""#]),
+        ("speedy_session_outbox_depth", &[]),
+        ("speedy_mailbox_depth", &[r#"actor="associate""#]),
+        ("speedy_mailbox_depth", &[r#"actor="supervisor""#]),
+    ] {
+        assert!(
+            r.text.contains(&format!("# TYPE {series} histogram")),
+            "{series} is not a histogram:\n{}",
+            r.text
+        );
+        let inf = [labels, &[r#"le="+Inf""#]].concat();
+        let count = sample_sum(&r.text, &format!("{series}_bucket"), &inf);
+        assert!(
+            count >= 1.0,
+            "{series} {labels:?} has no samples:\n{}",
+            r.text
+        );
+        assert_eq!(
+            count,
+            sample_sum(&r.text, &format!("{series}_count"), labels),
+            "{series}: the +Inf bucket is the count"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_fresh_engine_exposes_its_series_before_any_traffic() {
     let s = TestServer::start(|_| {});
