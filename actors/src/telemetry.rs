@@ -108,7 +108,7 @@ pub fn request_opened() {
 
 /// Counts order transitions by state: a subscriber of the event bus, like billing and
 /// feedback.
-pub(crate) fn count_transitions(mut events: crate::bus::Subscription) {
+pub(crate) fn count_transitions(mut events: crate::orders::bus::Subscription) {
     actix_rt::spawn(async move {
         while let Some((_, event)) = events.next().await {
             // A stall is an alert about a state, not a move to one.

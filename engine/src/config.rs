@@ -175,7 +175,7 @@ pub struct StallSettings {
 
 impl Default for StallSettings {
     fn default() -> Self {
-        let d = actors::stall::StallTimes::default();
+        let d = actors::orders::stall::StallTimes::default();
         let ms = |x: Duration| x.as_millis() as u64;
         Self {
             allotted: ms(d.allotted),
@@ -192,9 +192,9 @@ impl Default for StallSettings {
 
 impl StallSettings {
     /// The stall times as the actors take them.
-    pub fn times(&self) -> actors::stall::StallTimes {
+    pub fn times(&self) -> actors::orders::stall::StallTimes {
         let d = Duration::from_millis;
-        actors::stall::StallTimes {
+        actors::orders::stall::StallTimes {
             allotted: d(self.allotted),
             en_route: d(self.en_route),
             arrived: d(self.arrived),
@@ -246,7 +246,7 @@ impl Default for Config {
             orders: OrderSettings::default(),
             payments: PaymentSettings::default(),
             storage: StorageSettings::default(),
-            pricing: actors::pricing::sample_settings(),
+            pricing: actors::orders::pricing::sample_settings(),
         }
     }
 }
@@ -302,7 +302,7 @@ impl Default for OrderSettings {
 
 impl Default for PaymentSettings {
     fn default() -> Self {
-        let d = actors::payment::PaymentConfig::default();
+        let d = actors::orders::payment::PaymentConfig::default();
         Self {
             gateway_timeout_ms: d.gateway_timeout.as_millis() as u64,
             reconcile_every_ms: d.reconcile_every.as_millis() as u64,
@@ -428,7 +428,8 @@ impl Config {
             }
         }
         self.dispatch_config().map_err(|m| invalid("dispatch", m))?;
-        actors::pricing::validate(&self.pricing).map_err(|e| invalid("pricing", e.to_string()))?;
+        actors::orders::pricing::validate(&self.pricing)
+            .map_err(|e| invalid("pricing", e.to_string()))?;
         for task in &self.tasks {
             if !self.pricing.tasks.iter().any(|t| &t.task == task) {
                 return Err(invalid(
@@ -510,11 +511,11 @@ impl Config {
     }
 
     /// The payment settings as the actors take them.
-    pub fn payment_config(&self) -> actors::payment::PaymentConfig {
-        actors::payment::PaymentConfig {
+    pub fn payment_config(&self) -> actors::orders::payment::PaymentConfig {
+        actors::orders::payment::PaymentConfig {
             gateway_timeout: Duration::from_millis(self.payments.gateway_timeout_ms),
             reconcile_every: Duration::from_millis(self.payments.reconcile_every_ms),
-            ..actors::payment::PaymentConfig::default()
+            ..actors::orders::payment::PaymentConfig::default()
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What each app frame does: the session calls dispatch or orders as its own party.
 
 use actors::ActorError;
-use actors::order::Action;
+use actors::orders::messages::Action;
 use wire::ClientMessage as M;
 use wire::{PartyId, ServerHeartbeat};
 

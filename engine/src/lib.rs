@@ -112,9 +112,9 @@ pub async fn run(
         handles,
         store.clone(),
     )?;
-    let ledger = actors::gateway::SandboxGateway::ledger_path(&config.data_dir);
+    let ledger = actors::orders::gateway::SandboxGateway::ledger_path(&config.data_dir);
     let gateway = Arc::new(
-        actors::gateway::SandboxGateway::with_ledger(
+        actors::orders::gateway::SandboxGateway::with_ledger(
             &ledger,
             Duration::from_millis(config.payments.sandbox_latency_ms),
             Duration::from_millis(config.payments.gateway_timeout_ms * 3),

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actors::gateway::{ChargeRequest, ChargeStatus, GatewayError, PaymentGateway};
-use actors::payment::PaymentConfig;
+use actors::orders::gateway::{ChargeRequest, ChargeStatus, GatewayError, PaymentGateway};
+use actors::orders::payment::PaymentConfig;
 use actors::{ActorError, Clock, Dispatch, DispatchConfig, OrderConfig, Orders, Sessions};
 use futures_util::future::BoxFuture;
 use wire::model::{

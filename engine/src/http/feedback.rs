@@ -77,7 +77,7 @@ pub async fn post_feedback(
     }
     let outcome = state
         .orders
-        .external_feedback(actors::feedback::External {
+        .external_feedback(actors::orders::messages::External {
             order_id: body.order_id,
             about: body.about,
             rating: body.rating,

@@ -24,7 +24,9 @@ pub async fn get_pricing(
     State(state): State<AppState>,
     _: Admin,
 ) -> ApiResult<Json<PricingSettings>> {
-    Ok(Json(actors::pricing::settings_or_default(&state.store)))
+    Ok(Json(actors::orders::pricing::settings_or_default(
+        &state.store,
+    )))
 }
 
 /// Replaces the prices: every task type needs prices; orders billed from now on use them.
@@ -48,7 +50,7 @@ pub async fn put_pricing(
     _: Admin,
     Body(body): Body<PricingSettings>,
 ) -> ApiResult<Json<PricingSettings>> {
-    actors::pricing::validate(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    actors::orders::pricing::validate(&body).map_err(|e| ApiError::bad(e.to_string()))?;
     if body.tasks.len() > 256 {
         return Err(ApiError::bad("tasks: at most 256"));
     }
@@ -84,7 +86,7 @@ pub async fn put_discount(
     _: Admin,
     Body(body): Body<DiscountCode>,
 ) -> ApiResult<(StatusCode, Json<DiscountCode>)> {
-    actors::pricing::validate_discount(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    actors::orders::pricing::validate_discount(&body).map_err(|e| ApiError::bad(e.to_string()))?;
     state.store.put_discount(&body)?.durable().await?;
     Ok((StatusCode::CREATED, Json(body)))
 }

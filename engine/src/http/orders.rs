@@ -225,7 +225,13 @@ pub async fn ops_cancel(
     PathParams(id): PathParams<OrderId>,
     Body(body): Body<OpsReason>,
 ) -> ApiResult<Json<OrderView>> {
-    ops_end(state, id, actors::order::OpsAction::Cancel, body.reason).await
+    ops_end(
+        state,
+        id,
+        actors::orders::messages::OpsAction::Cancel,
+        body.reason,
+    )
+    .await
 }
 
 /// Marks started work done; billing and payment follow as usual.
@@ -253,13 +259,19 @@ pub async fn ops_complete(
     PathParams(id): PathParams<OrderId>,
     Body(body): Body<OpsReason>,
 ) -> ApiResult<Json<OrderView>> {
-    ops_end(state, id, actors::order::OpsAction::Complete, body.reason).await
+    ops_end(
+        state,
+        id,
+        actors::orders::messages::OpsAction::Complete,
+        body.reason,
+    )
+    .await
 }
 
 async fn ops_end(
     state: AppState,
     id: OrderId,
-    action: actors::order::OpsAction,
+    action: actors::orders::messages::OpsAction,
     reason: String,
 ) -> ApiResult<Json<OrderView>> {
     if reason.trim().is_empty() {

@@ -271,7 +271,7 @@ const PAIRS: usize = 5;
 /// associate is free for the next round.
 #[tokio::test]
 async fn killed_with_payments_in_flight_and_requests_open_nothing_acknowledged_is_lost() {
-    use actors::gateway::test_instruments as cards;
+    use actors::orders::gateway::test_instruments as cards;
     use rand::{Rng, SeedableRng};
 
     let dir = tempfile::tempdir().unwrap();
@@ -484,7 +484,7 @@ sandbox_latency_ms = 3
         all.reported.len(),
         e.ledger()
             .iter()
-            .filter(|l| matches!(l, actors::gateway::LedgerLine::Captured { .. }))
+            .filter(|l| matches!(l, actors::orders::gateway::LedgerLine::Captured { .. }))
             .count()
     );
     e.kill();
@@ -548,7 +548,7 @@ async fn check_after_restart(e: &Engine, acks: &Acks, round: usize) {
     }
     let mut captures = std::collections::HashMap::<String, u32>::new();
     for line in e.ledger() {
-        if let actors::gateway::LedgerLine::Captured { key, .. } = line {
+        if let actors::orders::gateway::LedgerLine::Captured { key, .. } = line {
             *captures.entry(key).or_default() += 1;
         }
     }

@@ -270,7 +270,7 @@ async fn a_declined_card_then_a_good_one() {
         tip_minor: None,
     };
     p.u.send(pay(
-        actors::gateway::test_instruments::CARD_DECLINED,
+        actors::orders::gateway::test_instruments::CARD_DECLINED,
         "k-declined",
     ))
     .await
@@ -542,12 +542,13 @@ async fn one_key_paid_at_the_same_moment_from_fifty_sockets_captures_once() {
     let stored = order_json(&s, order.order_id).await;
     assert_eq!(stored["payments"].as_array().unwrap().len(), 1);
     assert_eq!(stored["order"]["state"], "closed");
-    let ledger =
-        actors::gateway::read_ledger(&actors::gateway::SandboxGateway::ledger_path(s.data_dir()))
-            .unwrap();
+    let ledger = actors::orders::gateway::read_ledger(
+        &actors::orders::gateway::SandboxGateway::ledger_path(s.data_dir()),
+    )
+    .unwrap();
     let captures = ledger
         .iter()
-        .filter(|l| matches!(l, actors::gateway::LedgerLine::Captured { .. }))
+        .filter(|l| matches!(l, actors::orders::gateway::LedgerLine::Captured { .. }))
         .count();
     assert_eq!(captures, 1, "{ledger:?}");
 }

@@ -166,9 +166,11 @@ impl Engine {
     }
 
     /// What the sandbox gateway's ledger file says, as an auditor would read it.
-    pub fn ledger(&self) -> Vec<actors::gateway::LedgerLine> {
-        actors::gateway::read_ledger(&actors::gateway::SandboxGateway::ledger_path(&self.dir))
-            .unwrap()
+    pub fn ledger(&self) -> Vec<actors::orders::gateway::LedgerLine> {
+        actors::orders::gateway::read_ledger(&actors::orders::gateway::SandboxGateway::ledger_path(
+            &self.dir,
+        ))
+        .unwrap()
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use actors::gateway::{LedgerLine, test_instruments};
+use actors::orders::gateway::{LedgerLine, test_instruments};
 use wire::client::Client;
 use wire::model::{Availability, OrderState, PaymentMethod, PaymentStatus};
 use wire::{ErrorCode, OrderId, ServerMessage};

@@ -7,8 +7,8 @@ use wire::{Allotted, OrderId};
 
 use crate::allotment::CreateOrder;
 use crate::error::ActorError;
-use crate::order::{OrderActor, new_pin};
 use crate::orders::Orders;
+use crate::orders::order::{OrderActor, new_pin};
 
 /// Creates orders.
 pub struct OrderDesk {

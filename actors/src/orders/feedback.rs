@@ -4,58 +4,12 @@
 
 use actix::prelude::*;
 use wire::model::{OrderState, Role};
-use wire::{FeedbackId, FeedbackRecorded, FeedbackRequest, OrderId, PartyId};
+use wire::{FeedbackId, FeedbackRecorded, FeedbackRequest, OrderId};
 
-use crate::bus::Subscription;
 use crate::error::ActorError;
+use crate::orders::bus::Subscription;
+use crate::orders::messages::{Closed, External, ExternalOutcome, Rate};
 use crate::orders::{Orders, side_of};
-
-/// A rating from a party's app.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), ActorError>")]
-pub struct Rate {
-    /// Who rates (must be on the order); they rate the other side.
-    pub party: PartyId,
-    /// The order.
-    pub order_id: OrderId,
-    /// 1 to 5.
-    pub rating: u8,
-    /// Comment.
-    pub comment: Option<String>,
-}
-
-/// Feedback gathered elsewhere (social media), posted over HTTP. Once per order, rated
-/// party and source: a repeat answers with the rating already recorded.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<ExternalOutcome, ActorError>")]
-pub struct External {
-    /// The order.
-    pub order_id: OrderId,
-    /// Who is rated.
-    pub about: Role,
-    /// 1 to 5.
-    pub rating: u8,
-    /// Comment.
-    pub comment: Option<String>,
-    /// Where it came from.
-    pub source: String,
-}
-
-/// What became of external feedback.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExternalOutcome {
-    /// The rating on record: this one, or the one recorded before from the same source.
-    pub record: storage::FeedbackRecord,
-    /// Whether this call recorded it (false: a repeat, nothing changed).
-    pub created: bool,
-}
-
-/// An order closed (from the bus).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-struct Closed {
-    order: OrderId,
-}
 
 /// Records feedback.
 pub struct FeedbackActor {

@@ -6,59 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, ResponseFuture};
 use futures_util::future::join_all;
-use geo::{AvailabilityIndex, IndexConfig, LatLng, NearestQuery, Neighbor, ShardId, TaskType};
+use geo::{AvailabilityIndex, IndexConfig, NearestQuery, Neighbor, ShardId};
 use tokio::time::Instant;
 use wire::AssociateId;
 
 use crate::dispatch::Dispatch;
-use crate::lane::{IndexLane, IndexOp};
+use crate::dispatch::lane::{IndexLane, IndexOp};
+use crate::dispatch::messages::{Candidates, DrainLane, LocalNearest, RequestDone, StartRequest};
+use crate::dispatch::request::RequestActor;
 use crate::registry::{MAILBOX_CAPACITY, Mailbox};
-use crate::request::{RequestActor, RequestSpec};
 use crate::telemetry;
-
-/// Index changes wait on the lane: apply them.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct DrainLane {}
-
-/// The nearest eligible associates in this shard's index only.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Vec<Neighbor<AssociateId>>")]
-pub struct LocalNearest {
-    /// Search centre.
-    pub point: LatLng,
-    /// Task type.
-    pub task: TaskType,
-    /// Radius in metres.
-    pub radius_m: f64,
-    /// At most this many.
-    pub k: usize,
-    /// Never these.
-    pub exclude: Vec<AssociateId>,
-}
-
-/// The nearest eligible associates across every shard the circle reaches.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Vec<Neighbor<AssociateId>>")]
-pub struct Candidates {
-    /// The search.
-    pub search: LocalNearest,
-}
-
-/// Start the request actor for a pickup in this shard.
-#[derive(Debug, Message)]
-#[rtype(result = "Addr<RequestActor>")]
-pub struct StartRequest {
-    /// The request.
-    pub spec: RequestSpec,
-}
-
-/// A request this supervisor started has ended.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct RequestDone {}
 
 /// The supervisor of one shard cell.
 pub struct ShardSupervisor {

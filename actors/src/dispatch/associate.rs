@@ -7,131 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use geo::{LatLng, ShardId, Skills, TaskType};
+use geo::{ShardId, Skills};
 use tokio::time::Instant;
 use wire::model::{Availability, OfferEnd};
 use wire::{AssociateId, Offer, OfferEnded, OrderId, RequestId, Status};
 
+use crate::dispatch::lane::{IndexOp, PositionSlot, Route};
+use crate::dispatch::messages::{
+    AcceptOffer, AcceptOutcome, AnswerOffer, AssociateView, Connected, Disconnected, GoOffline,
+    GoOnline, MarkBusy, Moved, OfferRefused, Refusal, RefusedBy, Release, Reserve, SetZone,
+    Withdraw,
+};
+use crate::dispatch::request::RequestActor;
+use crate::dispatch::zone::ZoneFilter;
 use crate::dispatch::{AssociateProfileInfo, Dispatch};
 use crate::error::ActorError;
-use crate::lane::{IndexOp, PositionSlot, Route};
 use crate::registry::{MAILBOX_CAPACITY, Mailbox};
-use crate::request::{AcceptOffer, AcceptOutcome, OfferRefused, RefusedBy, RequestActor};
-use crate::zone::ZoneFilter;
-
-/// The app connected (again): profile data, and what the app should be shown.
-#[derive(Debug, Message)]
-#[rtype(result = "AssociateView")]
-pub struct Connected {
-    /// Skills and zone from the profile.
-    pub info: AssociateProfileInfo,
-}
-
-/// The app disconnected.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Disconnected {}
-
-/// Start taking offers.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<AssociateView, ActorError>")]
-pub struct GoOnline {
-    /// Skills for this shift; none means the profile's.
-    pub skills: Option<Skills>,
-}
-
-/// Stop taking offers.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<AssociateView, ActorError>")]
-pub struct GoOffline {}
-
-/// A position report needs the actor: the first while available, or one that crossed
-/// out of the shard that indexes them.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Moved {}
-
-/// Set or clear the service zone.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SetZone {
-    /// The zone, or none for anywhere.
-    pub zone: Option<ZoneFilter>,
-}
-
-/// A request asks to reserve the associate and offer them a job.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), Refusal>")]
-pub struct Reserve {
-    /// The asking request.
-    pub request: Addr<RequestActor>,
-    /// Its task type.
-    pub task: TaskType,
-    /// Its pickup.
-    pub pickup: LatLng,
-    /// The offer frame to show.
-    pub offer: Offer,
-}
-
-/// The request withdraws its offer.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Withdraw {
-    /// The request.
-    pub request_id: RequestId,
-    /// Why.
-    pub reason: OfferEnd,
-}
-
-/// The associate answers the open offer.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<OrderId>, ActorError>")]
-pub struct AnswerOffer {
-    /// The request offered.
-    pub request_id: RequestId,
-    /// Yes or no.
-    pub accept: bool,
-}
-
-/// The associate's order ended; they are free again.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Release {
-    /// The order that ended.
-    pub order: OrderId,
-}
-
-/// The associate is on an order recovered at start-up.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct MarkBusy {
-    /// The order.
-    pub order: OrderId,
-}
-
-/// Why a reservation was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Offline, disconnected, reserved by another request, or busy.
-    NotAvailable,
-    /// Does not perform the task type.
-    NotEligible,
-    /// The pickup is outside the associate's zone.
-    OutsideZone,
-}
-
-/// What the associate's app should show.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssociateView {
-    /// Availability.
-    pub availability: Availability,
-    /// Skills they are online for.
-    pub skills: Skills,
-    /// The open offer, if any.
-    pub offer: Option<Offer>,
-    /// The order in progress, if any.
-    pub order: Option<OrderId>,
-}
 
 #[derive(Debug)]
 enum Phase {

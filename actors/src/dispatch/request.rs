@@ -9,63 +9,17 @@ use actix::prelude::*;
 use geo::{LatLng, Neighbor, TaskType};
 use tokio::time::Instant;
 use wire::model::{OfferEnd, UnixMs};
-use wire::{
-    AssociateId, ErrorFrame, NoAssociate, Offer, OrderId, RequestCancelled, RequestId, UserId,
-};
+use wire::{AssociateId, ErrorFrame, NoAssociate, Offer, RequestCancelled, RequestId, UserId};
 
 use crate::allotment::{Allotment, CreateOrder};
-use crate::associate::{self, Refusal};
 use crate::clock::Clock;
 use crate::dispatch::Dispatch;
+use crate::dispatch::messages;
+use crate::dispatch::messages::{
+    AcceptOffer, AcceptOutcome, Cancel, Candidates, LocalNearest, OfferRefused, Refusal, RefusedBy,
+};
 use crate::error::ActorError;
-use crate::supervisor::{Candidates, LocalNearest};
 use crate::telemetry;
-
-/// The offered associate accepts.
-#[derive(Debug, Message)]
-#[rtype(result = "AcceptOutcome")]
-pub struct AcceptOffer {
-    /// Who accepts.
-    pub associate: AssociateId,
-}
-
-/// The offered associate declined or went away.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct OfferRefused {
-    /// Who.
-    pub associate: AssociateId,
-    /// How.
-    pub why: RefusedBy,
-}
-
-/// The user cancels.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), ActorError>")]
-pub struct Cancel {
-    /// Who asks (must be the request's user).
-    pub user: UserId,
-}
-
-/// How an offer was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusedBy {
-    /// The associate said no.
-    Declined,
-    /// The associate's app disconnected.
-    Disconnected,
-}
-
-/// The answer to an acceptance.
-#[derive(Debug, Clone, PartialEq, Eq, MessageResponse)]
-pub enum AcceptOutcome {
-    /// The order exists.
-    Allotted(OrderId),
-    /// The offer had already moved on (window passed, cancelled).
-    TooLate,
-    /// The order could not be created.
-    Failed(ActorError),
-}
 
 /// What a request is.
 #[derive(Debug, Clone)]
@@ -282,7 +236,7 @@ impl RequestActor {
             note: self.spec.note.clone(),
             expires_at_ms: self.dispatch.clock().ms_at(expires),
         };
-        let reserve = associate::Reserve {
+        let reserve = messages::Reserve {
             request: ctx.address(),
             task: self.spec.task,
             pickup: self.spec.pickup,
@@ -354,7 +308,7 @@ impl RequestActor {
         }
         self.dispatch.to_associate(
             associate,
-            associate::Withdraw {
+            messages::Withdraw {
                 request_id: self.spec.request_id,
                 reason: OfferEnd::Expired,
             },
@@ -430,7 +384,7 @@ impl RequestActor {
         };
         self.dispatch.to_associate(
             associate,
-            associate::Withdraw {
+            messages::Withdraw {
                 request_id: self.spec.request_id,
                 reason,
             },
@@ -444,7 +398,7 @@ impl RequestActor {
         let shard = self.dispatch.shared.map.shard_of(self.spec.pickup);
         // Its supervisor runs: it cannot retire while this request does.
         self.dispatch
-            .to_existing_supervisor(shard, crate::supervisor::RequestDone {});
+            .to_existing_supervisor(shard, crate::dispatch::messages::RequestDone {});
         telemetry::request_ended(outcome);
         ctx.stop();
     }

@@ -13,8 +13,9 @@ use actix::prelude::*;
 use wire::PaymentId;
 use wire::model::PaymentStatus;
 
-use crate::gateway::{ChargeRequest, ChargeStatus, GatewayError, PaymentGateway};
 use crate::orders::Orders;
+use crate::orders::gateway::{ChargeRequest, ChargeStatus, GatewayError, PaymentGateway};
+use crate::orders::messages::{Charge, PendingCount, Recover};
 
 /// Payment settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,27 +38,6 @@ impl Default for PaymentConfig {
             give_up_after: 60,
         }
     }
-}
-
-/// Charge a pending payment.
-#[derive(Debug, Message)]
-#[rtype(result = "storage::PaymentRecord")]
-pub struct Charge {
-    /// The payment, status pending, already stored.
-    pub payment: storage::PaymentRecord,
-    /// The full instrument (the record holds it masked).
-    pub instrument: String,
-    /// The invoice currency.
-    pub currency: String,
-}
-
-/// Settle a payment a restart left pending: nothing of it is in flight any more, so
-/// the first answer from the gateway decides it.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Recover {
-    /// The pending payment.
-    pub payment: storage::PaymentRecord,
 }
 
 /// A payment whose outcome is not known yet.
@@ -198,11 +178,6 @@ impl Actor for PaymentActor {
         ctx.run_interval(self.config.reconcile_every, |act, ctx| act.reconcile(ctx));
     }
 }
-
-/// How many payments wait for an outcome.
-#[derive(Debug, Message)]
-#[rtype(result = "usize")]
-pub struct PendingCount {}
 
 impl Handler<PendingCount> for PaymentActor {
     type Result = usize;

@@ -14,16 +14,18 @@ use wire::model::UnixMs;
 use wire::{AssociateId, OrderId, RequestId, RequestReceived, TaskCatalog, TaskRequest, UserId};
 
 use crate::allotment::CreateOrder;
-use crate::associate::{self, AssociateActor, AssociateView};
 use crate::clock::Clock;
 use crate::config::DispatchConfig;
+use crate::dispatch::associate::AssociateActor;
+use crate::dispatch::lane::{IndexLane, IndexOp, Next, PositionSlot};
+use crate::dispatch::messages;
+use crate::dispatch::messages::AssociateView;
+use crate::dispatch::request::{RequestActor, RequestSpec};
+use crate::dispatch::supervisor::ShardSupervisor;
+use crate::dispatch::zone::ZoneFilter;
 use crate::error::ActorError;
-use crate::lane::{IndexLane, IndexOp, Next, PositionSlot};
 use crate::registry::{Registry, Slot};
-use crate::request::{self, RequestActor, RequestSpec};
 use crate::sessions::Sessions;
-use crate::supervisor::{self, ShardSupervisor};
-use crate::zone::ZoneFilter;
 
 /// A cheap, cloneable handle on dispatch.
 #[derive(Clone)]
@@ -193,7 +195,7 @@ impl Dispatch {
 
     fn push(slot: &Slot<ShardSupervisor, Arc<IndexLane>>, op: IndexOp) {
         if slot.extra.push(op) {
-            slot.send(supervisor::DrainLane {});
+            slot.send(messages::DrainLane {});
         }
     }
 
@@ -300,13 +302,13 @@ impl Dispatch {
         id: AssociateId,
         info: AssociateProfileInfo,
     ) -> Result<AssociateView, ActorError> {
-        let asked = self.associate(id, &info).ask(associate::Connected { info });
+        let asked = self.associate(id, &info).ask(messages::Connected { info });
         Ok(asked.await?)
     }
 
     /// An associate's app disconnected.
     pub fn associate_disconnected(&self, id: AssociateId) {
-        self.to_associate(id, associate::Disconnected {});
+        self.to_associate(id, messages::Disconnected {});
     }
 
     /// An associate starts taking offers (for `skills`, or their profile's).
@@ -316,7 +318,7 @@ impl Dispatch {
         skills: Option<Skills>,
     ) -> Result<AssociateView, ActorError> {
         let asked = self
-            .ask_associate(id, associate::GoOnline { skills })
+            .ask_associate(id, messages::GoOnline { skills })
             .ok_or(ActorError::UnknownParty)?;
         asked.await?
     }
@@ -324,7 +326,7 @@ impl Dispatch {
     /// An associate stops taking offers.
     pub async fn go_offline(&self, id: AssociateId) -> Result<AssociateView, ActorError> {
         let asked = self
-            .ask_associate(id, associate::GoOffline {})
+            .ask_associate(id, messages::GoOffline {})
             .ok_or(ActorError::UnknownParty)?;
         asked.await?
     }
@@ -346,7 +348,7 @@ impl Dispatch {
             }
         };
         if wake {
-            slot.send(associate::Moved {});
+            slot.send(messages::Moved {});
         }
     }
 
@@ -357,7 +359,7 @@ impl Dispatch {
         zone: Option<ZoneFilter>,
     ) -> Result<(), ActorError> {
         let asked = self
-            .ask_associate(id, associate::SetZone { zone })
+            .ask_associate(id, messages::SetZone { zone })
             .ok_or(ActorError::UnknownParty)?;
         asked.await?;
         Ok(())
@@ -371,20 +373,19 @@ impl Dispatch {
         accept: bool,
     ) -> Result<Option<OrderId>, ActorError> {
         let asked = self
-            .ask_associate(id, associate::AnswerOffer { request_id, accept })
+            .ask_associate(id, messages::AnswerOffer { request_id, accept })
             .ok_or(ActorError::NotYourOffer)?;
         asked.await?
     }
 
     /// The associate's order ended: they may take offers again.
     pub fn order_finished(&self, id: AssociateId, order: OrderId) {
-        self.to_associate(id, associate::Release { order });
+        self.to_associate(id, messages::Release { order });
     }
 
     /// Marks an associate busy on a recovered order (at start-up).
     pub fn restore_busy(&self, id: AssociateId, order: OrderId, info: AssociateProfileInfo) {
-        self.associate(id, &info)
-            .send(associate::MarkBusy { order });
+        self.associate(id, &info).send(messages::MarkBusy { order });
     }
 
     /// A user asks for a task (frame already validated). The request is durable before
@@ -449,7 +450,7 @@ impl Dispatch {
     /// Starts a request's actor on the supervisor of its pickup's shard.
     async fn start_request(&self, spec: RequestSpec) -> Result<(), ActorError> {
         let shard = self.shared.map.shard_of(spec.pickup);
-        self.ask_supervisor(shard, supervisor::StartRequest { spec })
+        self.ask_supervisor(shard, messages::StartRequest { spec })
             .await?;
         Ok(())
     }
@@ -501,7 +502,7 @@ impl Dispatch {
             .get(&request_id)
             .map(|a| a.clone())
             .ok_or(ActorError::UnknownRequest)?;
-        addr.send(request::Cancel { user }).await?
+        addr.send(messages::Cancel { user }).await?
     }
 
     /// The user's open request, if any.

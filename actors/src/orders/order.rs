@@ -13,114 +13,13 @@ use wire::model::{
 };
 use wire::{InvoiceFrame, InvoiceId, OrderClosed, OrderUpdate, PartyId, PaymentId, PaymentResult};
 
-use crate::billing::Bill;
 use crate::error::ActorError;
+use crate::orders::messages::{
+    Act, Action, Bill, CashReceived, Charge, Invoiced, OpsAct, OpsAction, Pay, Settled, View,
+};
+use crate::orders::pricing;
+use crate::orders::stall::StallAction;
 use crate::orders::{Orders, side_of};
-use crate::payment::Charge;
-use crate::pricing;
-use crate::stall::StallAction;
-
-/// A party acts on the order.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), ActorError>")]
-pub struct Act {
-    /// Who acts (must be on the order).
-    pub party: PartyId,
-    /// What they do.
-    pub action: Action,
-}
-
-/// The order as a party may see it.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<OrderSnapshot, ActorError>")]
-pub struct View {
-    /// Who asks (must be on the order).
-    pub party: PartyId,
-}
-
-/// The user pays the invoice through the gateway.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), ActorError>")]
-pub struct Pay {
-    /// Who pays (must be the order's user).
-    pub party: PartyId,
-    /// Card, UPI or wallet.
-    pub method: PaymentMethod,
-    /// The instrument as the gateway knows it.
-    pub instrument: String,
-    /// The user's idempotency key.
-    pub idempotency_key: String,
-    /// Tip in minor units.
-    pub tip_minor: Minor,
-}
-
-/// The associate confirms cash.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), ActorError>")]
-pub struct CashReceived {
-    /// Who confirms (must be the order's associate).
-    pub party: PartyId,
-    /// How much they received.
-    pub amount_minor: Minor,
-}
-
-/// Billing priced the order.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Invoiced {
-    /// The invoice.
-    pub invoice: Invoice,
-    /// Its tax invoice.
-    pub tax: storage::TaxInvoice,
-}
-
-/// A payment's outcome became known.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Settled {
-    /// The payment, succeeded or failed.
-    pub payment: storage::PaymentRecord,
-}
-
-/// Ops end an order by hand (admin API), with a reason kept in its events.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), ActorError>")]
-pub struct OpsAct {
-    /// What ops do.
-    pub action: OpsAction,
-    /// Why (recorded in the order's events).
-    pub reason: String,
-}
-
-/// What ops can do to an open order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpsAction {
-    /// Cancel it, without a fee, whatever state it is in; the associate is freed.
-    Cancel,
-    /// Mark started work done; billing and payment follow as usual.
-    Complete,
-}
-
-/// What a party can do to an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// The associate sets out.
-    EnRoute,
-    /// The associate is at the pickup.
-    Arrived,
-    /// The associate starts work with the user's PIN.
-    Start {
-        /// The PIN.
-        pin: String,
-    },
-    /// Either side marks the work done.
-    Complete,
-    /// Either side cancels before work starts.
-    Cancel {
-        /// Why.
-        reason: Option<String>,
-    },
-}
 
 /// A fresh 4-digit start PIN.
 pub fn new_pin() -> String {
@@ -317,7 +216,7 @@ impl OrderActor {
             now,
         )
         .map_err(|e| ActorError::Internal(e.to_string()))?;
-        let tax = crate::billing::tax_invoice(&self.record, &invoice, now);
+        let tax = crate::orders::billing::tax_invoice(&self.record, &invoice, now);
         Ok((
             invoice.invoice_id,
             vec![
@@ -353,7 +252,7 @@ impl OrderActor {
 
     /// Free within the policy's window after allotment, the policy's fee after it.
     fn cancellation_fee(&self) -> wire::model::Minor {
-        let policy = crate::pricing::settings_or_default(self.orders.store()).cancellation;
+        let policy = crate::orders::pricing::settings_or_default(self.orders.store()).cancellation;
         let since = self
             .orders
             .dispatch()
@@ -518,7 +417,7 @@ impl OrderActor {
             .orders
             .sessions()
             .is_connected(PartyId::Associate(self.record.associate_id));
-        let action = crate::stall::action(state, connected);
+        let action = crate::orders::stall::action(state, connected);
         let idle_ms = self.state_since.elapsed().as_millis() as u64;
         tracing::warn!(order = %self.record.order_id, state = state.as_str(), idle_ms, ?action, "order stalled");
         let kind = OrderEventKind::Stalled {

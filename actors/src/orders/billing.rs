@@ -6,20 +6,11 @@ use actix::prelude::*;
 use wire::InvoiceId;
 use wire::model::{Invoice, OrderEventKind, OrderState};
 
-use crate::bus::Subscription;
 use crate::error::ActorError;
 use crate::orders::Orders;
-use crate::pricing::{self, BillInput};
-
-/// Price a completed order.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(Invoice, storage::TaxInvoice), ActorError>")]
-pub struct Bill {
-    /// The order, in state completed.
-    pub order: storage::OrderRecord,
-    /// Billable minutes.
-    pub minutes: u32,
-}
+use crate::orders::bus::Subscription;
+use crate::orders::messages::{Bill, Completed};
+use crate::orders::pricing::{self, BillInput};
 
 /// Prices orders.
 pub struct BillingActor {
@@ -119,14 +110,6 @@ impl Actor for BillingActor {
             }
         });
     }
-}
-
-/// An order completed (from the bus).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-struct Completed {
-    order: wire::OrderId,
-    minutes: u32,
 }
 
 impl Handler<Completed> for BillingActor {

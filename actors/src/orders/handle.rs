@@ -11,17 +11,19 @@ use tokio::time::Instant;
 use wire::model::{OrderSnapshot, Role};
 use wire::{OrderId, PartyId, PeerLocation};
 
-use crate::billing::BillingActor;
-use crate::bus::EventBus;
-use crate::desk::OrderDesk;
 use crate::dispatch::{AssociateProfileInfo, Dispatch};
 use crate::error::ActorError;
-use crate::feedback::{self, FeedbackActor};
-use crate::gateway::PaymentGateway;
-use crate::order::{self, Action, OrderActor};
-use crate::payment::{PaymentActor, PaymentConfig, Recover};
+use crate::orders::billing::BillingActor;
+use crate::orders::bus::EventBus;
+use crate::orders::desk::OrderDesk;
+use crate::orders::feedback::FeedbackActor;
+use crate::orders::gateway::PaymentGateway;
+use crate::orders::messages;
+use crate::orders::messages::{Action, Recover};
+use crate::orders::order::{self, OrderActor};
+use crate::orders::payment::{PaymentActor, PaymentConfig};
+use crate::orders::stall::StallTimes;
 use crate::sessions::Sessions;
-use crate::stall::StallTimes;
 
 /// Order settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,14 +211,14 @@ impl Orders {
         tax: storage::TaxInvoice,
     ) {
         if let Some(addr) = self.shared.actors.get(&order) {
-            addr.do_send(order::Invoiced { invoice, tax });
+            addr.do_send(messages::Invoiced { invoice, tax });
         }
     }
 
     /// Hands a payment's late outcome to the order's actor (or just stores it).
     pub(crate) fn payment_settled(&self, payment: storage::PaymentRecord) {
         match self.shared.actors.get(&payment.order_id) {
-            Some(addr) => addr.do_send(order::Settled { payment }),
+            Some(addr) => addr.do_send(messages::Settled { payment }),
             None => {
                 if let Err(e) = self.shared.store.put_payment(&payment) {
                     tracing::error!(payment = %payment.payment_id, error = %e, "could not store a payment outcome");
@@ -231,7 +233,7 @@ impl Orders {
         let Ok(actor) = self.actor(frame.order_id) else {
             return self.pay_ended(party, &frame);
         };
-        let pay = order::Pay {
+        let pay = messages::Pay {
             party,
             method: frame.method,
             instrument: frame.instrument.clone(),
@@ -293,7 +295,7 @@ impl Orders {
         party: PartyId,
         frame: wire::CashReceived,
     ) -> Result<(), ActorError> {
-        let cash = order::CashReceived {
+        let cash = messages::CashReceived {
             party,
             amount_minor: frame.amount_minor,
         };
@@ -305,7 +307,7 @@ impl Orders {
 
     /// A party rates the other side of a closed order.
     pub async fn rate(&self, party: PartyId, frame: wire::Feedback) -> Result<(), ActorError> {
-        let rate = feedback::Rate {
+        let rate = messages::Rate {
             party,
             order_id: frame.order_id,
             rating: frame.rating,
@@ -317,8 +319,8 @@ impl Orders {
     /// Feedback from elsewhere about a party of a closed order (once per source).
     pub async fn external_feedback(
         &self,
-        external: feedback::External,
-    ) -> Result<feedback::ExternalOutcome, ActorError> {
+        external: messages::External,
+    ) -> Result<messages::ExternalOutcome, ActorError> {
         self.feedback().send(external).await?
     }
 
@@ -326,12 +328,12 @@ impl Orders {
     pub async fn ops(
         &self,
         order: OrderId,
-        action: order::OpsAction,
+        action: messages::OpsAction,
         reason: String,
     ) -> Result<(), ActorError> {
         match self
             .actor(order)?
-            .send(order::OpsAct { action, reason })
+            .send(messages::OpsAct { action, reason })
             .await
         {
             Ok(result) => result,
@@ -448,7 +450,7 @@ impl Orders {
     ) -> Result<(), ActorError> {
         match self
             .open_actor(party, order)?
-            .send(order::Act { party, action })
+            .send(messages::Act { party, action })
             .await
         {
             Ok(result) => result,
@@ -463,7 +465,7 @@ impl Orders {
         party: PartyId,
         order: OrderId,
     ) -> Result<OrderSnapshot, ActorError> {
-        match self.actor(order)?.send(order::View { party }).await {
+        match self.actor(order)?.send(messages::View { party }).await {
             Ok(result) => result,
             Err(_) => Err(ActorError::InvalidState("the order has ended".into())),
         }
