@@ -8,6 +8,7 @@
 //! - [`stats`]: counters and latency histograms; [`report`]: JSON and SVG reports.
 //! - [`paced`]: location ingest, paced, with the engine and a bare WebSocket server
 //!   ([`ingest`]) each its own process on a pinned core: CPU per frame, and the ratio.
+//! - [`instructions`]: instructions per location frame, the engine under callgrind.
 //! - [`idle`]: resident memory per idle connected associate.
 //! - [`soak`]: a long run of churn (associates, worldwide requests, abandoned orders)
 //!   after which memory and actor counts must be back where they were.
@@ -15,6 +16,7 @@
 pub mod flow;
 pub mod idle;
 pub mod ingest;
+pub mod instructions;
 pub mod paced;
 pub mod report;
 pub mod soak;

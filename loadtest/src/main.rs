@@ -98,6 +98,25 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         source_ips: usize,
     },
+    /// Instructions per location frame: the engine binary under callgrind (valgrind),
+    /// counted from socket read to index, a figure machine noise does not move.
+    Instructions {
+        /// Connections, each an online associate.
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        /// Location frames counted.
+        #[arg(long, default_value_t = 5_000)]
+        frames: usize,
+        /// Frames per second over all connections.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// The engine binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Where callgrind's dumps go (read them with callgrind_annotate).
+        #[arg(long, default_value = "loadtest-report/callgrind")]
+        out_dir: PathBuf,
+    },
     /// The bare WebSocket server `ingest` measures against (prints its address, then
     /// its frame count every 100 ms).
     BareServer,
@@ -277,6 +296,13 @@ fn main() -> anyhow::Result<()> {
                     source_ips,
                 };
                 let report = loadtest::paced::run(&binary, cfg).await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            }
+            Command::Instructions { connections, frames, rate, engine, out_dir } => {
+                let binary = engine.unwrap_or_else(sibling_engine);
+                let cfg = loadtest::instructions::InstructionsConfig { connections, frames, rate, out_dir };
+                let report = loadtest::instructions::run(&binary, cfg).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }

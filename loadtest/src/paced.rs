@@ -275,8 +275,59 @@ async fn connect_all(
         .collect()
 }
 
+/// Creates `n` associates on `engine` (issued tokens signed with `secret`), connects each
+/// from one of `spread` source addresses, and puts it online at a point of its own.
+pub async fn online_associates(
+    engine: &ChildEngine,
+    secret: &str,
+    n: usize,
+    spread: usize,
+) -> anyhow::Result<Vec<Client>> {
+    let target = engine.target.clone();
+    let tokens = engine::auth::Tokens::new(secret);
+    let ids: Vec<AssociateId> = futures_util::stream::iter(0..n)
+        .map(|n| {
+            let target = target.clone();
+            async move {
+                let id = AssociateId::new();
+                let body = serde_json::json!({
+                    "id": id, "name": format!("paced-{n}"), "phone": "1", "skills": ["companion"],
+                });
+                let r = target.admin("POST", "/v1/associates", Some(body)).await?;
+                if r.status != 201 {
+                    bail!("creating an associate: {} {}", r.status, r.text);
+                }
+                anyhow::Ok(id)
+            }
+        })
+        .buffered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let mut clients = connect_all(
+        &target.ws_url(),
+        ids.iter()
+            .map(|id| tokens.issue(PartyId::Associate(*id), 3_600).0),
+        spread,
+    )
+    .await?;
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(wire::Location {
+            point: Point {
+                lat: 12.85 + (i % 300) as f64 * 0.001,
+                lng: 77.45 + (i / 300) as f64 * 0.001,
+            },
+            accuracy_m: None,
+        })
+        .await?;
+        c.send(wire::GoOnline { skills: vec![] }).await?;
+    }
+    Ok(clients)
+}
+
 /// Location frames the engine has taken in, from its metrics.
-async fn engine_frames(target: &Target) -> anyhow::Result<u64> {
+pub async fn engine_frames(target: &Target) -> anyhow::Result<u64> {
     let r = wire::client::http_api::request(target.http, "GET", "/metrics", &[], None).await?;
     Ok(r.text
         .lines()
@@ -338,46 +389,8 @@ pub async fn run(engine_binary: &Path, cfg: PacedConfig) -> anyhow::Result<Paced
         ],
         cfg.server_core,
     )?;
+    let clients = online_associates(&engine, &secret, cfg.connections, cfg.source_ips).await?;
     let target = engine.target.clone();
-    let tokens = engine::auth::Tokens::new(&secret);
-    let ids: Vec<AssociateId> = futures_util::stream::iter(0..cfg.connections)
-        .map(|n| {
-            let target = target.clone();
-            async move {
-                let id = AssociateId::new();
-                let body = serde_json::json!({
-                    "id": id, "name": format!("paced-{n}"), "phone": "1", "skills": ["companion"],
-                });
-                let r = target.admin("POST", "/v1/associates", Some(body)).await?;
-                if r.status != 201 {
-                    bail!("creating an associate: {} {}", r.status, r.text);
-                }
-                anyhow::Ok(id)
-            }
-        })
-        .buffered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
-    let mut clients = connect_all(
-        &target.ws_url(),
-        ids.iter()
-            .map(|id| tokens.issue(PartyId::Associate(*id), 3_600).0),
-        cfg.source_ips,
-    )
-    .await?;
-    for (i, c) in clients.iter_mut().enumerate() {
-        c.send(wire::Location {
-            point: Point {
-                lat: 12.85 + (i % 300) as f64 * 0.001,
-                lng: 77.45 + (i / 300) as f64 * 0.001,
-            },
-            accuracy_m: None,
-        })
-        .await?;
-        c.send(wire::GoOnline { skills: vec![] }).await?;
-    }
     let engine_report = measure(clients, &cfg, engine.pid(), || {
         let target = target.clone();
         Box::pin(async move { engine_frames(&target).await })

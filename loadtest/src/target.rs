@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 
 use anyhow::{Context as _, bail};
@@ -217,10 +217,20 @@ impl ChildEngine {
         extra: &[String],
         core: Option<usize>,
     ) -> anyhow::Result<Self> {
+        Self::start_command(crate::paced::pinned(binary, core), binary, extra)
+    }
+
+    /// Like [`ChildEngine::start`], with `command` (a wrapper such as taskset or valgrind
+    /// whose last argument is the engine `binary`) as the way to run it.
+    pub fn start_command(
+        mut command: Command,
+        binary: &Path,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir()?;
         let admin_key = format!("loadtest-admin-{}", uuid::Uuid::now_v7());
-        let mut child = crate::paced::pinned(binary, core)
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--admin-key", &admin_key])
             .arg("--data-dir")
             .arg(dir.path())
