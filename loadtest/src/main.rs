@@ -98,6 +98,41 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         source_ips: usize,
     },
+    /// End-to-end dispatch latency: request frame sent → offer frame received, over
+    /// real sockets, with the engine binary its own process (pinned to `--engine-core`)
+    /// and associates streaming positions; each request is cancelled once offered.
+    Dispatch {
+        /// Online associates, each streaming positions.
+        #[arg(long, default_value_t = 10_000)]
+        associates: usize,
+        /// Location frames per second per associate.
+        #[arg(long, default_value_t = 1.0)]
+        location_rate: f64,
+        /// Users taking turns to ask.
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        /// Requests per second over all users.
+        #[arg(long, default_value_t = 50.0)]
+        request_rate: f64,
+        /// Seconds of load before measuring.
+        #[arg(long, default_value_t = 5.0)]
+        warm_up: f64,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Engine actor threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// The core the engine is pinned to (none: not pinned).
+        #[arg(long, default_value = "0")]
+        engine_core: Option<usize>,
+        /// The engine binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Spread connections over this many source addresses.
+        #[arg(long, default_value_t = 16)]
+        source_ips: usize,
+    },
     /// Instructions per location frame: the engine binary under callgrind (valgrind),
     /// counted from socket read to index, a figure machine noise does not move.
     Instructions {
@@ -296,6 +331,15 @@ fn main() -> anyhow::Result<()> {
                     source_ips,
                 };
                 let report = loadtest::paced::run(&binary, cfg).await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            }
+            Command::Dispatch { associates, location_rate, users, request_rate, warm_up, seconds, workers, engine_core, engine, source_ips } => {
+                let binary = engine.unwrap_or_else(sibling_engine);
+                let cfg = loadtest::latency::LatencyConfig {
+                    associates, location_rate, users, request_rate, warm_up, seconds, workers, engine_core, source_ips,
+                };
+                let report = loadtest::latency::run(&binary, cfg).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }
