@@ -22,5 +22,5 @@ pub use error::{GeoError, InvalidLatLng};
 pub use index::{AvailabilityIndex, Entry, IndexConfig, NearestQuery, Neighbor};
 pub use merge::merge_nearest;
 pub use point::{EARTH_RADIUS_M, LatLng};
-pub use shard::{MAX_SHARDS_PER_QUERY, ShardId, ShardMap};
+pub use shard::{MAX_SHARDS_PER_QUERY, ShardDisc, ShardId, ShardMap};
 pub use skills::{MAX_TASK_TYPES, Skills, TaskType};

@@ -8,7 +8,7 @@ use rustc_hash::FxHashSet;
 
 use crate::error::GeoError;
 use crate::point::{EARTH_RADIUS_M, LatLng};
-use crate::sphere::UnitVec;
+use crate::sphere::{UnitVec, chord2, chord2_for_radius};
 
 /// The most shards one search circle may fan out to before it is refused.
 pub const MAX_SHARDS_PER_QUERY: usize = 4096;
@@ -44,6 +44,38 @@ impl fmt::Display for ShardId {
     }
 }
 
+/// A disc around a located point that lies wholly inside that point's shard (less a
+/// margin), so a later position inside the disc is known to be in the shard without
+/// asking H3 again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShardDisc {
+    shard: ShardId,
+    centre: [f64; 3],
+    /// Squared chord of the disc's radius (negative: the disc holds nothing).
+    max_chord2: f64,
+}
+
+impl ShardDisc {
+    /// The shard the disc lies in.
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// The disc's radius in metres (0 for a point on or near the shard's edge).
+    pub fn radius_m(&self) -> f64 {
+        if self.max_chord2 <= 0.0 {
+            0.0
+        } else {
+            crate::sphere::distance_for_chord2(self.max_chord2)
+        }
+    }
+
+    /// Whether `point` lies inside the disc, and so inside [`ShardDisc::shard`].
+    pub fn contains(&self, point: LatLng) -> bool {
+        chord2(&point.unit().0, &self.centre) <= self.max_chord2
+    }
+}
+
 /// Maps points to shards at one H3 resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardMap {
@@ -66,6 +98,24 @@ impl ShardMap {
     /// The shard that holds `point`.
     pub fn shard_of(&self, point: LatLng) -> ShardId {
         ShardId(point.to_h3().to_cell(self.resolution))
+    }
+
+    /// The shard that holds `point`, with the largest disc around `point` inside it
+    /// (the distance to the cell's nearest edge, less a metre and a thousandth).
+    pub fn locate(&self, point: LatLng) -> ShardDisc {
+        let cell = point.to_h3().to_cell(self.resolution);
+        let p = point.unit();
+        let edge_m = angle_to_cell(&p, cell) * EARTH_RADIUS_M;
+        let safe_m = edge_m * 0.999 - REACH_MARGIN_M;
+        ShardDisc {
+            shard: ShardId(cell),
+            centre: p.0,
+            max_chord2: if safe_m > 0.0 {
+                chord2_for_radius(safe_m)
+            } else {
+                -1.0
+            },
+        }
     }
 
     /// Every shard whose cell comes within `radius_m` of `point`, the point's own first.
@@ -117,7 +167,74 @@ fn angle_to_cell(p: &UnitVec, cell: CellIndex) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The point `d` radians from (`lat`, `lng`) along `bearing` (great circle).
+    fn destination(lat: f64, lng: f64, bearing: f64, d: f64) -> Option<LatLng> {
+        let (phi, lambda) = (lat.to_radians(), lng.to_radians());
+        let phi2 = (phi.sin() * d.cos() + phi.cos() * d.sin() * bearing.cos()).asin();
+        let lambda2 =
+            lambda + (bearing.sin() * d.sin() * phi.cos()).atan2(d.cos() - phi.sin() * phi2.sin());
+        let lng2 = (lambda2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
+        LatLng::new(phi2.to_degrees(), lng2).ok()
+    }
+
+    proptest! {
+        /// Anywhere on Earth, at coarse and fine resolutions: every point on the rim of
+        /// a located point's disc (64 bearings) is in the same shard.
+        #[test]
+        fn the_rim_of_the_disc_is_in_its_shard(
+            lat in -89.0f64..89.0,
+            lng in -180.0f64..180.0,
+            res in prop::sample::select(vec![3u8, 5, 6, 7, 9]),
+        ) {
+            let map = ShardMap::new(res).unwrap();
+            let p = LatLng::new(lat, lng).unwrap();
+            let disc = map.locate(p);
+            prop_assert_eq!(disc.shard(), map.shard_of(p));
+            prop_assert!(disc.contains(p) || disc.radius_m() == 0.0);
+            let d = disc.radius_m() / EARTH_RADIUS_M;
+            for k in (0..64).filter(|_| d > 0.0) {
+                let bearing = f64::from(k) * std::f64::consts::TAU / 64.0;
+                if let Some(q) = destination(lat, lng, bearing, d * 0.9999) {
+                    prop_assert!(disc.contains(q));
+                    prop_assert_eq!(map.shard_of(q), disc.shard(), "bearing {}", bearing);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_disc_reaches_the_nearest_edge_and_no_further() {
+        let map = ShardMap::new(6).unwrap();
+        let centre = map.shard_of(LatLng::new(12.97, 77.59).unwrap()).centre();
+        let disc = map.locate(centre);
+        // Res 6 hexagons: about 3.2 km from centre to the nearest edge.
+        assert!(
+            (2_500.0..3_700.0).contains(&disc.radius_m()),
+            "{}",
+            disc.radius_m()
+        );
+        // Walk out from the centre: the first point outside the shard is outside the disc,
+        // and the disc ends within a few metres of it... on that bearing or sooner.
+        let mut step = 0.0;
+        let outside = loop {
+            step += 5.0;
+            let q = LatLng::new(12.97, 77.59).unwrap();
+            let q = LatLng::new(
+                centre.lat() + (step / EARTH_RADIUS_M).to_degrees(),
+                centre.lng(),
+            )
+            .unwrap_or(q);
+            if map.shard_of(q) != disc.shard() {
+                break q;
+            }
+        };
+        assert!(!disc.contains(outside));
+        assert!(disc.radius_m() <= step);
+    }
 
     #[test]
     fn resolution_is_validated() {

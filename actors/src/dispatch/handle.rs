@@ -339,11 +339,19 @@ impl Dispatch {
         let wake = match slot.extra.report(point) {
             Next::Nothing => false,
             Next::WakeActor => true,
+            // Still inside the shard that indexes them: a move on its lane. Across the
+            // border the actor hands them over.
+            Next::Inside(shard) => {
+                !self.to_existing_lane(shard, IndexOp::Move { id, point })
+                    && slot.extra.wake_actor()
+            }
             Next::Lane(shard) => {
-                // Still inside the shard that indexes them: a move on its lane. Across
-                // the border the actor hands them over.
-                !(self.shared.map.shard_of(point) == shard
-                    && self.to_existing_lane(shard, IndexOp::Move { id, point }))
+                let disc = self.shared.map.locate(point);
+                let inside = disc.shard() == shard;
+                if inside {
+                    slot.extra.located(disc);
+                }
+                !(inside && self.to_existing_lane(shard, IndexOp::Move { id, point }))
                     && slot.extra.wake_actor()
             }
         };

@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use geo::{LatLng, ShardId, Skills};
+use geo::{LatLng, ShardDisc, ShardId, Skills};
 use wire::AssociateId;
 
 /// One change to a shard's index.
@@ -98,6 +98,9 @@ pub(crate) enum Next {
     WakeActor,
     /// Queue a move on this shard's lane if the position is inside it, else wake the actor.
     Lane(ShardId),
+    /// Queue a move on this shard's lane: the position is inside the disc last located
+    /// there, so inside the shard.
+    Inside(ShardId),
 }
 
 #[derive(Debug)]
@@ -106,6 +109,8 @@ struct SlotState {
     route: Route,
     /// A wake-up is in the actor's mailbox.
     woken: bool,
+    /// A disc known to lie inside the lane's shard, around the last located position.
+    disc: Option<ShardDisc>,
 }
 
 /// An associate's newest reported position and the route the next report takes. The
@@ -123,6 +128,7 @@ impl Default for PositionSlot {
                 latest: None,
                 route: Route::Keep,
                 woken: false,
+                disc: None,
             }),
         }
     }
@@ -135,7 +141,10 @@ impl PositionSlot {
         state.latest = Some(point);
         match state.route {
             Route::Keep => Next::Nothing,
-            Route::Lane(shard) => Next::Lane(shard),
+            Route::Lane(shard) => match state.disc {
+                Some(d) if d.shard() == shard && d.contains(point) => Next::Inside(shard),
+                _ => Next::Lane(shard),
+            },
             Route::Actor => state.wake(),
         }
     }
@@ -143,6 +152,15 @@ impl PositionSlot {
     /// The actor is needed after all (the position left the lane's shard).
     pub(crate) fn wake_actor(&self) -> bool {
         self.lock().wake() == Next::WakeActor
+    }
+
+    /// `disc` was located around a reported position: later reports inside it skip
+    /// locating, while the route is still that shard's lane.
+    pub(crate) fn located(&self, disc: ShardDisc) {
+        let mut state = self.lock();
+        if state.route == Route::Lane(disc.shard()) {
+            state.disc = Some(disc);
+        }
     }
 
     /// The actor took its wake-up.
@@ -227,5 +245,31 @@ mod tests {
         assert_eq!(slot.report(at(13.1)), Next::Lane(shard));
         assert!(slot.wake_actor());
         assert!(!slot.wake_actor());
+    }
+
+    #[test]
+    fn a_located_disc_skips_locating_until_the_position_leaves_it_or_the_route_changes() {
+        let map = geo::ShardMap::new(6).unwrap();
+        let slot = PositionSlot::default();
+        let centre = map.shard_of(at(12.97)).centre();
+        let disc = map.locate(centre);
+        let shard = disc.shard();
+        assert!(disc.radius_m() > 1_000.0);
+        // Not on this shard's lane yet: the disc is not taken.
+        slot.located(disc);
+        slot.route(|_| Route::Lane(shard));
+        assert_eq!(slot.report(centre), Next::Lane(shard));
+        slot.located(disc);
+        // 100 m north: inside the disc.
+        let near = LatLng::new(centre.lat() + 0.0009, centre.lng()).unwrap();
+        assert_eq!(slot.report(near), Next::Inside(shard));
+        // Past the disc's rim (10 km north, another res-6 cell): located again.
+        let far = LatLng::new(centre.lat() + 0.09, centre.lng()).unwrap();
+        assert_eq!(slot.report(far), Next::Lane(shard));
+        // Another shard's lane: the old disc does not apply.
+        let other = map.shard_of(far);
+        slot.route(|_| Route::Lane(other));
+        assert_ne!(other, shard);
+        assert_eq!(slot.report(near), Next::Lane(other));
     }
 }
