@@ -68,7 +68,7 @@ async fn wait_for_frames(target: &Target, want: u64, limit: Duration) -> anyhow:
         if started.elapsed() > limit {
             bail!("the engine took in {now} location frames of {want} within {limit:?}");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

@@ -185,6 +185,12 @@ fn decode_json<F: Frame>(bytes: &[u8]) -> Result<F, WireError> {
     if first != Some(&b'{') {
         return Err(classify_json(bytes, None, "a frame must be a JSON object"));
     }
+    if let Some(kind) = leading_tag(bytes) {
+        // The usual shape, `{"type":"name",...`: no separate pass to find the tag.
+        if let Some(decoded) = F::from_json_payload(kind, bytes) {
+            return decoded.map_err(|e| classify_json(bytes, Some(&e), ""));
+        }
+    }
     let tag: Tag<'_> = serde_json::from_slice(bytes).map_err(|e| {
         if e.classify() == serde_json::error::Category::Data {
             // The tag struct has one field: any data error is about `type`.
@@ -207,6 +213,18 @@ fn decode_json<F: Frame>(bytes: &[u8]) -> Result<F, WireError> {
         Some(Ok(frame)) => Ok(frame),
         Some(Err(e)) => Err(classify_json(bytes, Some(&e), "")),
     }
+}
+
+/// The tag of a frame that opens with `{"type":"name"` (no whitespace, no escapes in
+/// the name), as apps and this crate write frames; anything else takes the general path.
+fn leading_tag(bytes: &[u8]) -> Option<&str> {
+    let rest = bytes.strip_prefix(br#"{"type":""#)?;
+    let end = rest.iter().position(|b| !(b.is_ascii_lowercase() || *b == b'_'))?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    // The name is ASCII lowercase and underscores, so valid UTF-8.
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
 /// Maps a JSON decode failure to a stable code.

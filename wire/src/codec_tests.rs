@@ -77,6 +77,14 @@ fn json_accepts_fields_in_any_order_and_ignores_unknown_ones() {
     assert!(
         matches!(m, ClientMessage::Location(l) if l.point.lat == 12.9 && l.accuracy_m.is_none())
     );
+    // Spacing and escapes in the tag take the general path to the same frame.
+    for text in [
+        r#"{ "type": "location", "point": {"lat": 12.9, "lng": 77.5}}"#,
+        r#"{"type":"loc\u0061tion","point":{"lat":12.9,"lng":77.5}}"#,
+    ] {
+        let m: ClientMessage = decode(Encoding::Json, text.as_bytes(), &v).unwrap();
+        assert!(matches!(m, ClientMessage::Location(l) if l.point.lng == 77.5), "{text}");
+    }
 }
 
 fn code_of(encoding: Encoding, bytes: &[u8]) -> ErrorCode {
