@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Handler, Message};
 use dashmap::DashMap;
+use rustc_hash::FxBuildHasher;
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::Ref;
 
@@ -90,7 +91,8 @@ impl<A: Actor, E> Slot<A, E> {
 
 /// Registered actors of one kind, by key.
 pub(crate) struct Registry<K: Hash + Eq, A: Actor, E> {
-    map: DashMap<K, Slot<A, E>>,
+    /// Keys are server-issued ids and H3 cells, not chosen by clients: a fast hash.
+    map: DashMap<K, Slot<A, E>, FxBuildHasher>,
     /// The gauge counting them.
     gauge: &'static str,
     /// Their mailboxes' depths.
@@ -103,7 +105,7 @@ impl<K: Hash + Eq + Clone, A: Actor, E> Registry<K, A, E> {
     pub(crate) fn new(gauge: &'static str, actor: &'static str) -> Self {
         metrics::gauge!(gauge).set(0.0);
         Self {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(FxBuildHasher),
             gauge,
             depth: metrics::histogram!(crate::telemetry::MAILBOX_DEPTH, "actor" => actor),
         }
