@@ -43,8 +43,8 @@ pub struct LatencyConfig {
     pub seconds: f64,
     /// Engine actor threads (`--workers`).
     pub workers: usize,
-    /// The core the engine is pinned to (none: not pinned).
-    pub engine_core: Option<usize>,
+    /// The cores the engine is pinned to, a taskset list (none: not pinned).
+    pub engine_cores: Option<String>,
     /// Spread connections over this many source addresses.
     pub source_ips: usize,
 }
@@ -295,7 +295,7 @@ pub async fn run(engine_binary: &Path, cfg: LatencyConfig) -> anyhow::Result<Lat
             "--token-secret".into(),
             secret.clone(),
         ],
-        cfg.engine_core,
+        cfg.engine_cores.as_deref(),
     )?;
     let target = engine.target.clone();
     let shared = Arc::new(Shared {

@@ -73,7 +73,7 @@ enum Command {
         seed: u64,
     },
     /// Location ingest: CPU per frame of the engine against a bare WebSocket server, each
-    /// its own process pinned to `--server-core`, fed by this process (run it pinned to
+    /// its own process pinned to `--server-cores`, fed by this process (run it pinned to
     /// another core: `taskset -c 1 loadtest ingest ...`).
     Ingest {
         /// Connections (each an online associate on the engine).
@@ -88,9 +88,12 @@ enum Command {
         /// Seconds of load before measuring.
         #[arg(long, default_value_t = 5.0)]
         warm_up: f64,
-        /// The core both servers are pinned to (none: not pinned).
+        /// The cores both servers are pinned to, a taskset list such as `0` or `0,1`.
         #[arg(long, default_value = "0")]
-        server_core: Option<usize>,
+        server_cores: Option<String>,
+        /// Worker threads of each server (the engine's `--workers`).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
         /// The engine binary (default: next to this one).
         #[arg(long)]
         engine: Option<PathBuf>,
@@ -99,7 +102,7 @@ enum Command {
         source_ips: usize,
     },
     /// End-to-end dispatch latency: request frame sent → offer frame received, over
-    /// real sockets, with the engine binary its own process (pinned to `--engine-core`)
+    /// real sockets, with the engine binary its own process (pinned to `--engine-cores`)
     /// and associates streaming positions; each request is cancelled once offered.
     Dispatch {
         /// Online associates, each streaming positions.
@@ -123,9 +126,9 @@ enum Command {
         /// Engine actor threads.
         #[arg(long, default_value_t = 1)]
         workers: usize,
-        /// The core the engine is pinned to (none: not pinned).
+        /// The cores the engine is pinned to, a taskset list such as `0` or `0,1`.
         #[arg(long, default_value = "0")]
-        engine_core: Option<usize>,
+        engine_cores: Option<String>,
         /// The engine binary (default: next to this one).
         #[arg(long)]
         engine: Option<PathBuf>,
@@ -154,7 +157,11 @@ enum Command {
     },
     /// The bare WebSocket server `ingest` measures against (prints its address, then
     /// its frame count every 100 ms).
-    BareServer,
+    BareServer {
+        /// Runtime worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
     /// Print engine settings (TOML) with every window divided by the compression factor,
     /// for running the engine as its own process: `engine --config <file>`.
     EngineConfig {
@@ -233,8 +240,8 @@ fn main() -> anyhow::Result<()> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // The bare server gets the runtime shape the engine serves sockets on with one worker:
     // one thread (it shares its pinned core with nothing else).
-    if matches!(cli.command, Command::BareServer) {
-        builder.worker_threads(1);
+    if let Command::BareServer { workers } = cli.command {
+        builder.worker_threads(workers.max(1));
     }
     let runtime = builder.enable_all().build()?;
     runtime.block_on(async move {
@@ -320,24 +327,25 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Ingest { connections, paced, seconds, warm_up, server_core, engine, source_ips } => {
+            Command::Ingest { connections, paced, seconds, warm_up, server_cores, workers, engine, source_ips } => {
                 let binary = engine.unwrap_or_else(sibling_engine);
                 let cfg = loadtest::paced::PacedConfig {
                     connections,
                     rate: paced,
                     seconds,
                     warm_up,
-                    server_core,
+                    server_cores,
+                    workers,
                     source_ips,
                 };
                 let report = loadtest::paced::run(&binary, cfg).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }
-            Command::Dispatch { associates, location_rate, users, request_rate, warm_up, seconds, workers, engine_core, engine, source_ips } => {
+            Command::Dispatch { associates, location_rate, users, request_rate, warm_up, seconds, workers, engine_cores, engine, source_ips } => {
                 let binary = engine.unwrap_or_else(sibling_engine);
                 let cfg = loadtest::latency::LatencyConfig {
-                    associates, location_rate, users, request_rate, warm_up, seconds, workers, engine_core, source_ips,
+                    associates, location_rate, users, request_rate, warm_up, seconds, workers, engine_cores, source_ips,
                 };
                 let report = loadtest::latency::run(&binary, cfg).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -350,7 +358,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }
-            Command::BareServer => loadtest::paced::serve_bare().await,
+            Command::BareServer { .. } => loadtest::paced::serve_bare().await,
             Command::EngineConfig { compression } => {
                 let mut config = flow::engine_config(compression);
                 // Each run makes its own data directory and keys.

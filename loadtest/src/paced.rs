@@ -36,8 +36,11 @@ pub struct PacedConfig {
     pub seconds: f64,
     /// Seconds of load before the measurement starts.
     pub warm_up: f64,
-    /// The core the servers are pinned to (none: not pinned).
-    pub server_core: Option<usize>,
+    /// The cores the servers are pinned to, a taskset list such as `0` or `0,1` (none:
+    /// not pinned).
+    pub server_cores: Option<String>,
+    /// Worker threads of each server (the engine's `--workers`, the bare server's runtime).
+    pub workers: usize,
     /// Spread connections over this many source addresses.
     pub source_ips: usize,
 }
@@ -93,12 +96,12 @@ fn ticks_per_second() -> f64 {
     100.0
 }
 
-/// A command pinned to `core` with taskset, or as is.
-pub fn pinned(binary: &Path, core: Option<usize>) -> Command {
-    match core {
+/// A command pinned to `cores` (a taskset list) with taskset, or as is.
+pub fn pinned(binary: &Path, cores: Option<&str>) -> Command {
+    match cores {
         Some(c) => {
             let mut cmd = Command::new("taskset");
-            cmd.arg("-c").arg(c.to_string()).arg(binary);
+            cmd.arg("-c").arg(c).arg(binary);
             cmd
         }
         None => Command::new(binary),
@@ -113,9 +116,9 @@ struct BareChild {
 }
 
 impl BareChild {
-    fn start(me: &Path, core: Option<usize>) -> anyhow::Result<Self> {
-        let mut child = pinned(me, core)
-            .arg("bare-server")
+    fn start(me: &Path, cores: Option<&str>, workers: usize) -> anyhow::Result<Self> {
+        let mut child = pinned(me, cores)
+            .args(["bare-server", "--workers", &workers.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -342,7 +345,7 @@ pub async fn engine_frames(target: &Target) -> anyhow::Result<u64> {
 pub async fn run(engine_binary: &Path, cfg: PacedConfig) -> anyhow::Result<PacedReport> {
     let me = std::env::current_exe()?;
     // The floor: the bare server, same client, same frames.
-    let bare = BareChild::start(&me, cfg.server_core)?;
+    let bare = BareChild::start(&me, cfg.server_cores.as_deref(), cfg.workers)?;
     let url = format!("ws://{}/", bare.addr);
     let clients = connect_all(
         &url,
@@ -367,7 +370,7 @@ pub async fn run(engine_binary: &Path, cfg: PacedConfig) -> anyhow::Result<Paced
     let secret = format!("paced-secret-{}", uuid::Uuid::now_v7());
     let config = tempfile::NamedTempFile::new()?;
     let mut settings = engine::Config {
-        workers: 1,
+        workers: cfg.workers,
         ..engine::Config::default()
     };
     if cfg.rate > 0.0 {
@@ -387,7 +390,7 @@ pub async fn run(engine_binary: &Path, cfg: PacedConfig) -> anyhow::Result<Paced
             "--token-secret".into(),
             secret.clone(),
         ],
-        cfg.server_core,
+        cfg.server_cores.as_deref(),
     )?;
     let clients = online_associates(&engine, &secret, cfg.connections, cfg.source_ips).await?;
     let target = engine.target.clone();

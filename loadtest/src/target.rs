@@ -211,13 +211,13 @@ impl ChildEngine {
         Self::start_pinned(binary, extra, None)
     }
 
-    /// Like [`ChildEngine::start`], pinned to `core` (with taskset) if given.
+    /// Like [`ChildEngine::start`], pinned to `cores` (a taskset list) if given.
     pub fn start_pinned(
         binary: &Path,
         extra: &[String],
-        core: Option<usize>,
+        cores: Option<&str>,
     ) -> anyhow::Result<Self> {
-        Self::start_command(crate::paced::pinned(binary, core), binary, extra)
+        Self::start_command(crate::paced::pinned(binary, cores), binary, extra)
     }
 
     /// Like [`ChildEngine::start`], with `command` (a wrapper such as taskset or valgrind
