@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Handler, Message};
 use dashmap::DashMap;
-use rustc_hash::FxBuildHasher;
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::Ref;
+use rustc_hash::FxBuildHasher;
 
 /// A mailbox large enough that senders are never parked (a parked send would enqueue
 /// later, outside the registry's lock).

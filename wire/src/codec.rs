@@ -219,7 +219,9 @@ fn decode_json<F: Frame>(bytes: &[u8]) -> Result<F, WireError> {
 /// the name), as apps and this crate write frames; anything else takes the general path.
 fn leading_tag(bytes: &[u8]) -> Option<&str> {
     let rest = bytes.strip_prefix(br#"{"type":""#)?;
-    let end = rest.iter().position(|b| !(b.is_ascii_lowercase() || *b == b'_'))?;
+    let end = rest
+        .iter()
+        .position(|b| !(b.is_ascii_lowercase() || *b == b'_'))?;
     if rest[end] != b'"' {
         return None;
     }

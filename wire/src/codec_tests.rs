@@ -83,7 +83,10 @@ fn json_accepts_fields_in_any_order_and_ignores_unknown_ones() {
         r#"{"type":"loc\u0061tion","point":{"lat":12.9,"lng":77.5}}"#,
     ] {
         let m: ClientMessage = decode(Encoding::Json, text.as_bytes(), &v).unwrap();
-        assert!(matches!(m, ClientMessage::Location(l) if l.point.lng == 77.5), "{text}");
+        assert!(
+            matches!(m, ClientMessage::Location(l) if l.point.lng == 77.5),
+            "{text}"
+        );
     }
 }
 
