@@ -111,14 +111,12 @@ pub async fn run(
         }
     }
     let secret = format!("instructions-secret-{}", uuid::Uuid::now_v7());
-    let config = tempfile::NamedTempFile::new()?;
     let mut settings = engine::Config {
         workers: 1,
         ..engine::Config::default()
     };
     settings.socket.location_per_s = 1_000;
     settings.socket.location_burst = 4_000;
-    std::fs::write(config.path(), toml::to_string(&settings)?)?;
     let mut valgrind = Command::new("valgrind");
     valgrind
         .arg("--tool=callgrind")
@@ -127,16 +125,7 @@ pub async fn run(
             out_dir.display()
         ))
         .arg(engine_binary);
-    let engine = ChildEngine::start_command(
-        valgrind,
-        engine_binary,
-        &[
-            "--config".into(),
-            config.path().display().to_string(),
-            "--token-secret".into(),
-            secret.clone(),
-        ],
-    )?;
+    let engine = ChildEngine::start_configured(valgrind, engine_binary, &settings, &secret)?;
     let target = engine.target.clone();
     let mut clients = online_associates(&engine, &secret, cfg.connections, 1).await?;
     // Every first position in, then a few moves each so lazily built state exists.

@@ -279,23 +279,17 @@ pub async fn run(engine_binary: &Path, cfg: LatencyConfig) -> anyhow::Result<Lat
         bail!("need associates, users and a request rate");
     }
     let secret = format!("latency-secret-{}", uuid::Uuid::now_v7());
-    let config = tempfile::NamedTempFile::new()?;
     let mut settings = engine::Config {
         workers: cfg.workers,
         ..engine::Config::default()
     };
     settings.socket.location_per_s = (cfg.location_rate.ceil() as u32 * 2).max(5);
     settings.socket.location_burst = settings.socket.location_per_s * 4;
-    std::fs::write(config.path(), toml::to_string(&settings)?)?;
-    let engine = ChildEngine::start_pinned(
+    let engine = ChildEngine::start_configured(
+        crate::paced::pinned(engine_binary, cfg.engine_cores.as_deref()),
         engine_binary,
-        &[
-            "--config".into(),
-            config.path().display().to_string(),
-            "--token-secret".into(),
-            secret.clone(),
-        ],
-        cfg.engine_cores.as_deref(),
+        &settings,
+        &secret,
     )?;
     let target = engine.target.clone();
     let shared = Arc::new(Shared {

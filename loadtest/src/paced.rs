@@ -368,7 +368,6 @@ pub async fn run(engine_binary: &Path, cfg: PacedConfig) -> anyhow::Result<Paced
     // The engine: every connection an online associate, so each frame goes all the way
     // to an availability index.
     let secret = format!("paced-secret-{}", uuid::Uuid::now_v7());
-    let config = tempfile::NamedTempFile::new()?;
     let mut settings = engine::Config {
         workers: cfg.workers,
         ..engine::Config::default()
@@ -381,16 +380,11 @@ pub async fn run(engine_binary: &Path, cfg: PacedConfig) -> anyhow::Result<Paced
         settings.socket.location_per_s = 1_000_000;
         settings.socket.location_burst = 1_000_000;
     }
-    std::fs::write(config.path(), toml::to_string(&settings)?)?;
-    let engine = ChildEngine::start_pinned(
+    let engine = ChildEngine::start_configured(
+        pinned(engine_binary, cfg.server_cores.as_deref()),
         engine_binary,
-        &[
-            "--config".into(),
-            config.path().display().to_string(),
-            "--token-secret".into(),
-            secret.clone(),
-        ],
-        cfg.server_cores.as_deref(),
+        &settings,
+        &secret,
     )?;
     let clients = online_associates(&engine, &secret, cfg.connections, cfg.source_ips).await?;
     let target = engine.target.clone();

@@ -259,6 +259,26 @@ impl ChildEngine {
         })
     }
 
+    /// Starts `command` (whose last argument is the engine `binary`) with `settings`
+    /// as its configuration file and tokens signed with `secret`.
+    pub fn start_configured(
+        command: Command,
+        binary: &Path,
+        settings: &engine::Config,
+        secret: &str,
+    ) -> anyhow::Result<Self> {
+        // The engine reads its file before it listens, so the file may go once it does.
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), toml::to_string(settings)?)?;
+        let args = [
+            "--config".to_owned(),
+            file.path().display().to_string(),
+            "--token-secret".to_owned(),
+            secret.to_owned(),
+        ];
+        Self::start_command(command, binary, &args)
+    }
+
     /// The child's resident memory in bytes.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
         rss_of(self.child.id())
