@@ -309,8 +309,15 @@ pub fn rss_of(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-/// The engine binary next to this one (target/release/engine when run from cargo).
+/// The engine binary next to this one (target/release/engine when run from cargo), or,
+/// for a test binary in target/<profile>/deps, the one in target/<profile>.
 pub fn sibling_engine() -> PathBuf {
     let me = std::env::current_exe().unwrap_or_default();
-    me.with_file_name("engine")
+    let beside = me.with_file_name("engine");
+    match me.parent().and_then(|d| d.parent()) {
+        Some(profile) if !beside.exists() && me.parent().is_some_and(|d| d.ends_with("deps")) => {
+            profile.join("engine")
+        }
+        _ => beside,
+    }
 }

@@ -7,9 +7,7 @@ use loadtest::soak::{self, SoakConfig};
 
 /// The engine binary cargo built beside this test (target/<profile>/engine).
 fn engine_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let engine = dir.join("engine");
+    let engine = loadtest::target::sibling_engine();
     assert!(
         engine.exists(),
         "{} is missing: build it with `cargo build -p engine`",
