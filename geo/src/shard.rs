@@ -217,17 +217,14 @@ mod tests {
             "{}",
             disc.radius_m()
         );
-        // Walk out from the centre: the first point outside the shard is outside the disc,
-        // and the disc ends within a few metres of it... on that bearing or sooner.
+        // Walk north from the centre in 5 m steps: the first point outside the shard is
+        // outside the disc, and the disc ends no further out than it (the nearest edge
+        // may lie on another bearing, so it may end sooner).
         let mut step = 0.0;
         let outside = loop {
             step += 5.0;
-            let q = LatLng::new(12.97, 77.59).unwrap();
-            let q = LatLng::new(
-                centre.lat() + (step / EARTH_RADIUS_M).to_degrees(),
-                centre.lng(),
-            )
-            .unwrap_or(q);
+            let lat = centre.lat() + (step / EARTH_RADIUS_M).to_degrees();
+            let q = LatLng::new(lat, centre.lng()).unwrap();
             if map.shard_of(q) != disc.shard() {
                 break q;
             }

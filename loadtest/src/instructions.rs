@@ -74,12 +74,8 @@ async fn wait_for_frames(target: &Target, want: u64, limit: Duration) -> anyhow:
 
 /// Index updates the engine has applied, from its metrics.
 async fn index_updates(target: &Target) -> anyhow::Result<u64> {
-    let r = wire::client::http_api::request(target.http, "GET", "/metrics", &[], None).await?;
-    Ok(r.text
-        .lines()
-        .filter(|l| l.starts_with("speedy_index_updates_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64)
+    let text = crate::scrape::metrics(target).await?;
+    Ok(crate::scrape::sample_sum(&text, "speedy_index_updates_total", "") as u64)
 }
 
 /// The `summary:` (total instructions) of a callgrind dump.

@@ -331,14 +331,11 @@ pub async fn online_associates(
 
 /// Location frames the engine has taken in, from its metrics.
 pub async fn engine_frames(target: &Target) -> anyhow::Result<u64> {
-    let r = wire::client::http_api::request(target.http, "GET", "/metrics", &[], None).await?;
-    Ok(r.text
-        .lines()
-        .filter(|l| {
-            l.starts_with("speedy_frames_received_total") && l.contains("type=\"location\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64)
+    let text = crate::scrape::metrics(target).await?;
+    Ok(
+        crate::scrape::sample_sum(&text, "speedy_frames_received_total", "type=\"location\"")
+            as u64,
+    )
 }
 
 /// Runs the bare server, then the engine binary, each pinned to the server core.

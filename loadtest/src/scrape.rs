@@ -83,6 +83,18 @@ impl Buckets {
     }
 }
 
+/// The sum of the samples of `series` (exactly that name) whose labels contain `label`
+/// (a `key="value"` pair, or "" for any): a counter or gauge over its label sets.
+pub fn sample_sum(text: &str, series: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with([' ', '{']) && rest.contains(label))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The engine's /metrics text.
 pub async fn metrics(target: &Target) -> anyhow::Result<String> {
     let r = wire::client::http_api::request(target.http, "GET", "/metrics", &[], None).await?;
@@ -112,6 +124,19 @@ x_seconds_bucket{type=\"b\",le=\"+Inf\"} 100
         let all = Buckets::parse(TEXT, "x_seconds", "");
         assert_eq!(all.count(), 110.0);
         assert_eq!(all.quantile(0.5), Some(0.001));
+    }
+
+    #[test]
+    fn sums_take_the_exact_series_and_matching_labels() {
+        let text = "\
+x_total{type=\"a\"} 2
+x_total{type=\"b\"} 3
+x_total_other 100
+x 7
+";
+        assert_eq!(sample_sum(text, "x_total", ""), 5.0);
+        assert_eq!(sample_sum(text, "x_total", "type=\"b\""), 3.0);
+        assert_eq!(sample_sum(text, "x", ""), 7.0);
     }
 
     #[test]

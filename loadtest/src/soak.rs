@@ -138,15 +138,8 @@ pub struct SoakReport {
 
 /// The gauges the soak reads, from `/metrics`.
 async fn read(target: &Target, engine: &ChildEngine, cycles: u64) -> anyhow::Result<Reading> {
-    let text = wire::client::http_api::request(target.http, "GET", "/metrics", &[], None)
-        .await?
-        .text;
-    let gauge = |name: &str| -> f64 {
-        text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let text = crate::scrape::metrics(target).await?;
+    let gauge = |name: &str| crate::scrape::sample_sum(&text, name, "");
     Ok(Reading {
         cycles,
         rss_bytes: engine.rss_bytes()?,
