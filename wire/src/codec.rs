@@ -215,14 +215,20 @@ fn decode_json<F: Frame>(bytes: &[u8]) -> Result<F, WireError> {
     }
 }
 
+/// `"type"`, searched for after a leading tag.
+static TYPE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(br#""type""#));
+
 /// The tag of a frame that opens with `{"type":"name"` (no whitespace, no escapes in
-/// the name), as apps and this crate write frames; anything else takes the general path.
+/// the name), as apps and this crate write frames; anything else, and any frame with
+/// `"type"` again after it (which the general path refuses as a duplicate field), takes
+/// the general path.
 fn leading_tag(bytes: &[u8]) -> Option<&str> {
     let rest = bytes.strip_prefix(br#"{"type":""#)?;
     let end = rest
         .iter()
         .position(|b| !(b.is_ascii_lowercase() || *b == b'_'))?;
-    if rest[end] != b'"' {
+    if rest[end] != b'"' || TYPE_KEY.find(&rest[end..]).is_some() {
         return None;
     }
     // The name is ASCII lowercase and underscores, so valid UTF-8.

@@ -193,3 +193,12 @@ fn binary_failures_have_codes() {
     });
     assert_eq!(b(&encode(Encoding::Binary, &nan)), BadCoordinates);
 }
+
+#[test]
+fn a_second_type_field_is_refused_whichever_path_reads_the_frame() {
+    let dup = r#"{"type":"location","point":{"lat":12.9,"lng":77.5},"type":"pay"}"#;
+    assert_eq!(
+        code_of(Encoding::Json, dup.as_bytes()),
+        ErrorCode::UnknownType
+    );
+}
