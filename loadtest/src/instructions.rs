@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use wire::model::Point;
 
-use crate::paced::{engine_frames, online_associates};
+use crate::paced::{engine_frames, grid_home, online_associates};
 use crate::target::{ChildEngine, Target};
 
 /// What to run.
@@ -126,12 +126,7 @@ pub async fn run(
     let mut clients = online_associates(&engine, &secret, cfg.connections, 1).await?;
     // Every first position in, then a few moves each so lazily built state exists.
     let mut rng = StdRng::seed_from_u64(11);
-    let mut points: Vec<Point> = (0..cfg.connections)
-        .map(|i| Point {
-            lat: 12.85 + (i % 300) as f64 * 0.001,
-            lng: 77.45 + (i / 300) as f64 * 0.001,
-        })
-        .collect();
+    let mut points: Vec<Point> = (0..cfg.connections).map(grid_home).collect();
     let step = |p: &mut Point, rng: &mut StdRng| {
         p.lat += rng.random_range(-0.00005..0.00005);
         p.lng += rng.random_range(-0.00005..0.00005);

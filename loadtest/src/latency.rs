@@ -21,7 +21,7 @@ use wire::client::{Client, ConnectOptions};
 use wire::model::Point;
 use wire::{Encoding, RequestId, ServerMessage};
 
-use crate::paced::{cpu_seconds, engine_frames, online_associates};
+use crate::paced::{cpu_seconds, engine_frames, grid_home, online_associates};
 use crate::scrape::{Buckets, metrics};
 use crate::stats::{Latency, Percentiles};
 use crate::target::{ChildEngine, source_ip};
@@ -169,7 +169,7 @@ fn associate(client: Client, index: usize, rate: f64, shared: Arc<Shared>) {
     });
     tokio::spawn(async move {
         let mut rng = StdRng::seed_from_u64(index as u64);
-        let mut p = home(index);
+        let mut p = grid_home(index);
         let period = Duration::from_secs_f64(1.0 / rate.max(0.01));
         tokio::time::sleep(period.mul_f64(rng.random_range(0.0..1.0))).await;
         let mut tick = tokio::time::interval(period);
@@ -187,14 +187,6 @@ fn associate(client: Client, index: usize, rate: f64, shared: Arc<Shared>) {
             }
         }
     });
-}
-
-/// Where associate `i` starts (the grid `online_associates` puts them on).
-fn home(i: usize) -> Point {
-    Point {
-        lat: 12.85 + (i % 300) as f64 * 0.001,
-        lng: 77.45 + (i / 300) as f64 * 0.001,
-    }
 }
 
 /// A user: every `period` asks near a random associate's home, waits for the offer,
@@ -215,7 +207,7 @@ async fn user(
         tick.tick().await;
         n += 1;
         let client_ref = format!("l{index}-{n}");
-        let near = home(rng.random_range(0..associates));
+        let near = grid_home(rng.random_range(0..associates));
         let measured = shared.measuring.load(Ordering::Relaxed);
         let t0 = Instant::now();
         client

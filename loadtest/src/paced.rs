@@ -278,6 +278,14 @@ async fn connect_all(
         .collect()
 }
 
+/// Where [`online_associates`] puts associate `i`: a grid 100 m apart, 300 to a column.
+pub fn grid_home(i: usize) -> Point {
+    Point {
+        lat: 12.85 + (i % 300) as f64 * 0.001,
+        lng: 77.45 + (i / 300) as f64 * 0.001,
+    }
+}
+
 /// Creates `n` associates on `engine` (issued tokens signed with `secret`), connects each
 /// from one of `spread` source addresses, and puts it online at a point of its own.
 pub async fn online_associates(
@@ -317,10 +325,7 @@ pub async fn online_associates(
     .await?;
     for (i, c) in clients.iter_mut().enumerate() {
         c.send(wire::Location {
-            point: Point {
-                lat: 12.85 + (i % 300) as f64 * 0.001,
-                lng: 77.45 + (i / 300) as f64 * 0.001,
-            },
+            point: grid_home(i),
             accuracy_m: None,
         })
         .await?;
