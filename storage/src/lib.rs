@@ -1,44 +1,46 @@
-//! Durable state on embedded sled: callers see typed stores, never raw bytes.
+//! Durable state for Speedy Cheers behind one seam ([`Backend`], held as a [`Store`]),
+//! with two backends: embedded sled (the default, no server) and PostgreSQL (shared by
+//! many engine nodes).
 //!
-//! - [`Store`]: opens (or creates) the database, checks the schema version, and owns the
-//!   typed trees below plus the group committer.
 //! - Orders: [`OrderRecord`] (current state) with an append-only event log; every
-//!   transition is checked against the lifecycle and written with its event atomically
-//!   ([`Store::create_order`], [`Store::transition`]); [`Store::open_orders`] lists what
-//!   recovery must rebuild; terminal orders move to an archive after an age.
+//!   transition is checked against the one lifecycle ([`apply_event`]) and written with
+//!   its event atomically; open orders, pending payments and open requests are what
+//!   recovery rebuilds.
 //! - Money and people: profiles, invoices and tax invoices, payments with an
 //!   idempotency-key index, feedback with rating updates, discount codes, pricing.
-//! - Dispatch state: open requests ([`OpenRequest`]) and associates' [`Presence`], so
-//!   a restart resumes what was acknowledged.
-//! - Durability: writes return a [`Ticket`]; [`Ticket::durable`] resolves once a group
-//!   flush and `fdatasync` have put the write on disk, so many writes share one sync.
-//!   Order writes also come as [`Durable`] writes run by the committer itself, just
-//!   before its flush. The committer's queue is bounded: writers wait for room.
-//! - Format: records are stored in storage's own versioned layouts (`layout.rs`),
-//!   converted from the public types; an older data directory is migrated on open, a
-//!   newer or unknown one is refused naming both versions.
+//! - Durability: writes return a [`Ticket`] or a [`Durable`] that resolves only once the
+//!   write is durable (sled: flush and `fdatasync`; Postgres: `COMMIT` with
+//!   `synchronous_commit = on`); writes waiting at the same moment share one commit.
+//! - Format: sled records are stored in storage's own versioned layouts, migrated on
+//!   open; Postgres has versioned SQL migrations. A newer or unknown version is refused.
 
-mod commit;
-mod convert;
-mod dispatch;
+mod ack;
+mod backend;
+mod embedded;
 mod error;
-mod keys;
-mod layout;
-mod lists;
-mod migrate;
-mod orders;
-mod people;
+mod lifecycle;
+// pub mod pg;
+mod query;
 mod records;
-mod store;
-mod sync;
-mod table;
 
-pub use commit::{DURABLE_WRITE_SECONDS, Durable, Ticket};
+pub use ack::{DURABLE_WRITE_SECONDS, Durable, Ticket};
+pub use backend::{Backend, FeedbackOutcome, PaymentStart, Store};
+pub use embedded::migrate::{OLDEST_READABLE, SCHEMA_VERSION};
+pub use embedded::sync::SyncHook;
+pub use embedded::{DEFAULT_QUEUE_CAPACITY, SledStore, StoreConfig};
 pub use error::StorageError;
-pub use lists::{MAX_PAGE, OrderQuery, Page, SCAN_BUDGET};
-pub use migrate::{OLDEST_READABLE, SCHEMA_VERSION};
-pub use orders::{Committed, SideWrite, apply_event};
-pub use people::{FeedbackOutcome, PaymentStart};
+pub use lifecycle::{Committed, SideWrite, apply_event};
+pub use query::{MAX_PAGE, OrderQuery, Page, SCAN_BUDGET};
 pub use records::*;
-pub use store::{DEFAULT_QUEUE_CAPACITY, Store, StoreConfig};
-pub use sync::SyncHook;
+
+impl Store {
+    /// Opens or creates the embedded store, migrating a directory an earlier build wrote.
+    pub fn open(config: &StoreConfig) -> Result<Self, StorageError> {
+        Ok(Self::new(SledStore::open(config)?))
+    }
+
+    /// An embedded store in a temporary directory, removed when the last clone drops.
+    pub fn temporary() -> Result<Self, StorageError> {
+        Ok(Self::new(SledStore::temporary()?))
+    }
+}

@@ -6,36 +6,20 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use wire::model::{DiscountCode, PaymentStatus, PricingSettings, Role};
 use wire::{AssociateId, OrderId, PaymentId, UserId};
 
-use crate::commit::Ticket;
-use crate::convert::{decode, encode};
+use crate::ack::Ticket;
+use crate::backend::{FeedbackOutcome, PaymentStart};
+use crate::embedded::convert::{decode, encode};
+use crate::embedded::keys::{
+    app_feedback_key, external_feedback_key, idempotency_key, redemption_key,
+};
+use crate::embedded::orders::write_payment;
+use crate::embedded::store::SledStore;
 use crate::error::StorageError;
-use crate::keys::{app_feedback_key, external_feedback_key, idempotency_key, redemption_key};
-use crate::orders::write_payment;
 use crate::records::*;
-use crate::store::Store;
 
 const PRICING_KEY: &[u8] = b"pricing";
 
-/// What [`Store::add_feedback`] did.
-#[derive(Debug)]
-pub enum FeedbackOutcome {
-    /// Stored, and the rated party's profile updated.
-    Recorded(Ticket),
-    /// The same rating (this party from the app, or this source about this party) is
-    /// already recorded: here it is; nothing changed.
-    AlreadyRated(Box<FeedbackRecord>),
-}
-
-/// What [`Store::begin_payment`] found.
-#[derive(Debug)]
-pub enum PaymentStart {
-    /// A new payment, stored as pending.
-    Created(PaymentRecord, Ticket),
-    /// The user already used this idempotency key: the payment it named.
-    Existing(PaymentRecord),
-}
-
-impl Store {
+impl SledStore {
     /// Inserts or replaces a user profile.
     pub fn put_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
         self.inner.users.put(user.id.to_bytes(), user)?;
@@ -305,7 +289,7 @@ fn flatten(e: TransactionError<StorageError>) -> StorageError {
 }
 
 /// A profile that carries a rating.
-trait Rated: crate::convert::Stored {
+trait Rated: crate::embedded::convert::Stored {
     fn add_rating(&mut self, rating: u64);
 }
 
@@ -341,7 +325,7 @@ fn add_rating<P: Rated>(
     Ok(())
 }
 
-impl Store {
+impl SledStore {
     /// Stores a new user profile; `AlreadyExists` if one has that id.
     pub fn create_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
         self.insert_new(&self.inner.users, user.id.to_bytes(), user, "user")
@@ -357,9 +341,9 @@ impl Store {
         )
     }
 
-    fn insert_new<V: crate::convert::Stored>(
+    fn insert_new<V: crate::embedded::convert::Stored>(
         &self,
-        table: &crate::table::Table<V>,
+        table: &crate::embedded::table::Table<V>,
         key: [u8; 16],
         value: &V,
         what: &'static str,

@@ -3,43 +3,17 @@
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use wire::OrderId;
-use wire::model::{
-    Cancellation, CancelledBy, Invoice, OrderEvent, OrderEventKind, OrderState, UnixMs,
-};
+use wire::model::{Invoice, OrderEvent, OrderEventKind, UnixMs};
 
-use crate::commit::{Durable, Ticket};
-use crate::convert::{decode, encode};
+use crate::ack::{Durable, Ticket};
+use crate::embedded::convert::{decode, encode};
+use crate::embedded::keys::{ended_key, event_key, order_payment_key, party_order_key};
+use crate::embedded::store::SledStore;
 use crate::error::StorageError;
-use crate::keys::{ended_key, event_key, order_payment_key, party_order_key};
+use crate::lifecycle::{Committed, SideWrite, created, leaves_open, step};
 use crate::records::{OrderRecord, PaymentRecord, TaxInvoice};
-use crate::store::Store;
 
 const TAX_SEQ_KEY: &[u8] = b"tax_invoice_seq";
-
-/// A record written in the same atomic step as an order transition.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SideWrite {
-    /// Insert or replace an invoice.
-    Invoice(Invoice),
-    /// Issue a tax invoice; its `number` is assigned from the store's gap-free sequence.
-    TaxInvoice(TaxInvoice),
-    /// Insert or replace a payment.
-    Payment(PaymentRecord),
-}
-
-/// What a committed order write produced.
-#[derive(Debug)]
-pub struct Committed {
-    /// The order after the write.
-    pub order: OrderRecord,
-    /// The event written.
-    pub event: OrderEvent,
-    /// The event's position in the global feed.
-    pub feed_seq: u64,
-    /// Resolves once the write is on disk (at once for a [`Durable`] write, which only
-    /// reports after its flush).
-    pub ticket: Ticket,
-}
 
 /// Writes a payment with its indexes (by order; pending) in a transaction.
 pub(crate) fn write_payment(
@@ -57,49 +31,6 @@ pub(crate) fn write_payment(
         pending.remove(&id)?;
     }
     Ok(())
-}
-
-/// Applies `event` to `order`: the one definition of what an event changes, used both
-/// when writing and when replaying a log.
-pub fn apply_event(order: &mut OrderRecord, event: &OrderEvent) {
-    order.state = event.state;
-    order.next_seq = event.seq + 1;
-    match &event.kind {
-        OrderEventKind::Allotted { .. } => order.allotted_at_ms = event.at_ms,
-        OrderEventKind::EnRoute | OrderEventKind::Arrived => {}
-        OrderEventKind::Started => order.started_at_ms = Some(event.at_ms),
-        OrderEventKind::Completed { .. } => order.completed_at_ms = Some(event.at_ms),
-        OrderEventKind::Billed { invoice_id, .. } => order.invoice_id = Some(*invoice_id),
-        OrderEventKind::Paid { payment_id, .. } => order.payment_id = Some(*payment_id),
-        OrderEventKind::Closed => order.ended_at_ms = Some(event.at_ms),
-        OrderEventKind::Cancelled {
-            by,
-            reason,
-            fee_minor,
-            invoice_id,
-        } => {
-            if invoice_id.is_some() {
-                order.invoice_id = *invoice_id;
-            }
-            order.cancellation = Some(Cancellation {
-                by: (*by).into(),
-                reason: reason.clone(),
-                fee_minor: *fee_minor,
-            });
-            order.ended_at_ms = Some(event.at_ms);
-        }
-        OrderEventKind::FeePaid { payment_id, .. } => order.payment_id = Some(*payment_id),
-        OrderEventKind::OpsCancelled { reason } => {
-            order.cancellation = Some(Cancellation {
-                by: CancelledBy::Ops,
-                reason: Some(reason.clone()),
-                fee_minor: 0,
-            });
-            order.ended_at_ms = Some(event.at_ms);
-        }
-        OrderEventKind::OpsCompleted { .. } => order.completed_at_ms = Some(event.at_ms),
-        OrderEventKind::Stalled { .. } => {}
-    }
 }
 
 // Positions of the trees in an order transaction (`Inner::order_trees`): the first three
@@ -211,18 +142,7 @@ pub(crate) fn write_batch(
 }
 
 fn create_in(t: &[TransactionalTree], record: &OrderRecord) -> Abortable<Written> {
-    let mut order = record.clone();
-    let event = OrderEvent {
-        order_id: order.order_id,
-        seq: 0,
-        at_ms: order.allotted_at_ms,
-        state: OrderState::Allotted,
-        kind: OrderEventKind::Allotted {
-            user_id: order.user_id,
-            associate_id: order.associate_id,
-        },
-    };
-    apply_event(&mut order, &event);
+    let (order, event) = created(record);
     let key = order.order_id.to_bytes();
     if t[ORDERS].get(key)?.is_some() {
         return abort(StorageError::AlreadyExists { what: "order" });
@@ -248,37 +168,21 @@ fn transition_in(
     kind: &OrderEventKind,
     side: &[SideWrite],
 ) -> Abortable<Written> {
-    let to = kind.state();
     let key = order_id.to_bytes();
     let Some(bytes) = t[ORDERS].get(key)? else {
         return abort(StorageError::NotFound { what: "order" });
     };
-    let mut order: OrderRecord = match decode("orders", &bytes) {
+    let current: OrderRecord = match decode("orders", &bytes) {
         Ok(o) => o,
         Err(e) => return abort(e),
     };
-    if !kind.allowed_from(order.state) {
-        return abort(StorageError::InvalidTransition {
-            from: order.state,
-            to,
-        });
-    }
-    if let OrderEventKind::FeePaid { .. } = kind
-        && !order.owes_fee()
-    {
-        return abort(StorageError::NothingOwed);
-    }
-    let event = OrderEvent {
-        order_id,
-        seq: order.next_seq,
-        at_ms,
-        state: to,
-        kind: kind.clone(),
+    let (order, event) = match step(&current, order_id, at_ms, kind) {
+        Ok(stepped) => stepped,
+        Err(e) => return abort(e),
     };
-    apply_event(&mut order, &event);
     t[ORDERS].insert(&key, encode(&order))?;
     // An order stays open (and is recovered) until it is over and owes nothing.
-    if to.is_terminal() && !order.owes_fee() {
+    if leaves_open(&order) {
         t[OPEN].remove(&key)?;
         t[ENDED].insert(&ended_key(at_ms, order_id), &[])?;
     }
@@ -293,7 +197,7 @@ fn transition_in(
     })
 }
 
-impl Store {
+impl SledStore {
     /// The trees an order write touches: orders, events and feed, then the open and
     /// ended indexes if `index`, then the money trees if `money`.
     fn order_trees(&self, index: bool, money: bool) -> &[sled::Tree] {

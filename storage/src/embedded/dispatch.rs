@@ -3,12 +3,12 @@
 
 use wire::{AssociateId, RequestId};
 
-use crate::commit::Ticket;
+use crate::ack::Ticket;
+use crate::embedded::store::SledStore;
 use crate::error::StorageError;
 use crate::records::{OpenRequest, Presence};
-use crate::store::Store;
 
-impl Store {
+impl SledStore {
     /// Inserts or replaces an open request; the ticket resolves once it is durable.
     pub fn put_request(&self, request: &OpenRequest) -> Result<Ticket, StorageError> {
         self.inner

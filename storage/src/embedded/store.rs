@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use wire::model::{DiscountCode, Invoice, OrderEvent, PricingSettings};
 
-use crate::commit::{Committer, Ticket};
+use crate::ack::Ticket;
+use crate::embedded::commit::Committer;
+use crate::embedded::migrate::{SCHEMA_KEY, SCHEMA_VERSION};
+use crate::embedded::orders::ORDER_TREES;
+use crate::embedded::sync::{SyncHook, Syncer};
+use crate::embedded::table::Table;
 use crate::error::StorageError;
-use crate::migrate::{SCHEMA_KEY, SCHEMA_VERSION};
-use crate::orders::ORDER_TREES;
 use crate::records::*;
-use crate::sync::{SyncHook, Syncer};
-use crate::table::Table;
 
 /// How many writes may wait for the committer before writers wait for room.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
@@ -45,9 +46,9 @@ impl Default for StoreConfig {
     }
 }
 
-/// The durable store; cheap to clone (all clones share one database).
+/// The embedded store on sled; cheap to clone (all clones share one database).
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct SledStore {
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -96,7 +97,7 @@ pub(crate) struct Inner {
     pub(crate) committer: Committer,
 }
 
-impl Store {
+impl SledStore {
     /// Opens or creates the store, migrating a directory an earlier build wrote.
     pub fn open(config: &StoreConfig) -> Result<Self, StorageError> {
         let sled_config = sled::Config::new()
@@ -108,10 +109,10 @@ impl Store {
         };
         let db = sled_config.open()?;
         let meta = db.open_tree("meta")?;
-        match crate::migrate::stored_version(&meta)? {
+        match crate::embedded::migrate::stored_version(&meta)? {
             Some(found) => {
-                crate::migrate::check(found)?;
-                crate::migrate::migrate(&db, &meta, found)?;
+                crate::embedded::migrate::check(found)?;
+                crate::embedded::migrate::migrate(&db, &meta, found)?;
             }
             None => {
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
@@ -224,7 +225,7 @@ impl Store {
 
     /// The schema version the data directory is in now.
     pub fn schema_version(&self) -> Result<u32, StorageError> {
-        Ok(crate::migrate::stored_version(&self.inner.meta)?.unwrap_or(SCHEMA_VERSION))
+        Ok(crate::embedded::migrate::stored_version(&self.inner.meta)?.unwrap_or(SCHEMA_VERSION))
     }
 
     /// Overwrites the schema version (for tests of the refusal path).

@@ -16,113 +16,24 @@
 //! of memory growing.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
 
+use crate::ack::{DURABLE_WRITE_SECONDS, Durable, Ticket};
+use crate::embedded::orders::{OrderWrite, write_batch};
+use crate::embedded::sync::Syncer;
 use crate::error::StorageError;
-use crate::orders::{Committed, OrderWrite, write_batch};
-use crate::sync::Syncer;
+use crate::lifecycle::Committed;
 
 /// Flushed batches that may wait for the sync thread before the committer waits too.
 pub(crate) const SYNCS_IN_FLIGHT: usize = 2;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// A write that will be durable once the flush it waits for completes.
-#[must_use = "a write is only durable once its ticket resolves"]
-pub struct Ticket {
-    wait: Option<BoxFuture<Result<(), StorageError>>>,
-}
-
-impl std::fmt::Debug for Ticket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ticket")
-            .field("pending", &self.wait.is_some())
-            .finish()
-    }
-}
-
-impl Ticket {
-    /// A ticket for a write that needs no flush (nothing was written).
-    pub fn done() -> Self {
-        Self { wait: None }
-    }
-
-    /// Waits until the write is on disk.
-    pub async fn durable(self) -> Result<(), StorageError> {
-        match self.wait {
-            None => Ok(()),
-            Some(wait) => wait.await,
-        }
-    }
-
-    /// Blocks the thread until the write is on disk (not for use inside async code).
-    pub fn wait(self) -> Result<(), StorageError> {
-        match self.wait {
-            None => Ok(()),
-            Some(wait) => block_on(wait),
-        }
-    }
-}
 
 fn flush_error(e: String) -> StorageError {
     StorageError::Db(sled::Error::Io(std::io::Error::other(e)))
 }
-
-/// The outcome of a write run by the committer: resolves once the write is on disk (or
-/// failed), with what the write returned.
-#[must_use = "a durable write reports its outcome only to whoever awaits it"]
-pub struct Durable<T> {
-    fut: BoxFuture<Result<T, StorageError>>,
-}
-
-impl<T> std::fmt::Debug for Durable<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Durable(..)")
-    }
-}
-
-impl<T> Durable<T> {
-    /// Blocks the thread until the write is on disk (not for use inside async code).
-    pub fn wait(self) -> Result<T, StorageError> {
-        block_on(self.fut)
-    }
-}
-
-impl<T> Future for Durable<T> {
-    type Output = Result<T, StorageError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.fut.as_mut().poll(cx)
-    }
-}
-
-/// Runs a future to completion on this thread (the committer's futures need no runtime:
-/// they wait only on a `Notify` and a oneshot channel).
-fn block_on<T>(fut: impl Future<Output = T>) -> T {
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        thread::park();
-    }
-}
-
-/// Seconds from a write's submission to its acknowledgement after `fdatasync`.
-pub const DURABLE_WRITE_SECONDS: &str = "speedy_durable_write_seconds";
 
 /// What the committer thread is asked for, and when.
 enum Item {
@@ -269,15 +180,13 @@ impl Committer {
         let (tx, rx) = oneshot::channel();
         // Queued now (in call order) when there is room; otherwise the ticket waits.
         let queued = self.queue.enqueue(Item::Wait(Instant::now(), tx));
-        Ticket {
-            wait: Some(Box::pin(async move {
-                queued.await;
-                match rx.await {
-                    Ok(synced) => synced.map_err(flush_error),
-                    Err(_) => Err(StorageError::Closed),
-                }
-            })),
-        }
+        Ticket::from_future(Box::pin(async move {
+            queued.await;
+            match rx.await {
+                Ok(synced) => synced.map_err(flush_error),
+                Err(_) => Err(StorageError::Closed),
+            }
+        }))
     }
 
     /// Runs an order write on the committer thread, batched with the others queued
@@ -286,12 +195,10 @@ impl Committer {
         let (tx, rx) = oneshot::channel();
         // Queued now (in call order) when there is room; otherwise the write waits.
         let queued = self.queue.enqueue(Item::Order(Instant::now(), write, tx));
-        Durable {
-            fut: Box::pin(async move {
-                queued.await;
-                rx.await.unwrap_or(Err(StorageError::Closed))
-            }),
-        }
+        Durable::from_future(Box::pin(async move {
+            queued.await;
+            rx.await.unwrap_or(Err(StorageError::Closed))
+        }))
     }
 
     /// Items waiting for the committer now.
@@ -356,7 +263,10 @@ struct Flushed {
     /// The flush's outcome.
     flush: Result<(), String>,
     /// Each order write's outcome and where to report it.
-    writes: Vec<(Result<crate::orders::Written, StorageError>, OrderReply)>,
+    writes: Vec<(
+        Result<crate::embedded::orders::Written, StorageError>,
+        OrderReply,
+    )>,
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
     /// When each of its writes and waiters was submitted.
     submitted: Vec<Instant>,

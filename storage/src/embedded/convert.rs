@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use wire::model as w;
 use wire::{AssociateId, FeedbackId, InvoiceId, OrderId, PaymentId, RequestId, UserId};
 
+use crate::embedded::layout as l;
 use crate::error::StorageError;
-use crate::layout as l;
 use crate::records as r;
 
 /// A value the store keeps, with the layout it is kept in.
