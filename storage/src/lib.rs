@@ -21,6 +21,7 @@ mod error;
 mod lifecycle;
 // pub mod pg;
 mod query;
+mod queue;
 mod records;
 
 pub use ack::{DURABLE_WRITE_SECONDS, Durable, Ticket};

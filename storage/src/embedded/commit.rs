@@ -15,16 +15,16 @@
 //! The queue is bounded: when the committer falls behind, writers wait for room instead
 //! of memory growing.
 
-use std::future::Future;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use crate::ack::{DURABLE_WRITE_SECONDS, Durable, Ticket};
 use crate::embedded::orders::{OrderWrite, write_batch};
 use crate::embedded::sync::Syncer;
+use crate::queue::Queue;
 use crate::error::StorageError;
 use crate::lifecycle::Committed;
 
@@ -47,86 +47,9 @@ enum Item {
     ),
 }
 
-/// The committer's bounded mailbox.
-struct Queue {
-    state: Mutex<QueueState>,
-    /// Wakes the committer when items arrive.
-    arrived: Condvar,
-    /// Wakes writers waiting for room.
-    room: Notify,
-    capacity: usize,
-}
-
-#[derive(Default)]
-struct QueueState {
-    items: Vec<Item>,
-    closed: bool,
-}
-
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
-        // A panic while holding the lock leaves at worst a queue without the item being
-        // pushed; its writer sees the ticket fail.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues `item` now if there is room (or drops it if the queue is closed); gives it
-    /// back if the queue is full.
-    fn try_push(&self, item: Item) -> Option<Item> {
-        let mut state = self.lock();
-        if state.closed {
-            return None;
-        }
-        if state.items.len() >= self.capacity {
-            return Some(item);
-        }
-        state.items.push(item);
-        self.arrived.notify_one();
-        None
-    }
-
-    /// Queues `item` now if there is room, else once there is (the future waits).
-    fn enqueue(self: &Arc<Self>, item: Item) -> impl Future<Output = ()> + Send + 'static {
-        let queue = self.clone();
-        let waiting = self.try_push(item);
-        async move {
-            if let Some(item) = waiting {
-                queue.push(item).await;
-            }
-        }
-    }
-
-    /// Queues `item`, waiting while the queue is full. After close the item is dropped,
-    /// which its waiter sees as [`StorageError::Closed`].
-    async fn push(&self, item: Item) {
-        let mut item = Some(item);
-        loop {
-            let notified = self.room.notified();
-            let mut notified = std::pin::pin!(notified);
-            // Registered before the check, so a drain between the check and the await
-            // still wakes this writer.
-            notified.as_mut().enable();
-            {
-                let mut state = self.lock();
-                if state.closed {
-                    return;
-                }
-                if state.items.len() < self.capacity {
-                    if let Some(item) = item.take() {
-                        state.items.push(item);
-                    }
-                    self.arrived.notify_one();
-                    return;
-                }
-            }
-            notified.await;
-        }
-    }
-}
-
 /// The committer and sync threads and their mailbox.
 pub(crate) struct Committer {
-    queue: Arc<Queue>,
+    queue: Arc<Queue<Item>>,
     thread: Option<thread::JoinHandle<()>>,
     syncer: Option<thread::JoinHandle<()>>,
 }
@@ -151,12 +74,7 @@ impl Committer {
         max_wait: Duration,
         capacity: usize,
     ) -> Result<Self, StorageError> {
-        let queue = Arc::new(Queue {
-            state: Mutex::new(QueueState::default()),
-            arrived: Condvar::new(),
-            room: Notify::new(),
-            capacity: capacity.max(1),
-        });
+        let queue = Arc::new(Queue::new(capacity));
         let (to_sync, flushed) = mpsc::sync_channel::<Flushed>(SYNCS_IN_FLIGHT);
         let spawn_error = |e| StorageError::Db(sled::Error::Io(e));
         let sync_thread = thread::Builder::new()
@@ -203,7 +121,7 @@ impl Committer {
 
     /// Items waiting for the committer now.
     pub(crate) fn queued(&self) -> usize {
-        self.queue.lock().items.len()
+        self.queue.len()
     }
 
     /// The most items that may wait.
@@ -216,9 +134,7 @@ impl Drop for Committer {
     /// Lets the committer finish its last batch and release its handle on the database,
     /// so the store can be reopened as soon as it is dropped.
     fn drop(&mut self) {
-        self.queue.lock().closed = true;
-        self.queue.arrived.notify_all();
-        self.queue.room.notify_waiters();
+        self.queue.close();
         // A write run by the committer may hold the last handle on the store, which
         // one of these threads then drops itself: it must not wait for its own end.
         for thread in [self.thread.take(), self.syncer.take()]
@@ -230,32 +146,6 @@ impl Drop for Committer {
             }
         }
     }
-}
-
-/// Takes the next batch: blocks for a first item, then (with `max_wait`) lets more
-/// join. None once the queue is closed and drained.
-fn next_batch(queue: &Queue, max_wait: Duration) -> Option<Vec<Item>> {
-    let mut state = queue.lock();
-    while state.items.is_empty() {
-        if state.closed {
-            return None;
-        }
-        state = queue.arrived.wait(state).unwrap_or_else(|e| e.into_inner());
-    }
-    if max_wait > Duration::ZERO {
-        let deadline = Instant::now() + max_wait;
-        while !state.closed && state.items.len() < queue.capacity {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                break;
-            };
-            state = queue
-                .arrived
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-    Some(std::mem::take(&mut state.items))
 }
 
 /// A flushed batch on its way to the sync thread: what to tell whom once synced.
@@ -280,13 +170,13 @@ fn run(
     db: sled::Db,
     trees: Vec<sled::Tree>,
     to_sync: mpsc::SyncSender<Flushed>,
-    queue: &Queue,
+    queue: &Queue<Item>,
     max_wait: Duration,
 ) {
     let mut writes = Vec::new();
     let mut replies = Vec::new();
-    while let Some(batch) = next_batch(queue, max_wait) {
-        queue.room.notify_waiters();
+    while let Some(batch) = queue.next_batch(max_wait) {
+        queue.drained();
         let mut waiters = Vec::new();
         let mut submitted = Vec::with_capacity(batch.len());
         for item in batch {
