@@ -62,6 +62,16 @@ pub enum StorageError {
         /// What.
         what: &'static str,
     },
+    /// PostgreSQL refused or failed a statement, or the connection failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The order is held by a writer with a newer epoch (this node lost its cells):
+    /// the database refused the write.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// The database's schema cannot be used by this build.
+    #[error("schema: {0}")]
+    Schema(String),
     /// The group committer has stopped (the store is closing).
     #[error("the store is closed")]
     Closed,

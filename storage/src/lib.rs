@@ -19,7 +19,7 @@ mod backend;
 mod embedded;
 mod error;
 mod lifecycle;
-// pub mod pg;
+pub mod pg;
 mod query;
 mod queue;
 mod records;

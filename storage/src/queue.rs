@@ -115,10 +115,10 @@ impl<T: Send + 'static> Queue<T> {
         self.room.notify_waiters();
     }
 
-/// Takes the next batch: blocks for a first item, then (with `max_wait`) lets more
+    /// Takes the next batch: blocks for a first item, then (with `max_wait`) lets more
     /// join. None once the queue is closed and drained.
-        pub(crate) fn next_batch(&self, max_wait: Duration) -> Option<Vec<T>> {
-            let queue = self;
+    pub(crate) fn next_batch(&self, max_wait: Duration) -> Option<Vec<T>> {
+        let queue = self;
         let mut state = queue.lock();
         while state.items.is_empty() {
             if state.closed {

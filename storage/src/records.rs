@@ -280,7 +280,7 @@ pub struct FeedbackRecord {
 }
 
 /// A request still looking for an associate: what recovery resumes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenRequest {
     /// The request.
     pub request_id: RequestId,
@@ -305,7 +305,7 @@ pub struct OpenRequest {
 }
 
 /// Whether an associate last asked to take offers, and for which task types.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
     /// Online (taking offers) or offline.
     pub online: bool,

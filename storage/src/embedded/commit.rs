@@ -24,9 +24,9 @@ use tokio::sync::oneshot;
 use crate::ack::{DURABLE_WRITE_SECONDS, Durable, Ticket};
 use crate::embedded::orders::{OrderWrite, write_batch};
 use crate::embedded::sync::Syncer;
-use crate::queue::Queue;
 use crate::error::StorageError;
 use crate::lifecycle::Committed;
+use crate::queue::Queue;
 
 /// Flushed batches that may wait for the sync thread before the committer waits too.
 pub(crate) const SYNCS_IN_FLIGHT: usize = 2;

@@ -1,18 +1,13 @@
 //! Order lifecycle, recovery, archive, feed and schema version.
 
-use storage::{StorageError, Store, StoreConfig};
+use storage::StorageError;
 use wire::model::{OrderEventKind, OrderState, Role};
 use wire::{AssociateId, UserId};
 
-use crate::{new_order, replay};
+use crate::{Kind, both, new_order, replay};
 
-fn store() -> Store {
-    Store::temporary().unwrap()
-}
-
-#[tokio::test]
-async fn full_lifecycle_is_logged_and_replays() {
-    let s = store();
+async fn full_lifecycle_is_logged_and_replays(kind: Kind) {
+    let s = kind.store();
     let o = new_order(UserId::new(), AssociateId::new(), 1_000);
     let c = s.create_order(&o).unwrap();
     c.ticket.durable().await.unwrap();
@@ -49,10 +44,10 @@ async fn full_lifecycle_is_logged_and_replays() {
     assert_eq!(stored.ended_at_ms, Some(2_006));
     assert!(s.open_orders().unwrap().is_empty());
 }
+both!(async full_lifecycle_is_logged_and_replays);
 
-#[test]
-fn backwards_skipping_and_late_cancel_are_refused() {
-    let s = store();
+fn backwards_skipping_and_late_cancel_are_refused(kind: Kind) {
+    let s = kind.store();
     let o = new_order(UserId::new(), AssociateId::new(), 0);
     let _ = s.create_order(&o).unwrap();
     assert!(matches!(
@@ -95,17 +90,13 @@ fn backwards_skipping_and_late_cancel_are_refused() {
     // Refused transitions wrote nothing.
     assert_eq!(s.events(o.order_id).unwrap().len(), 3);
 }
+both!(backwards_skipping_and_late_cancel_are_refused);
 
-#[test]
-fn recovery_lists_open_orders_and_archive_keeps_lookups() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig {
-        path: Some(dir.path().join("db")),
-        ..StoreConfig::default()
-    };
+fn recovery_lists_open_orders_and_archive_keeps_lookups(kind: Kind) {
+    let place = kind.place();
     let (open_id, cancelled_id);
     {
-        let s = Store::open(&config).unwrap();
+        let s = place.open().unwrap();
         let a = new_order(UserId::new(), AssociateId::new(), 10);
         let b = new_order(UserId::new(), AssociateId::new(), 20);
         s.create_order(&a).unwrap().ticket.wait().unwrap();
@@ -124,7 +115,7 @@ fn recovery_lists_open_orders_and_archive_keeps_lookups() {
         open_id = a.order_id;
         cancelled_id = b.order_id;
     }
-    let s = Store::open(&config).unwrap();
+    let s = place.open().unwrap();
     let open: Vec<_> = s
         .open_orders()
         .unwrap()
@@ -146,10 +137,10 @@ fn recovery_lists_open_orders_and_archive_keeps_lookups() {
     );
     assert_eq!(s.open_orders().unwrap().len(), 1);
 }
+both!(recovery_lists_open_orders_and_archive_keeps_lookups);
 
-#[test]
-fn feed_resumes_from_a_position() {
-    let s = store();
+fn feed_resumes_from_a_position(kind: Kind) {
+    let s = kind.store();
     let o = new_order(UserId::new(), AssociateId::new(), 0);
     let first = s.create_order(&o).unwrap().feed_seq;
     let second = s
@@ -171,28 +162,24 @@ fn feed_resumes_from_a_position() {
     assert_eq!(rest[0].1.state, OrderState::EnRoute);
     assert_eq!(s.events_since(second, 1).unwrap().len(), 1);
 }
+both!(feed_resumes_from_a_position);
 
-#[test]
-fn a_newer_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig {
-        path: Some(dir.path().join("db")),
-        ..StoreConfig::default()
-    };
-    Store::open(&config)
-        .unwrap()
-        .force_schema_version(storage::SCHEMA_VERSION + 1)
-        .unwrap();
-    let err = Store::open(&config).unwrap_err();
+fn a_newer_schema_is_refused(kind: Kind) {
+    let place = kind.place();
+    let store = place.open().unwrap();
+    let newer = store.schema_version().unwrap() + 1;
+    store.force_schema_version(newer).unwrap();
+    drop(store);
+    let err = place.open().unwrap_err();
     assert!(
         matches!(err, StorageError::SchemaTooNew { found, supported } if found == supported + 1)
     );
     assert!(err.to_string().contains("upgrade"), "{err}");
 }
+both!(a_newer_schema_is_refused);
 
-#[tokio::test]
-async fn committer_writes_run_in_order_and_a_refused_one_spares_its_batch() {
-    let s = store();
+async fn committer_writes_run_in_order_and_a_refused_one_spares_its_batch(kind: Kind) {
+    let s = kind.store();
     let a = new_order(UserId::new(), AssociateId::new(), 10);
     let b = new_order(UserId::new(), AssociateId::new(), 11);
     // Submitted back to back without waiting, so they are likely to share a batch:
@@ -265,10 +252,10 @@ async fn committer_writes_run_in_order_and_a_refused_one_spares_its_batch() {
         .collect();
     assert_eq!(feed.len(), 5, "{feed:?}");
 }
+both!(async committer_writes_run_in_order_and_a_refused_one_spares_its_batch);
 
-#[test]
-fn a_committer_write_after_the_store_is_gone_reports_closed_not_a_hang() {
-    let s = store();
+fn a_committer_write_after_the_store_is_gone_reports_closed_not_a_hang(kind: Kind) {
+    let s = kind.store();
     let o = new_order(UserId::new(), AssociateId::new(), 1);
     let pending = s.create_order_durable(o);
     drop(s);
@@ -278,10 +265,10 @@ fn a_committer_write_after_the_store_is_gone_reports_closed_not_a_hang() {
         Err(e) => assert!(matches!(e, StorageError::Closed), "{e}"),
     }
 }
+both!(a_committer_write_after_the_store_is_gone_reports_closed_not_a_hang);
 
-#[test]
-fn an_open_request_survives_until_cancelled_or_its_order_is_created() {
-    let s = store();
+fn an_open_request_survives_until_cancelled_or_its_order_is_created(kind: Kind) {
+    let s = kind.store();
     let mut o = new_order(UserId::new(), AssociateId::new(), 1);
     let request = storage::OpenRequest {
         request_id: o.request_id,
@@ -314,10 +301,10 @@ fn an_open_request_survives_until_cancelled_or_its_order_is_created() {
     s.remove_request(other.request_id).unwrap().wait().unwrap();
     assert!(s.open_requests().unwrap().is_empty());
 }
+both!(an_open_request_survives_until_cancelled_or_its_order_is_created);
 
-#[tokio::test]
-async fn a_cancellation_fee_keeps_the_order_open_until_paid() {
-    let s = store();
+async fn a_cancellation_fee_keeps_the_order_open_until_paid(kind: Kind) {
+    let s = kind.store();
     let o = new_order(UserId::new(), AssociateId::new(), 1);
     s.create_order_durable(o.clone()).await.unwrap();
     let fee = OrderEventKind::Cancelled {
@@ -380,3 +367,4 @@ async fn a_cancellation_fee_keeps_the_order_open_until_paid() {
     assert!(s.open_orders().unwrap().is_empty());
     assert_eq!(replay(&ended, &s.events(free.order_id).unwrap()), ended);
 }
+both!(async a_cancellation_fee_keeps_the_order_open_until_paid);

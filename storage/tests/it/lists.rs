@@ -1,14 +1,14 @@
 //! Pages of profiles and orders: id order, cursors, filters, and the scan budget.
 
-use storage::{OrderQuery, Store};
+use storage::OrderQuery;
 use wire::model::{OrderEventKind, OrderState};
 use wire::{AssociateId, UserId};
 
+use crate::{Kind, both};
 use crate::{new_order, new_user};
 
-#[test]
-fn pages_of_profiles_follow_their_cursor_to_the_end() {
-    let s = Store::temporary().unwrap();
+fn pages_of_profiles_follow_their_cursor_to_the_end(kind: Kind) {
+    let s = kind.store();
     let mut ids = Vec::new();
     for n in 0..25 {
         let u = new_user(n);
@@ -31,10 +31,10 @@ fn pages_of_profiles_follow_their_cursor_to_the_end() {
     assert_eq!(s.users_page(None, 0).unwrap().items.len(), 1);
     assert_eq!(s.users_page(None, 10_000).unwrap().items.len(), 25);
 }
+both!(pages_of_profiles_follow_their_cursor_to_the_end);
 
-#[test]
-fn orders_are_found_by_party_state_and_time() {
-    let s = Store::temporary().unwrap();
+fn orders_are_found_by_party_state_and_time(kind: Kind) {
+    let s = kind.store();
     let (u1, u2) = (UserId::new(), UserId::new());
     let a = AssociateId::new();
     let mut mine = Vec::new();
@@ -94,3 +94,4 @@ fn orders_are_found_by_party_state_and_time() {
         .all(|id| !mine.contains(id))
     );
 }
+both!(orders_are_found_by_party_state_and_time);

@@ -7,7 +7,8 @@ mod lifecycle;
 mod lists;
 mod money;
 
-use storage::OrderRecord;
+use storage::pg::PgConfig;
+use storage::{OrderRecord, StorageError, Store, StoreConfig};
 use wire::model::{OrderState, PartySummary, Point};
 use wire::{AssociateId, OrderId, RequestId, UserId};
 
@@ -80,4 +81,82 @@ pub fn replay(stored: &OrderRecord, events: &[wire::model::OrderEvent]) -> Order
         storage::apply_event(&mut o, e);
     }
     o
+}
+
+/// Which backend a shared test runs on: every behavioural test runs on both.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Embedded sled.
+    Sled,
+    /// PostgreSQL (a private server per test process, a database per test).
+    Postgres,
+}
+
+/// Where one test's store lives: opening it again is a restart.
+pub enum Place {
+    /// A sled data directory.
+    Sled(tempfile::TempDir),
+    /// A Postgres database.
+    Postgres(String),
+}
+
+impl Kind {
+    /// A fresh, empty place for a store.
+    pub fn place(self) -> Place {
+        match self {
+            Kind::Sled => Place::Sled(tempfile::tempdir().unwrap()),
+            Kind::Postgres => Place::Postgres(storage::pg::testing::fresh_database()),
+        }
+    }
+
+    /// A fresh, empty store (removed with the test's temporary directory or database).
+    pub fn store(self) -> Store {
+        match self {
+            Kind::Sled => Store::temporary().unwrap(),
+            Kind::Postgres => self.place().open().unwrap(),
+        }
+    }
+}
+
+impl Place {
+    /// Opens (or reopens) the store here.
+    pub fn open(&self) -> Result<Store, StorageError> {
+        match self {
+            Place::Sled(dir) => Store::open(&StoreConfig {
+                path: Some(dir.path().join("db")),
+                ..StoreConfig::default()
+            }),
+            Place::Postgres(url) => Store::postgres(&PgConfig::new(url)),
+        }
+    }
+}
+
+/// Runs a test on both backends: `both!(name)` for `fn name(kind: Kind)`, and
+/// `both!(async name)` for `async fn name(kind: Kind)`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sled() {
+                super::$name($crate::Kind::Sled)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::Kind::Postgres)
+            }
+        }
+    };
+    (async $name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sled() {
+                super::$name($crate::Kind::Sled).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::Kind::Postgres).await
+            }
+        }
+    };
 }

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use storage::{
     AssociateProfile, FeedbackOutcome, FeedbackRecord, FeedbackSource, PaymentRecord, PaymentStart,
-    SideWrite, Store, TaxInvoice, UserProfile,
+    SideWrite, TaxInvoice, UserProfile,
 };
 use wire::model::{OrderEventKind, PaymentMethod, PaymentStatus, Role};
 use wire::{AssociateId, FeedbackId, InvoiceId, OrderId, PaymentId, UserId};
 
 use crate::new_order;
+use crate::{Kind, both};
 
 fn payment(user: UserId, order: OrderId, key: &str) -> PaymentRecord {
     PaymentRecord {
@@ -29,9 +30,8 @@ fn payment(user: UserId, order: OrderId, key: &str) -> PaymentRecord {
     }
 }
 
-#[test]
-fn an_idempotency_key_names_one_payment_even_under_concurrency() {
-    let s = Store::temporary().unwrap();
+fn an_idempotency_key_names_one_payment_even_under_concurrency(kind: Kind) {
+    let s = kind.store();
     let user = UserId::new();
     let order = OrderId::new();
     let created = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -63,10 +63,10 @@ fn an_idempotency_key_names_one_payment_even_under_concurrency() {
         PaymentStart::Created(..)
     ));
 }
+both!(an_idempotency_key_names_one_payment_even_under_concurrency);
 
-#[test]
-fn tax_invoices_are_numbered_without_gaps() {
-    let s = Store::temporary().unwrap();
+fn tax_invoices_are_numbered_without_gaps(kind: Kind) {
+    let s = kind.store();
     let mut numbers = Vec::new();
     for _ in 0..3 {
         let o = new_order(UserId::new(), AssociateId::new(), 0);
@@ -112,10 +112,10 @@ fn tax_invoices_are_numbered_without_gaps() {
     }
     assert_eq!(numbers, vec![1, 2, 3]);
 }
+both!(tax_invoices_are_numbered_without_gaps);
 
-#[test]
-fn app_feedback_is_once_per_party_and_updates_ratings() {
-    let s = Store::temporary().unwrap();
+fn app_feedback_is_once_per_party_and_updates_ratings(kind: Kind) {
+    let s = kind.store();
     let user = UserProfile {
         id: UserId::new(),
         name: "Asha".into(),
@@ -195,10 +195,10 @@ fn app_feedback_is_once_per_party_and_updates_ratings() {
     assert_eq!((u.rating_sum, u.rating_count), (4, 1));
     assert_eq!(s.feedback_for(o.order_id).unwrap().len(), 4);
 }
+both!(app_feedback_is_once_per_party_and_updates_ratings);
 
-#[test]
-fn a_discount_is_redeemed_once_per_user() {
-    let s = Store::temporary().unwrap();
+fn a_discount_is_redeemed_once_per_user(kind: Kind) {
+    let s = kind.store();
     let (u1, u2) = (UserId::new(), UserId::new());
     assert!(!s.redeemed("WELCOME50", u1).unwrap());
     let first = OrderId::new();
@@ -212,3 +212,4 @@ fn a_discount_is_redeemed_once_per_user() {
     assert!(s.redeem("WELCOME50", u2, OrderId::new()).unwrap());
     assert!(!s.redeemed("OTHER", u1).unwrap());
 }
+both!(a_discount_is_redeemed_once_per_user);

@@ -1,0 +1,868 @@
+//! Every operation as SQL, run by the worker inside a batch's transaction. Each checks
+//! what it may refuse before its first write (see `worker.rs`).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_postgres::Row;
+use tokio_postgres::types::Json;
+use wire::model::{
+    DiscountCode, Invoice, OrderEvent, OrderEventKind, PricingSettings, Role, UnixMs,
+};
+use wire::{AssociateId, InvoiceId, OrderId, PaymentId, RequestId, UserId};
+
+use super::worker::Session;
+use crate::ack::Ticket;
+use crate::backend::{FeedbackOutcome, PaymentStart};
+use crate::error::StorageError;
+use crate::lifecycle::{Committed, SideWrite, created, leaves_open, step};
+use crate::query::{MAX_PAGE, OrderQuery, Page};
+use crate::records::*;
+
+/// A time or counter as Postgres bigint.
+pub(crate) fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The record in column `i` (jsonb).
+pub(crate) fn body<T: DeserializeOwned>(row: &Row, i: usize) -> Result<T, StorageError> {
+    let Json(value) = row.try_get::<_, Json<T>>(i)?;
+    Ok(value)
+}
+
+fn bodies<T: DeserializeOwned>(rows: &[Row]) -> Result<Vec<T>, StorageError> {
+    rows.iter().map(|r| body(r, 0)).collect()
+}
+
+fn json<T: Serialize>(value: &T) -> Json<&T> {
+    Json(value)
+}
+
+// --- Profiles ---
+
+pub(crate) async fn put_user(s: Session, user: UserProfile) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO users (id, created_at_ms, body) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET created_at_ms = EXCLUDED.created_at_ms, body = EXCLUDED.body",
+        &[&user.id.0, &big(user.created_at_ms), &json(&user)],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn create_user(s: Session, user: UserProfile) -> Result<(), StorageError> {
+    let n = s
+        .execute(
+            "INSERT INTO users (id, created_at_ms, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&user.id.0, &big(user.created_at_ms), &json(&user)],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StorageError::AlreadyExists { what: "user" });
+    }
+    Ok(())
+}
+
+pub(crate) async fn user(s: Session, id: UserId) -> Result<Option<UserProfile>, StorageError> {
+    s.query_opt("SELECT body FROM users WHERE id = $1", &[&id.0])
+        .await?
+        .map(|r| body(&r, 0))
+        .transpose()
+}
+
+pub(crate) async fn users_page(
+    s: Session,
+    after: Option<UserId>,
+    limit: usize,
+) -> Result<Page<UserProfile>, StorageError> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let rows = s
+        .query(
+            "SELECT body FROM users WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            &[&after.map(|a| a.0), &((limit + 1) as i64)],
+        )
+        .await?;
+    page(bodies(&rows)?, limit, |u: &UserProfile| u.id.0)
+}
+
+pub(crate) async fn put_associate(
+    s: Session,
+    associate: AssociateProfile,
+) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO associates (id, created_at_ms, body) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET created_at_ms = EXCLUDED.created_at_ms, body = EXCLUDED.body",
+        &[&associate.id.0, &big(associate.created_at_ms), &json(&associate)],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn create_associate(
+    s: Session,
+    associate: AssociateProfile,
+) -> Result<(), StorageError> {
+    let n = s
+        .execute(
+            "INSERT INTO associates (id, created_at_ms, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&associate.id.0, &big(associate.created_at_ms), &json(&associate)],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StorageError::AlreadyExists { what: "associate" });
+    }
+    Ok(())
+}
+
+pub(crate) async fn associate(
+    s: Session,
+    id: AssociateId,
+) -> Result<Option<AssociateProfile>, StorageError> {
+    s.query_opt("SELECT body FROM associates WHERE id = $1", &[&id.0])
+        .await?
+        .map(|r| body(&r, 0))
+        .transpose()
+}
+
+pub(crate) async fn associates_page(
+    s: Session,
+    after: Option<AssociateId>,
+    limit: usize,
+) -> Result<Page<AssociateProfile>, StorageError> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let rows = s
+        .query(
+            "SELECT body FROM associates WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            &[&after.map(|a| a.0), &((limit + 1) as i64)],
+        )
+        .await?;
+    page(bodies(&rows)?, limit, |a: &AssociateProfile| a.id.0)
+}
+
+pub(crate) async fn all<T: DeserializeOwned>(
+    s: Session,
+    sql: &'static str,
+) -> Result<Vec<T>, StorageError> {
+    bodies(&s.query(sql, &[]).await?)
+}
+
+/// A page from `limit + 1` rows: the extra one says another page follows.
+fn page<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    id: impl Fn(&T) -> uuid::Uuid,
+) -> Result<Page<T>, StorageError> {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(id)
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+// --- Orders ---
+
+/// Appends an event; returns its feed position.
+async fn insert_event(s: &Session, event: &OrderEvent) -> Result<u64, StorageError> {
+    let row = s
+        .query_opt(
+            "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
+             VALUES ($1, $2, nextval('event_feed_seq'), $3, $4, $5) RETURNING feed_seq",
+            &[
+                &event.order_id.0,
+                &(event.seq as i32),
+                &big(event.at_ms),
+                &event.state.as_str(),
+                &json(event),
+            ],
+        )
+        .await?
+        .ok_or(StorageError::Closed)?;
+    let seq: i64 = row.try_get(0)?;
+    Ok(seq as u64)
+}
+
+/// Stores an order as it is, with where it stands (for copying a store).
+pub(crate) async fn insert_order(
+    s: &Session,
+    order: &OrderRecord,
+    open: bool,
+    closed_at_ms: Option<UnixMs>,
+    archived: bool,
+) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO orders (id, request_id, user_id, associate_id, state, allotted_at_ms,
+                             open, closed_at_ms, archived, next_seq, epoch, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &order.order_id.0,
+            &order.request_id.0,
+            &order.user_id.0,
+            &order.associate_id.0,
+            &order.state.as_str(),
+            &big(order.allotted_at_ms),
+            &open,
+            &closed_at_ms.map(big),
+            &archived,
+            &(order.next_seq as i32),
+            &s.epoch,
+            &json(order),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stores an event at a given feed position (for copying a store).
+pub(crate) async fn insert_event_at(
+    s: &Session,
+    event: &OrderEvent,
+    feed_seq: u64,
+) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &event.order_id.0,
+            &(event.seq as i32),
+            &big(feed_seq),
+            &big(event.at_ms),
+            &event.state.as_str(),
+            &json(event),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn create_order(
+    s: Session,
+    record: OrderRecord,
+) -> Result<Committed, StorageError> {
+    let (order, event) = created(&record);
+    let exists = s
+        .query_opt("SELECT 1 FROM orders WHERE id = $1", &[&order.order_id.0])
+        .await?;
+    if exists.is_some() {
+        return Err(StorageError::AlreadyExists { what: "order" });
+    }
+    insert_order(&s, &order, true, None, false).await?;
+    // The request it came from is allotted: it must never resume after a restart.
+    s.execute(
+        "DELETE FROM open_requests WHERE id = $1",
+        &[&order.request_id.0],
+    )
+    .await?;
+    let feed_seq = insert_event(&s, &event).await?;
+    Ok(Committed {
+        order,
+        event,
+        feed_seq,
+        ticket: Ticket::done(),
+    })
+}
+
+pub(crate) async fn transition(
+    s: Session,
+    order_id: OrderId,
+    at_ms: UnixMs,
+    kind: OrderEventKind,
+    side: Vec<SideWrite>,
+) -> Result<Committed, StorageError> {
+    let Some(row) = s
+        .query_opt(
+            "SELECT body FROM orders WHERE id = $1 FOR UPDATE",
+            &[&order_id.0],
+        )
+        .await?
+    else {
+        return Err(StorageError::NotFound { what: "order" });
+    };
+    let current: OrderRecord = body(&row, 0)?;
+    let (order, event) = step(&current, order_id, at_ms, &kind)?;
+    let closed_at = leaves_open(&order).then_some(big(at_ms));
+    s.execute(
+        "UPDATE orders SET state = $2, open = $3, closed_at_ms = COALESCE(closed_at_ms, $4),
+                           next_seq = $5, epoch = $6, body = $7
+         WHERE id = $1",
+        &[
+            &order_id.0,
+            &order.state.as_str(),
+            &closed_at.is_none(),
+            &closed_at,
+            &(order.next_seq as i32),
+            &s.epoch,
+            &json(&order),
+        ],
+    )
+    .await?;
+    for write in &side {
+        side_write(&s, write).await?;
+    }
+    let feed_seq = insert_event(&s, &event).await?;
+    Ok(Committed {
+        order,
+        event,
+        feed_seq,
+        ticket: Ticket::done(),
+    })
+}
+
+async fn side_write(s: &Session, write: &SideWrite) -> Result<(), StorageError> {
+    match write {
+        SideWrite::Invoice(invoice) => put_invoice(s, invoice).await,
+        SideWrite::Payment(payment) => upsert_payment(s, payment).await,
+        SideWrite::TaxInvoice(tax) => issue_tax_invoice(s, tax).await,
+    }
+}
+
+pub(crate) async fn put_invoice(s: &Session, invoice: &Invoice) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO invoices (id, order_id, currency, total_minor, commission_minor,
+                               payout_minor, issued_at_ms, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET order_id = EXCLUDED.order_id,
+             currency = EXCLUDED.currency, total_minor = EXCLUDED.total_minor,
+             commission_minor = EXCLUDED.commission_minor, payout_minor = EXCLUDED.payout_minor,
+             issued_at_ms = EXCLUDED.issued_at_ms, body = EXCLUDED.body",
+        &[
+            &invoice.invoice_id.0,
+            &invoice.order_id.0,
+            &invoice.currency,
+            &invoice.total_minor,
+            &invoice.commission_minor,
+            &invoice.payout_minor,
+            &big(invoice.issued_at_ms),
+            &json(invoice),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Issues a tax invoice with the next number of the gap-free sequence, once per invoice.
+async fn issue_tax_invoice(s: &Session, tax: &TaxInvoice) -> Result<(), StorageError> {
+    let exists = s
+        .query_opt(
+            "SELECT 1 FROM tax_invoices WHERE invoice_id = $1",
+            &[&tax.invoice_id.0],
+        )
+        .await?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let row = s
+        .query_opt(
+            "UPDATE meta SET value = value + 1 WHERE key = 'tax_invoice_seq' RETURNING value",
+            &[],
+        )
+        .await?
+        .ok_or_else(|| StorageError::Schema("meta has no tax_invoice_seq".into()))?;
+    let number: i64 = row.try_get(0)?;
+    let mut tax = tax.clone();
+    tax.number = number as u64;
+    insert_tax_invoice(s, &tax).await
+}
+
+/// Stores a tax invoice with the number it carries.
+pub(crate) async fn insert_tax_invoice(s: &Session, tax: &TaxInvoice) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO tax_invoices (invoice_id, number, order_id, taxable_minor, tax_minor,
+                                   total_minor, issued_at_ms, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &tax.invoice_id.0,
+            &big(tax.number),
+            &tax.order_id.0,
+            &tax.taxable_minor,
+            &tax.tax_minor,
+            &tax.total_minor,
+            &big(tax.issued_at_ms),
+            &json(&tax),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn order(s: Session, id: OrderId) -> Result<Option<OrderRecord>, StorageError> {
+    s.query_opt("SELECT body FROM orders WHERE id = $1", &[&id.0])
+        .await?
+        .map(|r| body(&r, 0))
+        .transpose()
+}
+
+pub(crate) async fn events(s: Session, id: OrderId) -> Result<Vec<OrderEvent>, StorageError> {
+    let rows = s
+        .query(
+            "SELECT body FROM order_events WHERE order_id = $1 ORDER BY seq",
+            &[&id.0],
+        )
+        .await?;
+    bodies(&rows)
+}
+
+pub(crate) async fn events_since(
+    s: Session,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<(u64, OrderEvent)>, StorageError> {
+    let rows = s
+        .query(
+            "SELECT feed_seq, body FROM order_events WHERE feed_seq >= $1 ORDER BY feed_seq LIMIT $2",
+            &[&big(from), &big(limit as u64)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, body(r, 1)?)))
+        .collect()
+}
+
+pub(crate) async fn feed_next(s: Session) -> Result<u64, StorageError> {
+    let row = s
+        .query_opt(
+            "SELECT COALESCE(max(feed_seq) + 1, 0) FROM order_events",
+            &[],
+        )
+        .await?
+        .ok_or(StorageError::Closed)?;
+    Ok(row.try_get::<_, i64>(0)? as u64)
+}
+
+pub(crate) async fn archive_ended_before(
+    s: Session,
+    cutoff: UnixMs,
+) -> Result<usize, StorageError> {
+    let n = s
+        .execute(
+            "UPDATE orders SET archived = true
+             WHERE NOT open AND NOT archived AND closed_at_ms < $1",
+            &[&big(cutoff)],
+        )
+        .await?;
+    Ok(n as usize)
+}
+
+pub(crate) async fn find_orders(
+    s: Session,
+    query: OrderQuery,
+) -> Result<Page<OrderRecord>, StorageError> {
+    let limit = query.limit.clamp(1, MAX_PAGE);
+    let rows = s
+        .query(
+            "SELECT body FROM orders
+             WHERE ($1::uuid IS NULL OR user_id = $1)
+               AND ($2::uuid IS NULL OR associate_id = $2)
+               AND ($3::text IS NULL OR state = $3)
+               AND ($4::bigint IS NULL OR allotted_at_ms >= $4)
+               AND ($5::bigint IS NULL OR allotted_at_ms < $5)
+               AND ($6::uuid IS NULL OR id > $6)
+             ORDER BY id LIMIT $7",
+            &[
+                &query.user.map(|u| u.0),
+                &query.associate.map(|a| a.0),
+                &query.state.map(|st| st.as_str()),
+                &query.from_ms.map(big),
+                &query.to_ms.map(big),
+                &query.after.map(|a| a.0),
+                &((limit + 1) as i64),
+            ],
+        )
+        .await?;
+    page(bodies(&rows)?, limit, |o: &OrderRecord| o.order_id.0)
+}
+
+pub(crate) async fn invoice(s: Session, id: InvoiceId) -> Result<Option<Invoice>, StorageError> {
+    s.query_opt("SELECT body FROM invoices WHERE id = $1", &[&id.0])
+        .await?
+        .map(|r| body(&r, 0))
+        .transpose()
+}
+
+pub(crate) async fn tax_invoice(
+    s: Session,
+    id: InvoiceId,
+) -> Result<Option<TaxInvoice>, StorageError> {
+    s.query_opt(
+        "SELECT body FROM tax_invoices WHERE invoice_id = $1",
+        &[&id.0],
+    )
+    .await?
+    .map(|r| body(&r, 0))
+    .transpose()
+}
+
+// --- Payments ---
+
+/// Inserts or replaces a payment.
+pub(crate) async fn upsert_payment(s: &Session, p: &PaymentRecord) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO payments (id, order_id, user_id, idempotency_key, method, amount_minor,
+                               tip_minor, status, created_at_ms, updated_at_ms, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (id) DO UPDATE SET order_id = EXCLUDED.order_id,
+             user_id = EXCLUDED.user_id, idempotency_key = EXCLUDED.idempotency_key,
+             method = EXCLUDED.method, amount_minor = EXCLUDED.amount_minor,
+             tip_minor = EXCLUDED.tip_minor, status = EXCLUDED.status,
+             created_at_ms = EXCLUDED.created_at_ms, updated_at_ms = EXCLUDED.updated_at_ms,
+             body = EXCLUDED.body",
+        &[
+            &p.payment_id.0,
+            &p.order_id.0,
+            &p.user_id.0,
+            &p.idempotency_key,
+            &snake(&p.method),
+            &p.amount_minor,
+            &p.tip_minor,
+            &snake(&p.status),
+            &big(p.created_at_ms),
+            &big(p.updated_at_ms),
+            &json(p),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A unit enum's serde name ("pending", "card"), as the columns store it.
+fn snake<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+pub(crate) async fn begin_payment(
+    s: Session,
+    record: PaymentRecord,
+) -> Result<PaymentStart, StorageError> {
+    if let Some(existing) =
+        payment_by_key(s.clone(), record.user_id, record.idempotency_key.clone()).await?
+    {
+        return Ok(PaymentStart::Existing(existing));
+    }
+    upsert_payment(&s, &record).await?;
+    Ok(PaymentStart::Created(record, Ticket::done()))
+}
+
+pub(crate) async fn payment_by_key(
+    s: Session,
+    user: UserId,
+    key: String,
+) -> Result<Option<PaymentRecord>, StorageError> {
+    s.query_opt(
+        "SELECT body FROM payments WHERE user_id = $1 AND idempotency_key = $2",
+        &[&user.0, &key],
+    )
+    .await?
+    .map(|r| body(&r, 0))
+    .transpose()
+}
+
+pub(crate) async fn payment(
+    s: Session,
+    id: PaymentId,
+) -> Result<Option<PaymentRecord>, StorageError> {
+    s.query_opt("SELECT body FROM payments WHERE id = $1", &[&id.0])
+        .await?
+        .map(|r| body(&r, 0))
+        .transpose()
+}
+
+pub(crate) async fn payments_for(
+    s: Session,
+    order: OrderId,
+) -> Result<Vec<PaymentRecord>, StorageError> {
+    let rows = s
+        .query(
+            "SELECT body FROM payments WHERE order_id = $1 ORDER BY id",
+            &[&order.0],
+        )
+        .await?;
+    bodies(&rows)
+}
+
+// --- Feedback ---
+
+fn source_column(source: &FeedbackSource) -> String {
+    match source {
+        FeedbackSource::App => "app".into(),
+        FeedbackSource::External { source } => format!("external:{source}"),
+    }
+}
+
+pub(crate) async fn add_feedback(
+    s: Session,
+    record: FeedbackRecord,
+) -> Result<FeedbackOutcome, StorageError> {
+    let Some(row) = s
+        .query_opt(
+            "SELECT user_id, associate_id FROM orders WHERE id = $1",
+            &[&record.order_id.0],
+        )
+        .await?
+    else {
+        return Err(StorageError::NotFound { what: "order" });
+    };
+    let (rated, table): (uuid::Uuid, &str) = match record.about {
+        Role::User => (row.try_get(0)?, "users"),
+        Role::Associate => (row.try_get(1)?, "associates"),
+    };
+    let source = source_column(&record.source);
+    if let Some(earlier) = s
+        .query_opt(
+            "SELECT body FROM feedback WHERE order_id = $1 AND about = $2 AND source = $3",
+            &[&record.order_id.0, &record.about.as_str(), &source],
+        )
+        .await?
+    {
+        return Ok(FeedbackOutcome::AlreadyRated(Box::new(body(&earlier, 0)?)));
+    }
+    let rating = i64::from(record.rating);
+    let updated = match record.about {
+        Role::User => {
+            s.execute(
+                "UPDATE users SET body = jsonb_set(jsonb_set(body,
+                     '{rating_sum}', to_jsonb((body->>'rating_sum')::bigint + $2)),
+                     '{rating_count}', to_jsonb((body->>'rating_count')::bigint + 1))
+                 WHERE id = $1",
+                &[&rated, &rating],
+            )
+            .await?
+        }
+        Role::Associate => {
+            s.execute(
+                "UPDATE associates SET body = jsonb_set(jsonb_set(body,
+                     '{rating_sum}', to_jsonb((body->>'rating_sum')::bigint + $2)),
+                     '{rating_count}', to_jsonb((body->>'rating_count')::bigint + 1))
+                 WHERE id = $1",
+                &[&rated, &rating],
+            )
+            .await?
+        }
+    };
+    if updated == 0 {
+        return Err(StorageError::NotFound {
+            what: table_what(table),
+        });
+    }
+    insert_feedback(&s, &record).await?;
+    Ok(FeedbackOutcome::Recorded(Ticket::done()))
+}
+
+/// Stores a piece of feedback as it is (ratings untouched).
+pub(crate) async fn insert_feedback(
+    s: &Session,
+    record: &FeedbackRecord,
+) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO feedback (id, order_id, about, source, rating, at_ms, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &record.id.0,
+            &record.order_id.0,
+            &record.about.as_str(),
+            &source_column(&record.source),
+            &i16::from(record.rating),
+            &big(record.at_ms),
+            &json(record),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+fn table_what(table: &str) -> &'static str {
+    if table == "users" {
+        "users"
+    } else {
+        "associates"
+    }
+}
+
+pub(crate) async fn feedback_for(
+    s: Session,
+    order: OrderId,
+) -> Result<Vec<FeedbackRecord>, StorageError> {
+    let rows = s
+        .query(
+            "SELECT body FROM feedback WHERE order_id = $1
+             ORDER BY source <> 'app', about = 'associate', id",
+            &[&order.0],
+        )
+        .await?;
+    bodies(&rows)
+}
+
+// --- Discounts and pricing ---
+
+pub(crate) async fn put_discount(s: Session, code: DiscountCode) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO discount_codes (code, body) VALUES ($1, $2)
+         ON CONFLICT (code) DO UPDATE SET body = EXCLUDED.body",
+        &[&code.code, &json(&code)],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn discount(
+    s: Session,
+    code: String,
+) -> Result<Option<DiscountCode>, StorageError> {
+    s.query_opt("SELECT body FROM discount_codes WHERE code = $1", &[&code])
+        .await?
+        .map(|r| body(&r, 0))
+        .transpose()
+}
+
+pub(crate) async fn redeemed(s: Session, code: String, user: UserId) -> Result<bool, StorageError> {
+    Ok(s.query_opt(
+        "SELECT 1 FROM discount_redemptions WHERE code = $1 AND user_id = $2",
+        &[&code, &user.0],
+    )
+    .await?
+    .is_some())
+}
+
+pub(crate) async fn redeem(
+    s: Session,
+    code: String,
+    user: UserId,
+    order: OrderId,
+) -> Result<bool, StorageError> {
+    let row = s
+        .query_opt(
+            "SELECT order_id FROM discount_redemptions WHERE code = $1 AND user_id = $2",
+            &[&code, &user.0],
+        )
+        .await?;
+    if let Some(row) = row {
+        let earlier: uuid::Uuid = row.try_get(0)?;
+        return Ok(earlier == order.0);
+    }
+    s.execute(
+        "INSERT INTO discount_redemptions (code, user_id, order_id) VALUES ($1, $2, $3)",
+        &[&code, &user.0, &order.0],
+    )
+    .await?;
+    Ok(true)
+}
+
+pub(crate) async fn pricing(s: Session) -> Result<Option<PricingSettings>, StorageError> {
+    s.query_opt("SELECT body FROM pricing WHERE id = 1", &[])
+        .await?
+        .map(|r| body(&r, 0))
+        .transpose()
+}
+
+pub(crate) async fn put_pricing(s: Session, settings: PricingSettings) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO pricing (id, body) VALUES (1, $1)
+         ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
+        &[&json(&settings)],
+    )
+    .await?;
+    Ok(())
+}
+
+// --- Dispatch state ---
+
+pub(crate) async fn put_request(s: Session, request: OpenRequest) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO open_requests (id, user_id, created_at_ms, deadline_at_ms, body)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id,
+             created_at_ms = EXCLUDED.created_at_ms, deadline_at_ms = EXCLUDED.deadline_at_ms,
+             body = EXCLUDED.body",
+        &[
+            &request.request_id.0,
+            &request.user_id.0,
+            &big(request.created_at_ms),
+            &big(request.deadline_at_ms),
+            &json(&request),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn remove_request(s: Session, id: RequestId) -> Result<(), StorageError> {
+    s.execute("DELETE FROM open_requests WHERE id = $1", &[&id.0])
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn request(
+    s: Session,
+    id: RequestId,
+) -> Result<Option<OpenRequest>, StorageError> {
+    s.query_opt("SELECT body FROM open_requests WHERE id = $1", &[&id.0])
+        .await?
+        .map(|r| body(&r, 0))
+        .transpose()
+}
+
+pub(crate) async fn put_presence(
+    s: Session,
+    associate: AssociateId,
+    presence: Presence,
+) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO presence (associate_id, online, at_ms, body) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (associate_id) DO UPDATE SET online = EXCLUDED.online,
+             at_ms = EXCLUDED.at_ms, body = EXCLUDED.body",
+        &[
+            &associate.0,
+            &presence.online,
+            &big(presence.at_ms),
+            &json(&presence),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn presence(
+    s: Session,
+    associate: AssociateId,
+) -> Result<Option<Presence>, StorageError> {
+    s.query_opt(
+        "SELECT body FROM presence WHERE associate_id = $1",
+        &[&associate.0],
+    )
+    .await?
+    .map(|r| body(&r, 0))
+    .transpose()
+}
+
+// --- The store itself ---
+
+pub(crate) async fn size_on_disk(s: Session) -> Result<u64, StorageError> {
+    let row = s
+        .query_opt("SELECT pg_database_size(current_database())", &[])
+        .await?
+        .ok_or(StorageError::Closed)?;
+    Ok(row.try_get::<_, i64>(0)? as u64)
+}
+
+pub(crate) async fn schema_version(s: Session) -> Result<u32, StorageError> {
+    let row = s
+        .query_opt(
+            "SELECT COALESCE(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .ok_or(StorageError::Closed)?;
+    Ok(row.try_get::<_, i32>(0)? as u32)
+}
+
+pub(crate) async fn force_schema_version(s: Session, version: u32) -> Result<(), StorageError> {
+    s.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES ($1, 'forced')
+         ON CONFLICT (version) DO NOTHING",
+        &[&(version as i32)],
+    )
+    .await?;
+    Ok(())
+}
