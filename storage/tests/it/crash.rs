@@ -8,20 +8,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use storage::{Store, StoreConfig, Ticket};
+use storage::Ticket;
 use wire::model::{OrderEventKind, OrderState, Role};
 use wire::{AssociateId, OrderId, UserId};
 
-use crate::{new_order, replay};
+use crate::{Kind, both, new_order, replay};
 
-const CHILD_ENV: &str = "SPEEDY_CRASH_CHILD_DIR";
-
-fn config(dir: &std::path::Path) -> StoreConfig {
-    StoreConfig {
-        path: Some(dir.to_path_buf()),
-        ..StoreConfig::default()
-    }
-}
+/// Where the child's store is: a sled directory or a Postgres URL.
+const CHILD_ENV: &str = "SPEEDY_CRASH_CHILD_STORE";
 
 /// The next step for an order in `state`, cycling through the lifecycle.
 fn next_kind(state: OrderState, n: u64) -> Option<OrderEventKind> {
@@ -57,10 +51,10 @@ fn next_kind(state: OrderState, n: u64) -> Option<OrderEventKind> {
 #[test]
 #[ignore = "entry point of the crash test's child process, run by crash_and_recover"]
 fn crash_child_writer() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
+    let Ok(locator) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let store = Store::open(&config(std::path::Path::new(&dir))).unwrap();
+    let store = crate::Place::at(&locator).open().unwrap();
     std::thread::scope(|scope| {
         for t in 0..4u64 {
             let store = store.clone();
@@ -105,10 +99,8 @@ fn crash_child_writer() {
     });
 }
 
-#[test]
-fn crash_and_recover() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
+fn crash_and_recover(kind: Kind) {
+    let place = kind.place();
     let exe = std::env::current_exe().unwrap();
     let mut acked: HashMap<OrderId, u32> = HashMap::new();
     // Kill moments spread over the first second of writing: early, mid-flush, later.
@@ -122,7 +114,7 @@ fn crash_and_recover() {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(CHILD_ENV, &db)
+            .env(CHILD_ENV, place.locator())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -155,7 +147,7 @@ fn crash_and_recover() {
             *e = (*e).max(seq);
             round_acks += 1;
         }
-        let store = Store::open(&config(&db)).unwrap();
+        let store = place.open().unwrap();
         for (id, seq) in &acked {
             let order = store
                 .order(*id)
@@ -187,3 +179,4 @@ fn crash_and_recover() {
         acked.len()
     );
 }
+both!(crash_and_recover);

@@ -498,16 +498,8 @@ fn check_schema_1_records(s: &Store) {
     assert_eq!(open, [STARTED, BILLED]);
 }
 
-#[test]
-fn every_committed_fixture_opens_with_this_build() {
-    let (_dir, s) = open_fixture(1);
-    check_schema_1_records(&s);
-    assert_eq!(s.schema_version().unwrap(), storage::SCHEMA_VERSION);
-    // Schema 1 held no open requests or presence.
-    assert!(s.open_requests().unwrap().is_empty());
-
-    let (_dir, s) = open_fixture(2);
-    check_schema_1_records(&s);
+/// What schema 2 added, read through this build.
+fn check_schema_2_records(s: &Store) {
     assert_eq!(s.open_requests().unwrap(), [open_request()]);
     assert_eq!(s.presence(ASSOCIATE).unwrap(), Some(presence()));
     let owes = s.order(OWES_FEE).unwrap().unwrap();
@@ -522,6 +514,126 @@ fn every_committed_fixture_opens_with_this_build() {
     );
     let associate = s.associate(ASSOCIATE).unwrap().unwrap();
     assert_eq!((associate.rating_sum, associate.rating_count), (9, 2));
+}
+
+#[test]
+fn every_committed_fixture_opens_with_this_build() {
+    let (_dir, s) = open_fixture(1);
+    check_schema_1_records(&s);
+    assert_eq!(s.schema_version().unwrap(), storage::SCHEMA_VERSION);
+    // Schema 1 held no open requests or presence.
+    assert!(s.open_requests().unwrap().is_empty());
+
+    let (_dir, s) = open_fixture(2);
+    check_schema_1_records(&s);
+    check_schema_2_records(&s);
+}
+
+/// Every read the seam offers, over every record of the fixture: equal on both stores.
+fn assert_same_records(sled: &Store, pg: &Store) {
+    assert_eq!(sled.users().unwrap(), pg.users().unwrap());
+    assert_eq!(sled.associates().unwrap(), pg.associates().unwrap());
+    assert_eq!(sled.discounts().unwrap(), pg.discounts().unwrap());
+    assert_eq!(sled.pricing().unwrap(), pg.pricing().unwrap());
+    assert_eq!(sled.open_requests().unwrap(), pg.open_requests().unwrap());
+    assert_eq!(
+        sled.presence(ASSOCIATE).unwrap(),
+        pg.presence(ASSOCIATE).unwrap()
+    );
+    assert_eq!(sled.open_orders().unwrap(), pg.open_orders().unwrap());
+    assert_eq!(
+        sled.pending_payments().unwrap(),
+        pg.pending_payments().unwrap()
+    );
+    assert_eq!(
+        sled.events_since(0, 1_000).unwrap(),
+        pg.events_since(0, 1_000).unwrap()
+    );
+    assert_eq!(sled.feed_next().unwrap(), pg.feed_next().unwrap());
+    assert_eq!(
+        sled.redeemed("WELCOME10", USER).unwrap(),
+        pg.redeemed("WELCOME10", USER).unwrap()
+    );
+    for order in [CLOSED, STARTED, BILLED, OWES_FEE] {
+        assert_eq!(sled.order(order).unwrap(), pg.order(order).unwrap());
+        assert_eq!(sled.events(order).unwrap(), pg.events(order).unwrap());
+        assert_eq!(
+            sled.payments_for(order).unwrap(),
+            pg.payments_for(order).unwrap()
+        );
+        assert_eq!(
+            sled.feedback_for(order).unwrap(),
+            pg.feedback_for(order).unwrap()
+        );
+    }
+    for invoice in [CLOSED_INVOICE, BILLED_INVOICE, FEE_INVOICE] {
+        assert_eq!(sled.invoice(invoice).unwrap(), pg.invoice(invoice).unwrap());
+        assert_eq!(
+            sled.tax_invoice(invoice).unwrap(),
+            pg.tax_invoice(invoice).unwrap()
+        );
+    }
+}
+
+#[test]
+fn copy_data_moves_every_fixture_into_postgres() {
+    for version in [1, 2] {
+        let (dir, sled) = open_fixture(version);
+        drop(sled);
+        let url = storage::pg::testing::fresh_database();
+        let report = storage::pg::copy_sled_to_postgres(dir.path(), &url)
+            .unwrap_or_else(|e| panic!("copying fixture v{version}: {e}"));
+        assert_eq!((report.users, report.associates), (1, 1), "{report:?}");
+        assert!(
+            report.events >= 18 && report.tax_invoices >= 2,
+            "{report:?}"
+        );
+        let pg = Store::postgres(&storage::pg::PgConfig::new(&url)).unwrap();
+        check_schema_1_records(&pg);
+        if version == 2 {
+            check_schema_2_records(&pg);
+        }
+        let sled = Store::open(&StoreConfig {
+            path: Some(dir.path().to_path_buf()),
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        assert_same_records(&sled, &pg);
+
+        // The copy goes on where the directory stopped: the feed, the tax numbers.
+        let next_feed = pg.feed_next().unwrap();
+        let next_tax = report.tax_invoices as u64 + 1;
+        let fresh = order_with(OrderId::new());
+        let created = pg.create_order(&fresh).unwrap();
+        assert_eq!(created.feed_seq, next_feed);
+        let bill = invoice(InvoiceId::new(), fresh.order_id, 1_000);
+        let mut steps = vec![
+            (OrderEventKind::EnRoute, vec![]),
+            (OrderEventKind::Arrived, vec![]),
+            (OrderEventKind::Started, vec![]),
+            (OrderEventKind::Completed { minutes: 12 }, vec![]),
+        ];
+        steps.push((
+            OrderEventKind::Billed {
+                invoice_id: bill.invoice_id,
+                total_minor: 1_000,
+            },
+            vec![
+                SideWrite::Invoice(bill.clone()),
+                SideWrite::TaxInvoice(tax(&bill)),
+            ],
+        ));
+        walk(&pg, fresh.order_id, steps);
+        assert_eq!(
+            pg.tax_invoice(bill.invoice_id).unwrap().unwrap().number,
+            next_tax
+        );
+
+        // A database that holds records already is refused, and keeps them.
+        drop((pg, sled));
+        let again = storage::pg::copy_sled_to_postgres(dir.path(), &url).unwrap_err();
+        assert!(again.to_string().contains("empty"), "{again}");
+    }
 }
 
 #[test]

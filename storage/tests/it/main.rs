@@ -2,6 +2,7 @@
 
 mod crash;
 mod durability;
+mod fencing;
 mod fixture;
 mod lifecycle;
 mod lists;
@@ -94,8 +95,8 @@ pub enum Kind {
 
 /// Where one test's store lives: opening it again is a restart.
 pub enum Place {
-    /// A sled data directory.
-    Sled(tempfile::TempDir),
+    /// A sled data directory (removed with the temporary directory, if one is held).
+    Sled(std::path::PathBuf, Option<tempfile::TempDir>),
     /// A Postgres database.
     Postgres(String),
 }
@@ -104,7 +105,10 @@ impl Kind {
     /// A fresh, empty place for a store.
     pub fn place(self) -> Place {
         match self {
-            Kind::Sled => Place::Sled(tempfile::tempdir().unwrap()),
+            Kind::Sled => {
+                let dir = tempfile::tempdir().unwrap();
+                Place::Sled(dir.path().join("db"), Some(dir))
+            }
             Kind::Postgres => Place::Postgres(storage::pg::testing::fresh_database()),
         }
     }
@@ -119,11 +123,28 @@ impl Kind {
 }
 
 impl Place {
+    /// Where the store is, as text another process can open ([`Self::at`]).
+    pub fn locator(&self) -> String {
+        match self {
+            Place::Sled(dir, _) => dir.display().to_string(),
+            Place::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// The place a [`Self::locator`] names (a sled directory is not removed on drop).
+    pub fn at(locator: &str) -> Place {
+        if storage::pg::is_postgres_url(locator) {
+            Place::Postgres(locator.to_string())
+        } else {
+            Place::Sled(locator.into(), None)
+        }
+    }
+
     /// Opens (or reopens) the store here.
     pub fn open(&self) -> Result<Store, StorageError> {
         match self {
-            Place::Sled(dir) => Store::open(&StoreConfig {
-                path: Some(dir.path().join("db")),
+            Place::Sled(dir, _) => Store::open(&StoreConfig {
+                path: Some(dir.clone()),
                 ..StoreConfig::default()
             }),
             Place::Postgres(url) => Store::postgres(&PgConfig::new(url)),

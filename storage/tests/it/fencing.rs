@@ -1,0 +1,78 @@
+//! Fenced writes on Postgres: every order write carries its writer's epoch, and the
+//! database refuses one older than the order's last writer.
+
+use storage::pg::PgConfig;
+use storage::{StorageError, Store};
+use wire::model::{OrderEventKind, OrderState};
+use wire::{AssociateId, UserId};
+
+use crate::{new_order, new_user};
+
+fn store_with_epoch(url: &str, epoch: u64) -> Store {
+    Store::postgres(&PgConfig {
+        epoch,
+        ..PgConfig::new(url)
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_write_from_an_older_epoch_is_refused_by_the_database() {
+    let url = storage::pg::testing::fresh_database();
+    let old = store_with_epoch(&url, 1);
+    let new = store_with_epoch(&url, 2);
+    let o = new_order(UserId::new(), AssociateId::new(), 1);
+    old.create_order(&o).unwrap();
+    // The new owner takes the order over with its newer epoch.
+    new.transition(o.order_id, 2, OrderEventKind::EnRoute, &[])
+        .unwrap();
+    // The old owner's next write is refused, and nothing of it is kept.
+    let refused = old
+        .transition(o.order_id, 3, OrderEventKind::Arrived, &[])
+        .unwrap_err();
+    assert!(matches!(refused, StorageError::Fenced(_)), "{refused}");
+    assert!(refused.to_string().contains("epoch 2"), "{refused}");
+    let stored = new.order(o.order_id).unwrap().unwrap();
+    assert_eq!(stored.state, OrderState::EnRoute);
+    assert_eq!(new.events(o.order_id).unwrap().len(), 2);
+    // The refusal fails only that write: the old store still works for the rest.
+    old.put_user(&new_user(1)).unwrap().wait().unwrap();
+    // Writers of the same or a newer epoch go on.
+    new.transition(o.order_id, 4, OrderEventKind::Arrived, &[])
+        .unwrap();
+    let newer = store_with_epoch(&url, 3);
+    newer
+        .transition(o.order_id, 5, OrderEventKind::Started, &[])
+        .unwrap();
+    assert_eq!(
+        newer.order(o.order_id).unwrap().unwrap().state,
+        OrderState::Started
+    );
+}
+
+#[test]
+fn a_fenced_write_in_a_batch_spares_the_others() {
+    let url = storage::pg::testing::fresh_database();
+    let old = store_with_epoch(&url, 1);
+    let new = store_with_epoch(&url, 2);
+    let taken = new_order(UserId::new(), AssociateId::new(), 1);
+    let kept = new_order(UserId::new(), AssociateId::new(), 1);
+    old.create_order(&taken).unwrap();
+    old.create_order(&kept).unwrap();
+    new.transition(taken.order_id, 2, OrderEventKind::EnRoute, &[])
+        .unwrap();
+    // Queued back to back, so they are likely to share a transaction.
+    let writes = [
+        old.transition_durable(kept.order_id, 3, OrderEventKind::EnRoute, Vec::new()),
+        old.transition_durable(taken.order_id, 3, OrderEventKind::Arrived, Vec::new()),
+        old.transition_durable(kept.order_id, 4, OrderEventKind::Arrived, Vec::new()),
+    ];
+    let outcomes: Vec<_> = writes.into_iter().map(|w| w.wait()).collect();
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert!(matches!(outcomes[1], Err(StorageError::Fenced(_))));
+    assert!(outcomes[2].is_ok(), "{:?}", outcomes[2]);
+    assert_eq!(
+        old.order(kept.order_id).unwrap().unwrap().state,
+        OrderState::Arrived
+    );
+}
