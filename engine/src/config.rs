@@ -52,8 +52,11 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// Address for HTTP and WebSocket.
     pub listen: SocketAddr,
-    /// Directory for the database and generated secrets.
+    /// Directory for the embedded database and generated secrets.
     pub data_dir: PathBuf,
+    /// Where the records live: unset for the embedded store in `<data_dir>/db`, or a
+    /// PostgreSQL URL (`postgres://user:password@host:port/db`).
+    pub database: Option<String>,
     /// Key for admin HTTP routes (`x-admin-key`); generated into the data dir if unset.
     pub admin_key: Option<String>,
     /// HS256 secret for party tokens; generated into the data dir if unset.
@@ -236,6 +239,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            database: None,
             admin_key: None,
             token_secret: None,
             feedback_api_key: None,
@@ -328,6 +332,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--data-dir` / `SPEEDY_DATA_DIR`.
     pub data_dir: Option<PathBuf>,
+    /// `--database` / `SPEEDY_DATABASE_URL`.
+    pub database: Option<String>,
     /// `--admin-key` / `SPEEDY_ADMIN_KEY`.
     pub admin_key: Option<String>,
     /// `--token-secret` / `SPEEDY_TOKEN_SECRET`.
@@ -357,6 +363,7 @@ impl Config {
         let o = overrides.clone();
         config.listen = o.listen.unwrap_or(config.listen);
         config.data_dir = o.data_dir.unwrap_or(config.data_dir);
+        config.database = o.database.or(config.database);
         config.admin_key = o.admin_key.or(config.admin_key);
         config.token_secret = o.token_secret.or(config.token_secret);
         config.workers = o.workers.unwrap_or(config.workers);
@@ -383,6 +390,14 @@ impl Config {
 
     /// Checks every setting, naming the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database
+            && !storage::pg::is_postgres_url(url)
+        {
+            return Err(invalid(
+                "database",
+                "must be a postgres:// or postgresql:// URL (leave it unset for the embedded store)",
+            ));
+        }
         let s = &self.socket;
         if s.heartbeat_s == 0 {
             return Err(invalid("socket.heartbeat_s", "must be at least 1"));

@@ -64,6 +64,27 @@ pub fn secrets(config: &Config) -> Result<auth::Secrets, EngineError> {
     })
 }
 
+/// Opens the store the configuration names: Postgres when `database` is set, else the
+/// embedded store in `<data_dir>/db`. Migrates either to this build's schema.
+pub fn open_store(config: &Config) -> Result<storage::Store, storage::StorageError> {
+    let group_commit_wait = Duration::from_micros(config.storage.group_commit_wait_us);
+    match &config.database {
+        Some(url) => storage::Store::postgres(&storage::pg::PgConfig {
+            url: url.clone(),
+            epoch: 1,
+            group_commit_wait,
+            queue_capacity: config.storage.commit_queue,
+        }),
+        None => storage::Store::open(&storage::StoreConfig {
+            path: Some(config.data_dir.join("db")),
+            cache_bytes: config.storage.cache_mib * 1024 * 1024,
+            group_commit_wait,
+            queue_capacity: config.storage.commit_queue,
+            sync_hook: None,
+        }),
+    }
+}
+
 /// Serves until `shutdown` resolves, then tells connected apps, stops accepting, and
 /// flushes storage. Must run inside an actix system (dispatch actors live on arbiters).
 pub async fn run(
@@ -78,13 +99,8 @@ pub async fn run(
     telemetry::describe();
     telemetry::register();
     let recovery_started = std::time::Instant::now();
-    let store = storage::Store::open(&storage::StoreConfig {
-        path: Some(config.data_dir.join("db")),
-        cache_bytes: config.storage.cache_mib * 1024 * 1024,
-        group_commit_wait: Duration::from_micros(config.storage.group_commit_wait_us),
-        queue_capacity: config.storage.commit_queue,
-        sync_hook: None,
-    })?;
+    let store = open_store(&config)?;
+    tracing::info!(backend = store.kind(), "storage open");
     if store.pricing()?.is_none() {
         store.put_pricing(&config.pricing)?.durable().await?;
     }

@@ -21,6 +21,14 @@ struct Cli {
     /// Data directory for the database and generated secrets [default: ./data].
     #[arg(long, env = "SPEEDY_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL for the records (default: the embedded store in <data-dir>/db).
+    #[arg(
+        long,
+        env = "SPEEDY_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    database: Option<String>,
     /// Admin key for admin HTTP routes, at least 16 characters; replaces the key in
     /// <data-dir>/secrets.json, which is then refused (default: that file's key,
     /// generated on first start).
@@ -68,6 +76,17 @@ enum Command {
     CheckConfig,
     /// Print the HTTP API's OpenAPI 3.1 document (docs/openapi.json).
     Openapi,
+    /// Bring the configured store's schema up to date, then exit.
+    Migrate,
+    /// Copy an embedded data directory into an empty PostgreSQL database.
+    CopyData {
+        /// The data directory (or its `db` directory); the engine must not be running on it.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL URL to copy into.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,6 +109,7 @@ fn main() -> anyhow::Result<()> {
     let overrides = Overrides {
         listen: cli.listen,
         data_dir: cli.data_dir.clone(),
+        database: cli.database.clone(),
         admin_key: cli.admin_key.clone(),
         token_secret: cli.token_secret.clone(),
         workers: cli.workers,
@@ -108,6 +128,36 @@ fn main() -> anyhow::Result<()> {
             };
             let (token, _) = engine::auth::Tokens::new(&secrets.token_secret).issue(party, ttl_s);
             println!("{token}");
+            Ok(())
+        }
+        Command::Migrate => {
+            match &config.database {
+                Some(url) => {
+                    let (before, now) = storage::pg::PgStore::migrate(url)
+                        .context("migrating the postgres schema")?;
+                    println!("postgres schema: version {before} -> {now}");
+                }
+                None => {
+                    let store =
+                        engine::open_store(&config).context("opening the embedded store")?;
+                    println!(
+                        "embedded store {}: schema version {}",
+                        config.data_dir.join("db").display(),
+                        store.schema_version()?
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::CopyData { from, to } => {
+            let db = if from.join("db").is_dir() {
+                from.join("db")
+            } else {
+                from
+            };
+            let report = storage::pg::copy_sled_to_postgres(&db, &to)
+                .with_context(|| format!("copying {} into postgres", db.display()))?;
+            println!("{report:#?}");
             Ok(())
         }
         Command::Openapi => {
@@ -149,10 +199,16 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 config.data_dir.join("secrets.json").display()
             ),
         };
+        let records = match &config.database {
+            Some(_) => format!(
+                "records in postgres, secrets in {}",
+                config.data_dir.display()
+            ),
+            None => format!("data in {}", config.data_dir.display()),
+        };
         eprintln!(
-            "speedy engine on http://{} (data in {}; {admin_key})",
+            "speedy engine on http://{} ({records}; {admin_key})",
             listener.local_addr()?,
-            config.data_dir.display(),
         );
         drop(secrets);
         engine::run(listener, config, shutdown_signal()).await?;

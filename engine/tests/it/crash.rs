@@ -10,6 +10,8 @@ use wire::client::Client;
 use wire::model::{OrderState, PaymentMethod, PaymentStatus};
 use wire::{ServerMessage, UserId};
 
+use crate::both;
+use crate::harness::Backend;
 use crate::harness::{WAIT, at, expect, go_online};
 use crate::process::{Engine, SECRET};
 
@@ -21,9 +23,8 @@ async fn order_state(c: &mut Client) -> wire::model::OrderSnapshot {
     .await
 }
 
-#[tokio::test]
-async fn killed_three_times_nothing_lost_nothing_charged_twice() {
-    let dir = tempfile::tempdir().unwrap();
+async fn killed_three_times_nothing_lost_nothing_charged_twice(backend: Backend) {
+    let dir = backend.data_dir();
     let e = Engine::start(dir.path());
     let r = e
         .admin(
@@ -199,6 +200,7 @@ async fn killed_three_times_nothing_lost_nothing_charged_twice() {
     .await;
     e.kill();
 }
+both!(killed_three_times_nothing_lost_nothing_charged_twice);
 
 #[tokio::test]
 async fn the_token_subcommand_signs_tokens_the_server_accepts() {
@@ -269,12 +271,13 @@ const PAIRS: usize = 5;
 /// capture per payment and only for payments stored as succeeded, no order has two
 /// successful payments, the open requests come back with the same ids, and every
 /// associate is free for the next round.
-#[tokio::test]
-async fn killed_with_payments_in_flight_and_requests_open_nothing_acknowledged_is_lost() {
+async fn killed_with_payments_in_flight_and_requests_open_nothing_acknowledged_is_lost(
+    backend: Backend,
+) {
     use actors::orders::gateway::test_instruments as cards;
     use rand::{Rng, SeedableRng};
 
-    let dir = tempfile::tempdir().unwrap();
+    let dir = backend.data_dir();
     crate::process::write_config(
         dir.path(),
         r#"
@@ -489,6 +492,7 @@ sandbox_latency_ms = 3
     );
     e.kill();
 }
+both!(killed_with_payments_in_flight_and_requests_open_nothing_acknowledged_is_lost);
 
 /// The invariants after a restart, once every pending payment has settled.
 async fn check_after_restart(e: &Engine, acks: &Acks, round: usize) {

@@ -6,6 +6,8 @@ use wire::client::http_api;
 use wire::model::{OrderState, PaymentMethod, PaymentStatus};
 use wire::{ErrorCode, OrderId, ServerMessage};
 
+use crate::both;
+use crate::harness::Backend;
 use crate::harness::{TestServer, at, expect, parties};
 use crate::steps::{allot, error, payment_result, request, state_update, work};
 
@@ -15,9 +17,8 @@ async fn order_json(s: &TestServer, id: OrderId) -> serde_json::Value {
     r.body
 }
 
-#[tokio::test]
-async fn all_nineteen_steps() {
-    let s = TestServer::start(|_| {});
+async fn all_nineteen_steps(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {});
     let code = json!({
         "code": "WELCOME50",
         "kind": { "percent": { "rate_bp": 5000, "cap_minor": 10000 } },
@@ -217,10 +218,10 @@ async fn all_nineteen_steps() {
     p.u.send(request(Some("WELCOME50"))).await.unwrap();
     assert_eq!(error(&mut p.u).await, ErrorCode::BadDiscountCode);
 }
+both!(all_nineteen_steps);
 
-#[tokio::test]
-async fn cash_needs_the_full_amount() {
-    let s = TestServer::start(|_| {});
+async fn cash_needs_the_full_amount(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {});
     let mut p = parties(&s).await;
     let order = allot(&mut p, None).await;
     let invoice = work(&mut p, &order).await;
@@ -255,10 +256,10 @@ async fn cash_needs_the_full_amount() {
         "cash"
     );
 }
+both!(cash_needs_the_full_amount);
 
-#[tokio::test]
-async fn a_declined_card_then_a_good_one() {
-    let s = TestServer::start(|_| {});
+async fn a_declined_card_then_a_good_one(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {});
     let mut p = parties(&s).await;
     let order = allot(&mut p, None).await;
     let invoice = work(&mut p, &order).await;
@@ -297,11 +298,11 @@ async fn a_declined_card_then_a_good_one() {
     assert_eq!(statuses.iter().filter(|s| **s == "succeeded").count(), 1);
     assert_eq!(statuses.iter().filter(|s| **s == "failed").count(), 1);
 }
+both!(a_declined_card_then_a_good_one);
 
-#[tokio::test]
-async fn cancellations_are_free_in_the_window_and_cost_a_fee_after() {
+async fn cancellations_are_free_in_the_window_and_cost_a_fee_after(backend: Backend) {
     // Free window of five minutes: the user cancels at once, for free.
-    let s = TestServer::start(|_| {});
+    let s = TestServer::start_on(backend, |_| {});
     let mut p = parties(&s).await;
     let order = allot(&mut p, None).await;
     p.u.send(wire::CancelOrder {
@@ -324,7 +325,7 @@ async fn cancellations_are_free_in_the_window_and_cost_a_fee_after() {
 
     // No free window: the associate cancels after arriving and the fee applies; started
     // orders cannot be cancelled.
-    let s = TestServer::start(|c| c.pricing.cancellation.free_minutes = 0);
+    let s = TestServer::start_on(backend, |c| c.pricing.cancellation.free_minutes = 0);
     let mut p = parties(&s).await;
     let order = allot(&mut p, None).await;
     p.a.send(wire::Arrived {
@@ -422,10 +423,10 @@ async fn cancellations_are_free_in_the_window_and_cost_a_fee_after() {
     .unwrap();
     assert_eq!(error(&mut p.u).await, ErrorCode::InvalidState);
 }
+both!(cancellations_are_free_in_the_window_and_cost_a_fee_after);
 
-#[tokio::test]
-async fn wrong_pins_lock_the_start() {
-    let s = TestServer::start(|c| c.orders.pin_attempts = 3);
+async fn wrong_pins_lock_the_start(backend: Backend) {
+    let s = TestServer::start_on(backend, |c| c.orders.pin_attempts = 3);
     let mut p = parties(&s).await;
     let order = allot(&mut p, None).await;
     let right = order.pin.clone().unwrap();
@@ -462,10 +463,10 @@ async fn wrong_pins_lock_the_start() {
         "arrived"
     );
 }
+both!(wrong_pins_lock_the_start);
 
-#[tokio::test]
-async fn one_key_paid_at_the_same_moment_from_fifty_sockets_captures_once() {
-    let s = TestServer::start(|_| {});
+async fn one_key_paid_at_the_same_moment_from_fifty_sockets_captures_once(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {});
     let mut p = parties(&s).await;
     let order = allot(&mut p, None).await;
     let invoice = work(&mut p, &order).await;
@@ -552,3 +553,4 @@ async fn one_key_paid_at_the_same_moment_from_fifty_sockets_captures_once() {
         .count();
     assert_eq!(captures, 1, "{ledger:?}");
 }
+both!(one_key_paid_at_the_same_moment_from_fifty_sockets_captures_once);

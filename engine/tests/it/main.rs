@@ -6,6 +6,7 @@ mod documented;
 mod flow;
 mod harness;
 mod http_api;
+mod moving_up;
 mod process;
 mod restart;
 mod sockets;

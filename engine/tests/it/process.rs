@@ -70,6 +70,13 @@ impl Engine {
                 );
             }
         };
+        let on_postgres = std::fs::read_to_string(dir.join("speedy.toml"))
+            .is_ok_and(|t| t.lines().any(|l| l.starts_with("database = ")));
+        assert_eq!(
+            banner.contains("records in postgres"),
+            on_postgres,
+            "the engine runs on the store its directory names: {banner}"
+        );
         // Keep draining stderr so the engine never blocks on a full pipe.
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let kept = log.clone();
@@ -183,5 +190,13 @@ impl Drop for Engine {
 
 /// Writes `dir/speedy.toml` for the engines started on `dir`.
 pub fn write_config(dir: &Path, toml: &str) {
-    std::fs::write(dir.join("speedy.toml"), toml).unwrap();
+    let path = dir.join("speedy.toml");
+    // Keeps the database a Postgres test's directory names (a top-level key: first).
+    let database = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("database = "))
+        .map(|l| format!("{l}\n"))
+        .unwrap_or_default();
+    std::fs::write(path, format!("{database}{toml}")).unwrap();
 }

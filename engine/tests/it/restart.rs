@@ -10,6 +10,8 @@ use wire::client::Client;
 use wire::model::{Availability, OrderState, PaymentMethod, PaymentStatus};
 use wire::{ErrorCode, OrderId, ServerMessage};
 
+use crate::both;
+use crate::harness::Backend;
 use crate::harness::{Parties, at, expect, go_online};
 use crate::process::{Engine, write_config};
 use crate::steps::{allot, error, payment_result, request, work};
@@ -50,9 +52,10 @@ async fn no_offer(c: &mut Client) {
     }
 }
 
-#[tokio::test]
-async fn an_open_request_resumes_after_a_kill_and_never_goes_back_to_who_declined() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_open_request_resumes_after_a_kill_and_never_goes_back_to_who_declined(
+    backend: Backend,
+) {
+    let dir = backend.data_dir();
     write_config(dir.path(), FAST);
     let e = Engine::start(dir.path());
     let (_, user_token) = e.user("Asha").await;
@@ -155,6 +158,7 @@ async fn an_open_request_resumes_after_a_kill_and_never_goes_back_to_who_decline
     assert_eq!(error(&mut u).await, ErrorCode::UnknownRequest);
     e.kill();
 }
+both!(an_open_request_resumes_after_a_kill_and_never_goes_back_to_who_declined);
 
 /// A user and an online associate on a fresh engine, as `Parties`.
 async fn pair(e: &Engine, n: usize) -> (Parties, String, String) {
@@ -195,9 +199,8 @@ fn captures(e: &Engine) -> std::collections::HashMap<String, u32> {
     out
 }
 
-#[tokio::test]
-async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once() {
-    let dir = tempfile::tempdir().unwrap();
+async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once(backend: Backend) {
+    let dir = backend.data_dir();
     write_config(dir.path(), FAST);
     let e = Engine::start(dir.path());
     let (mut p, user_token, associate_token) = pair(&e, 1).await;
@@ -315,6 +318,7 @@ async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once
     assert_eq!(captured.len(), 2);
     e.kill();
 }
+both!(payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once);
 
 #[tokio::test]
 async fn stored_times_are_wall_clock_so_windows_and_minutes_hold_across_a_restart() {
