@@ -7,6 +7,10 @@
 //! committer's batching wait and the database directory). Writers are OS threads that
 //! block on each ticket, or with `COMMIT_MODE=async` tasks on one tokio thread that await
 //! it, as order actors do on their arbiter.
+//!
+//! `COMMIT_BACKEND=postgres` runs the same load on the Postgres backend: against
+//! `COMMIT_DATABASE_URL` if set, else a private server this process starts (Debian's
+//! postgresql, fsync and synchronous_commit on) with a fresh database.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,12 +186,23 @@ fn main() {
         });
     let _ = std::fs::remove_dir_all(&dir);
     let wait_us: u64 = env("COMMIT_WAIT_US", 0);
-    let store = Store::open(&StoreConfig {
-        path: Some(dir.clone()),
-        group_commit_wait: Duration::from_micros(wait_us),
-        ..StoreConfig::default()
-    })
-    .expect("open store");
+    let postgres = std::env::var("COMMIT_BACKEND").is_ok_and(|b| b == "postgres");
+    let store = if postgres {
+        let url = std::env::var("COMMIT_DATABASE_URL")
+            .unwrap_or_else(|_| storage::pg::testing::fresh_database());
+        Store::postgres(&storage::pg::PgConfig {
+            group_commit_wait: Duration::from_micros(wait_us),
+            ..storage::pg::PgConfig::new(url)
+        })
+        .expect("open postgres store")
+    } else {
+        Store::open(&StoreConfig {
+            path: Some(dir.clone()),
+            group_commit_wait: Duration::from_micros(wait_us),
+            ..StoreConfig::default()
+        })
+        .expect("open store")
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let timer = {
         let stop = stop.clone();
@@ -216,9 +231,13 @@ fn main() {
         (false, true) => "threads, writing themselves",
         (false, false) => "threads, writes run by the committer",
     };
+    let place = if postgres {
+        "postgres".to_string()
+    } else {
+        format!("sled in {}", dir.display())
+    };
     println!(
-        "storage group commit: {writers} writers ({kind}), {seconds} s, commit wait {wait_us} us, database in {}",
-        dir.display()
+        "storage group commit: {writers} writers ({kind}), {seconds} s, commit wait {wait_us} us, {place}"
     );
     println!("durable transitions/s: {:.0}", total as f64 / elapsed);
     for q in [0.5, 0.9, 0.99, 0.999] {

@@ -1,7 +1,9 @@
 -- 0001: the records of a Speedy Cheers market.
 -- Every record keeps its full form in `body` (the engine's JSON of it); the columns
 -- beside it are what the constraints, the indexes and ops' queries need. Money is
--- bigint minor units; times are Unix milliseconds.
+-- bigint minor units; times are Unix milliseconds. Orders and their events, the hot
+-- write path, keep `body` as json (stored as written, no conversion on insert); the
+-- rest as jsonb.
 
 CREATE TABLE users (
     id            uuid PRIMARY KEY,
@@ -30,7 +32,7 @@ CREATE TABLE orders (
     next_seq       integer NOT NULL CHECK (next_seq >= 1),
     -- The epoch of the last writer: a write from an older epoch is refused.
     epoch          bigint NOT NULL CHECK (epoch >= 0),
-    body           jsonb NOT NULL,
+    body           json NOT NULL,
     CHECK (open = (closed_at_ms IS NULL))
 );
 CREATE INDEX orders_by_user ON orders (user_id, id);
@@ -59,7 +61,7 @@ CREATE TABLE order_events (
     feed_seq bigint NOT NULL UNIQUE,
     at_ms    bigint NOT NULL,
     state    text NOT NULL,
-    body     jsonb NOT NULL,
+    body     json NOT NULL,
     PRIMARY KEY (order_id, seq)
 );
 

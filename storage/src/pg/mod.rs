@@ -103,7 +103,7 @@ impl PgStore {
         F: Fn(Session) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
     {
-        block_on(self.worker.submit(write, op))
+        block_on(self.worker.submit(write, None, op))
     }
 
     /// A read, answered once every write submitted before it is committed.
@@ -122,7 +122,7 @@ impl PgStore {
         F: Fn(Session) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), StorageError>> + Send + 'static,
     {
-        Ticket::from_future(self.worker.submit(true, op))
+        Ticket::from_future(self.worker.submit(true, None, op))
     }
 }
 
@@ -199,7 +199,9 @@ impl Backend for PgStore {
     fn create_order_durable(&self, record: OrderRecord) -> Durable<Committed> {
         Durable::from_future(
             self.worker
-                .submit(true, move |s| ops::create_order(s, record.clone())),
+                .submit(true, Some(record.order_id.0), move |s| {
+                    ops::create_order(s, record.clone())
+                }),
         )
     }
 
@@ -221,7 +223,7 @@ impl Backend for PgStore {
         kind: OrderEventKind,
         side: Vec<SideWrite>,
     ) -> Durable<Committed> {
-        Durable::from_future(self.worker.submit(true, move |s| {
+        Durable::from_future(self.worker.submit(true, Some(order_id.0), move |s| {
             ops::transition(s, order_id, at_ms, kind.clone(), side.clone())
         }))
     }

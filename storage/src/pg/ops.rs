@@ -220,8 +220,7 @@ pub(crate) async fn insert_event_at(
     feed_seq: u64,
 ) -> Result<(), StorageError> {
     s.execute(
-        "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        INSERT_EVENT_AT,
         &[
             &event.order_id.0,
             &(event.seq as i32),
@@ -235,25 +234,39 @@ pub(crate) async fn insert_event_at(
     Ok(())
 }
 
+const INSERT_EVENT_AT: &str = "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Appends an event: queued at a feed position reserved for this transaction, or
+/// inserted now at the next one when none is left.
+async fn append_event(s: &Session, event: &OrderEvent) -> Result<u64, StorageError> {
+    match s.queue_event(event) {
+        Some(feed_seq) => Ok(feed_seq as u64),
+        None => insert_event(s, event).await,
+    }
+}
+
+/// The order as this transaction has it: read ahead, or read and locked now.
+async fn current_order(s: &Session, id: OrderId) -> Result<Option<OrderRecord>, StorageError> {
+    if let Some(cached) = s.cached_order(id.0) {
+        return Ok(cached);
+    }
+    s.query_opt("SELECT body FROM orders WHERE id = $1 FOR UPDATE", &[&id.0])
+        .await?
+        .map(|r| body(&r, 0))
+        .transpose()
+}
+
 pub(crate) async fn create_order(
     s: Session,
     record: OrderRecord,
 ) -> Result<Committed, StorageError> {
     let (order, event) = created(&record);
-    let exists = s
-        .query_opt("SELECT 1 FROM orders WHERE id = $1", &[&order.order_id.0])
-        .await?;
-    if exists.is_some() {
+    if current_order(&s, order.order_id).await?.is_some() {
         return Err(StorageError::AlreadyExists { what: "order" });
     }
-    insert_order(&s, &order, true, None, false).await?;
-    // The request it came from is allotted: it must never resume after a restart.
-    s.execute(
-        "DELETE FROM open_requests WHERE id = $1",
-        &[&order.request_id.0],
-    )
-    .await?;
-    let feed_seq = insert_event(&s, &event).await?;
+    s.queue_created(&order);
+    let feed_seq = append_event(&s, &event).await?;
     Ok(Committed {
         order,
         event,
@@ -269,37 +282,16 @@ pub(crate) async fn transition(
     kind: OrderEventKind,
     side: Vec<SideWrite>,
 ) -> Result<Committed, StorageError> {
-    let Some(row) = s
-        .query_opt(
-            "SELECT body FROM orders WHERE id = $1 FOR UPDATE",
-            &[&order_id.0],
-        )
-        .await?
-    else {
+    let Some(current) = current_order(&s, order_id).await? else {
         return Err(StorageError::NotFound { what: "order" });
     };
-    let current: OrderRecord = body(&row, 0)?;
     let (order, event) = step(&current, order_id, at_ms, &kind)?;
     let closed_at = leaves_open(&order).then_some(big(at_ms));
-    s.execute(
-        "UPDATE orders SET state = $2, open = $3, closed_at_ms = COALESCE(closed_at_ms, $4),
-                           next_seq = $5, epoch = $6, body = $7
-         WHERE id = $1",
-        &[
-            &order_id.0,
-            &order.state.as_str(),
-            &closed_at.is_none(),
-            &closed_at,
-            &(order.next_seq as i32),
-            &s.epoch,
-            &json(&order),
-        ],
-    )
-    .await?;
+    s.queue_moved(&order, closed_at);
     for write in &side {
         side_write(&s, write).await?;
     }
-    let feed_seq = insert_event(&s, &event).await?;
+    let feed_seq = append_event(&s, &event).await?;
     Ok(Committed {
         order,
         event,

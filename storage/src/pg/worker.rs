@@ -10,7 +10,7 @@
 //! transaction: the batch is rolled back and each operation runs again on its own, so
 //! one bad write never fails the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
@@ -23,6 +23,9 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 use crate::ack::{BoxFuture, DURABLE_WRITE_SECONDS};
 use crate::error::StorageError;
 use crate::queue::Queue;
+use crate::records::OrderRecord;
+use tokio_postgres::types::Json;
+use wire::model::OrderEvent;
 
 /// One operation: run inside a batch's transaction, answered after its commit.
 pub(crate) struct Job {
@@ -32,6 +35,8 @@ pub(crate) struct Job {
     done: Box<dyn FnOnce(Result<(), StorageError>) + Send>,
     submitted: Instant,
     write: bool,
+    /// The order it creates or moves: read ahead, with every other in its batch.
+    order: Option<uuid::Uuid>,
 }
 
 impl Job {
@@ -52,14 +57,41 @@ fn aborts_transaction(e: &StorageError) -> bool {
     )
 }
 
-/// What an operation runs against: the connection, its prepared statements, and the
-/// epoch this store writes orders with.
+/// What an operation runs against: the connection, its prepared statements, the epoch
+/// this store writes orders with, and what the current transaction has read ahead.
 #[derive(Clone)]
 pub(crate) struct Session {
     client: Arc<Client>,
     statements: Arc<Mutex<HashMap<&'static str, Statement>>>,
     /// This writer's fencing epoch.
     pub(crate) epoch: i64,
+    batch: Arc<Mutex<Batch>>,
+}
+
+/// The current transaction's read-ahead, and its order writes waiting to go out as a
+/// few bulk statements (sent before any other statement, and before `COMMIT`).
+#[derive(Default)]
+struct Batch {
+    /// Orders read ahead (locked `FOR UPDATE`), as this transaction has left them; `None`:
+    /// known not to exist.
+    orders: HashMap<uuid::Uuid, Option<OrderRecord>>,
+    /// Feed positions reserved for this transaction's events, in order.
+    feed: VecDeque<i64>,
+    /// Orders created, in order.
+    created: Vec<OrderRecord>,
+    /// Requests their orders were created from.
+    allotted_requests: Vec<uuid::Uuid>,
+    /// Orders moved (the last state of each), with when each left the open set.
+    moved: Vec<(OrderRecord, Option<i64>)>,
+    moved_index: HashMap<uuid::Uuid, usize>,
+    /// Events, with their feed positions, in order.
+    events: Vec<(OrderEvent, i64)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.created.is_empty() && self.moved.is_empty() && self.events.is_empty()
+    }
 }
 
 impl Session {
@@ -69,7 +101,163 @@ impl Session {
             client,
             statements: Arc::default(),
             epoch,
+            batch: Arc::default(),
         }
+    }
+
+    fn batch(&self) -> std::sync::MutexGuard<'_, Batch> {
+        self.batch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The order as this transaction has it, if read ahead: `Some(None)` when it does
+    /// not exist.
+    pub(crate) fn cached_order(&self, id: uuid::Uuid) -> Option<Option<OrderRecord>> {
+        self.batch().orders.get(&id).cloned()
+    }
+
+    /// Queues a new order's row, and the removal of the request it came from.
+    pub(crate) fn queue_created(&self, order: &OrderRecord) {
+        let mut batch = self.batch();
+        batch.created.push(order.clone());
+        batch.allotted_requests.push(order.request_id.0);
+        batch.orders.insert(order.order_id.0, Some(order.clone()));
+    }
+
+    /// Queues an order's new state (`closed_at`: set when it leaves the open set).
+    pub(crate) fn queue_moved(&self, order: &OrderRecord, closed_at: Option<i64>) {
+        let mut batch = self.batch();
+        let id = order.order_id.0;
+        batch.orders.insert(id, Some(order.clone()));
+        match batch.moved_index.get(&id).copied() {
+            Some(i) => {
+                let earlier = batch.moved[i].1;
+                batch.moved[i] = (order.clone(), earlier.or(closed_at));
+            }
+            None => {
+                let i = batch.moved.len();
+                batch.moved.push((order.clone(), closed_at));
+                batch.moved_index.insert(id, i);
+            }
+        }
+    }
+
+    /// Queues an event at a feed position reserved for this transaction; false when none
+    /// is left (the caller inserts it itself).
+    pub(crate) fn queue_event(&self, event: &OrderEvent) -> Option<i64> {
+        let mut batch = self.batch();
+        let feed_seq = batch.feed.pop_front()?;
+        batch.events.push((event.clone(), feed_seq));
+        Some(feed_seq)
+    }
+
+    /// Sends the queued order writes as bulk statements (pipelined) and waits for them.
+    pub(crate) async fn settle(&self) -> Result<(), StorageError> {
+        let queued = {
+            let mut batch = self.batch();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            Batch {
+                created: std::mem::take(&mut batch.created),
+                allotted_requests: std::mem::take(&mut batch.allotted_requests),
+                moved: std::mem::take(&mut batch.moved),
+                events: std::mem::take(&mut batch.events),
+                ..Batch::default()
+            }
+        };
+        self.batch().moved_index.clear();
+        let insert = self.prepare(BULK_INSERT_ORDERS).await?;
+        let remove = self.prepare(BULK_REMOVE_REQUESTS).await?;
+        let update = self.prepare(BULK_UPDATE_ORDERS).await?;
+        let append = self.prepare(BULK_INSERT_EVENTS).await?;
+        let c = &queued.created;
+        let created = (
+            c.iter().map(|o| o.order_id.0).collect::<Vec<_>>(),
+            c.iter().map(|o| o.request_id.0).collect::<Vec<_>>(),
+            c.iter().map(|o| o.user_id.0).collect::<Vec<_>>(),
+            c.iter().map(|o| o.associate_id.0).collect::<Vec<_>>(),
+            c.iter().map(|o| o.state.as_str()).collect::<Vec<_>>(),
+            c.iter().map(|o| big(o.allotted_at_ms)).collect::<Vec<_>>(),
+            c.iter().map(|o| o.next_seq as i32).collect::<Vec<_>>(),
+            c.iter().map(Json).collect::<Vec<_>>(),
+        );
+        let m = &queued.moved;
+        let moved = (
+            m.iter().map(|(o, _)| o.order_id.0).collect::<Vec<_>>(),
+            m.iter().map(|(o, _)| o.state.as_str()).collect::<Vec<_>>(),
+            m.iter().map(|(_, closed)| closed.is_none()).collect::<Vec<_>>(),
+            m.iter().map(|(_, closed)| *closed).collect::<Vec<_>>(),
+            m.iter().map(|(o, _)| o.next_seq as i32).collect::<Vec<_>>(),
+            m.iter().map(|(o, _)| Json(o)).collect::<Vec<_>>(),
+        );
+        let e = &queued.events;
+        let events = (
+            e.iter().map(|(ev, _)| ev.order_id.0).collect::<Vec<_>>(),
+            e.iter().map(|(ev, _)| ev.seq as i32).collect::<Vec<_>>(),
+            e.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
+            e.iter().map(|(ev, _)| big(ev.at_ms)).collect::<Vec<_>>(),
+            e.iter().map(|(ev, _)| ev.state.as_str()).collect::<Vec<_>>(),
+            e.iter().map(|(ev, _)| Json(ev)).collect::<Vec<_>>(),
+        );
+        let client = &self.client;
+        // Sent in this order on one connection (pipelined): rows before their events.
+        futures_util::future::try_join4(
+            client.execute(
+                &insert,
+                &[
+                    &created.0, &created.1, &created.2, &created.3, &created.4, &created.5,
+                    &self.epoch, &created.6, &created.7,
+                ],
+            ),
+            client.execute(&remove, &[&queued.allotted_requests]),
+            client.execute(
+                &update,
+                &[&moved.0, &moved.1, &moved.2, &moved.3, &moved.4, &moved.5, &self.epoch],
+            ),
+            client.execute(
+                &append,
+                &[&events.0, &events.1, &events.2, &events.3, &events.4, &events.5],
+            ),
+        )
+        .await
+        .map_err(fenced)?;
+        Ok(())
+    }
+
+    /// Starts a transaction, reading ahead (and locking) the orders its jobs touch and
+    /// reserving a feed position for each of their events: one round trip for all.
+    async fn begin(&self, jobs: &[Job]) -> Result<(), StorageError> {
+        *self.batch() = Batch::default();
+        let ids: Vec<uuid::Uuid> = jobs.iter().filter_map(|j| j.order).collect();
+        if ids.is_empty() {
+            self.client.batch_execute("BEGIN").await?;
+            return Ok(());
+        }
+        let lock = self
+            .prepare("SELECT id, body FROM orders WHERE id = ANY($1) FOR UPDATE")
+            .await?;
+        let reserve = self
+            .prepare("SELECT nextval('event_feed_seq') FROM generate_series(1, $1)")
+            .await?;
+        let count = ids.len() as i32;
+        let (_, orders, feed) = futures_util::future::try_join3(
+            self.client.batch_execute("BEGIN"),
+            self.client.query(&lock, &[&ids]),
+            self.client.query(&reserve, &[&count]),
+        )
+        .await?;
+        let mut batch = self.batch();
+        for id in ids {
+            batch.orders.insert(id, None);
+        }
+        for row in orders {
+            let id: uuid::Uuid = row.try_get(0)?;
+            batch.orders.insert(id, Some(super::ops::body(&row, 1)?));
+        }
+        let mut feed: Vec<i64> = feed.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+        feed.sort_unstable();
+        batch.feed = feed.into();
+        Ok(())
     }
 }
 
@@ -101,6 +289,7 @@ impl Session {
         sql: &'static str,
         params: Params<'_>,
     ) -> Result<Vec<Row>, StorageError> {
+        self.settle().await?;
         let statement = self.prepare(sql).await?;
         self.client.query(&statement, params).await.map_err(fenced)
     }
@@ -111,6 +300,7 @@ impl Session {
         sql: &'static str,
         params: Params<'_>,
     ) -> Result<Option<Row>, StorageError> {
+        self.settle().await?;
         let statement = self.prepare(sql).await?;
         self.client
             .query_opt(&statement, params)
@@ -124,12 +314,35 @@ impl Session {
         sql: &'static str,
         params: Params<'_>,
     ) -> Result<u64, StorageError> {
+        self.settle().await?;
         let statement = self.prepare(sql).await?;
         self.client
             .execute(&statement, params)
             .await
             .map_err(fenced)
     }
+}
+
+const BULK_INSERT_ORDERS: &str = "INSERT INTO orders (id, request_id, user_id, associate_id, state,
+        allotted_at_ms, open, closed_at_ms, archived, next_seq, epoch, body)
+    SELECT t.id, t.request_id, t.user_id, t.associate_id, t.state, t.allotted_at_ms, true, NULL,
+        false, t.next_seq, $7, t.body
+    FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::bigint[],
+                $8::int[], $9::json[])
+        AS t(id, request_id, user_id, associate_id, state, allotted_at_ms, next_seq, body)";
+const BULK_REMOVE_REQUESTS: &str = "DELETE FROM open_requests WHERE id = ANY($1::uuid[])";
+const BULK_UPDATE_ORDERS: &str = "UPDATE orders o SET state = t.state, open = t.open,
+        closed_at_ms = COALESCE(o.closed_at_ms, t.closed_at_ms), next_seq = t.next_seq,
+        epoch = $7, body = t.body
+    FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::bigint[], $5::int[], $6::json[])
+        AS t(id, state, open, closed_at_ms, next_seq, body)
+    WHERE o.id = t.id";
+const BULK_INSERT_EVENTS: &str = "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[], $5::text[], $6::json[])";
+
+/// A time or counter as Postgres bigint.
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// The SQLSTATE the fencing trigger raises.
@@ -221,7 +434,12 @@ impl Worker {
 
     /// Queues an operation now (in call order); the future resolves with its answer once
     /// the transaction it ran in has committed.
-    pub(crate) fn submit<T, F, Fut>(&self, write: bool, op: F) -> BoxFuture<Result<T, StorageError>>
+    pub(crate) fn submit<T, F, Fut>(
+        &self,
+        write: bool,
+        order: Option<uuid::Uuid>,
+        op: F,
+    ) -> BoxFuture<Result<T, StorageError>>
     where
         T: Send + 'static,
         F: Fn(Session) -> Fut + Send + 'static,
@@ -262,6 +480,7 @@ impl Worker {
             done,
             submitted: Instant::now(),
             write,
+            order,
         });
         Box::pin(async move {
             queued.await;
@@ -308,11 +527,7 @@ fn run(
     queue: &Queue<Job>,
 ) {
     let latency = metrics::histogram!(DURABLE_WRITE_SECONDS, "backend" => "postgres");
-    let mut session = Session {
-        client,
-        statements: Arc::default(),
-        epoch: config.epoch,
-    };
+    let mut session = Session::new(client, config.epoch);
     while let Some(batch) = queue.next_batch(config.max_wait) {
         queue.drained();
         runtime.block_on(async {
@@ -320,11 +535,7 @@ fn run(
                 match connect(&config.url).await {
                     Ok(client) => {
                         tracing::info!("reconnected to postgres");
-                        session = Session {
-                            client,
-                            statements: Arc::default(),
-                            epoch: config.epoch,
-                        };
+                        session = Session::new(client, config.epoch);
                     }
                     Err(e) => tracing::warn!(error = %e, "could not reconnect to postgres"),
                 }
@@ -363,15 +574,18 @@ async fn commit_batch(session: &Session, batch: Vec<Job>, latency: &metrics::His
 }
 
 async fn attempt(session: &Session, jobs: &[Job]) -> Result<(), StorageError> {
-    session.client.batch_execute("BEGIN").await?;
+    session.begin(jobs).await?;
     for job in jobs {
         (job.run)(session.clone()).await?;
     }
+    session.settle().await?;
     session.client.batch_execute("COMMIT").await?;
     Ok(())
 }
 
 async fn rollback(session: &Session) {
+    // Writes still in flight fail with the transaction; wait for them first.
+    let _ = session.settle().await;
     if let Err(e) = session.client.batch_execute("ROLLBACK").await {
         tracing::debug!(error = %e, "rollback failed");
     }
