@@ -101,7 +101,11 @@ pub(crate) fn block_on<T>(fut: impl Future<Output = T>) -> T {
     }
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
+    // Called from inside a tokio task (a blocking read on a runtime thread), the task's
+    // cooperative budget would run out and never refill while this thread waits here:
+    // every tokio primitive would then answer "pending, poll again" at once, for ever.
+    // Unconstrained, the wait is a real wait.
+    let mut fut = std::pin::pin!(tokio::task::unconstrained(fut));
     loop {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return v;

@@ -197,12 +197,9 @@ impl Backend for PgStore {
     }
 
     fn create_order_durable(&self, record: OrderRecord) -> Durable<Committed> {
-        Durable::from_future(
-            self.worker
-                .submit(true, Some(record.order_id.0), move |s| {
-                    ops::create_order(s, record.clone())
-                }),
-        )
+        Durable::from_future(self.worker.submit(true, Some(record.order_id.0), move |s| {
+            ops::create_order(s, record.clone())
+        }))
     }
 
     fn transition(

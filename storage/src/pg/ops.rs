@@ -234,7 +234,8 @@ pub(crate) async fn insert_event_at(
     Ok(())
 }
 
-const INSERT_EVENT_AT: &str = "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
+const INSERT_EVENT_AT: &str =
+    "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
      VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// Appends an event: queued at a feed position reserved for this transaction, or

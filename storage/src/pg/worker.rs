@@ -185,7 +185,9 @@ impl Session {
         let moved = (
             m.iter().map(|(o, _)| o.order_id.0).collect::<Vec<_>>(),
             m.iter().map(|(o, _)| o.state.as_str()).collect::<Vec<_>>(),
-            m.iter().map(|(_, closed)| closed.is_none()).collect::<Vec<_>>(),
+            m.iter()
+                .map(|(_, closed)| closed.is_none())
+                .collect::<Vec<_>>(),
             m.iter().map(|(_, closed)| *closed).collect::<Vec<_>>(),
             m.iter().map(|(o, _)| o.next_seq as i32).collect::<Vec<_>>(),
             m.iter().map(|(o, _)| Json(o)).collect::<Vec<_>>(),
@@ -196,7 +198,9 @@ impl Session {
             e.iter().map(|(ev, _)| ev.seq as i32).collect::<Vec<_>>(),
             e.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
             e.iter().map(|(ev, _)| big(ev.at_ms)).collect::<Vec<_>>(),
-            e.iter().map(|(ev, _)| ev.state.as_str()).collect::<Vec<_>>(),
+            e.iter()
+                .map(|(ev, _)| ev.state.as_str())
+                .collect::<Vec<_>>(),
             e.iter().map(|(ev, _)| Json(ev)).collect::<Vec<_>>(),
         );
         let client = &self.client;
@@ -205,18 +209,35 @@ impl Session {
             client.execute(
                 &insert,
                 &[
-                    &created.0, &created.1, &created.2, &created.3, &created.4, &created.5,
-                    &self.epoch, &created.6, &created.7,
+                    &created.0,
+                    &created.1,
+                    &created.2,
+                    &created.3,
+                    &created.4,
+                    &created.5,
+                    &self.epoch,
+                    &created.6,
+                    &created.7,
                 ],
             ),
             client.execute(&remove, &[&queued.allotted_requests]),
             client.execute(
                 &update,
-                &[&moved.0, &moved.1, &moved.2, &moved.3, &moved.4, &moved.5, &self.epoch],
+                &[
+                    &moved.0,
+                    &moved.1,
+                    &moved.2,
+                    &moved.3,
+                    &moved.4,
+                    &moved.5,
+                    &self.epoch,
+                ],
             ),
             client.execute(
                 &append,
-                &[&events.0, &events.1, &events.2, &events.3, &events.4, &events.5],
+                &[
+                    &events.0, &events.1, &events.2, &events.3, &events.4, &events.5,
+                ],
             ),
         )
         .await
@@ -254,7 +275,10 @@ impl Session {
             let id: uuid::Uuid = row.try_get(0)?;
             batch.orders.insert(id, Some(super::ops::body(&row, 1)?));
         }
-        let mut feed: Vec<i64> = feed.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+        let mut feed: Vec<i64> = feed
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
         feed.sort_unstable();
         batch.feed = feed.into();
         Ok(())

@@ -2,11 +2,11 @@
 
 mod crash;
 mod durability;
-mod fencing;
 mod fixture;
 mod lifecycle;
 mod lists;
 mod money;
+mod postgres;
 
 use storage::pg::PgConfig;
 use storage::{OrderRecord, StorageError, Store, StoreConfig};

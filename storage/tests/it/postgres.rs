@@ -1,5 +1,6 @@
-//! Fenced writes on Postgres: every order write carries its writer's epoch, and the
-//! database refuses one older than the order's last writer.
+//! What only Postgres has: fenced writes (every order write carries its writer's epoch,
+//! and the database refuses one older than the order's last writer), and reads that
+//! block the calling thread, which must work from inside a busy async task.
 
 use storage::pg::PgConfig;
 use storage::{StorageError, Store};
@@ -75,4 +76,29 @@ fn a_fenced_write_in_a_batch_spares_the_others() {
         old.order(kept.order_id).unwrap().unwrap().state,
         OrderState::Arrived
     );
+}
+
+#[test]
+fn reads_from_inside_a_busy_async_task_wait_instead_of_spinning() {
+    // A tokio task's cooperative budget runs out after ~128 operations; a blocking read
+    // made from a task past that point must still wait for its answer and return.
+    let store = crate::Kind::Postgres.store();
+    let user = new_user(7);
+    store.put_user(&user).unwrap().wait().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            for _ in 0..1_000 {
+                assert_eq!(store.user(user.id).unwrap().as_ref(), Some(&user));
+            }
+        });
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("1 000 reads from one task finished");
 }
