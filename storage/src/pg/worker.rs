@@ -1,8 +1,8 @@
 //! The Postgres committer: one connection, on a thread of its own, runs every operation
 //! in the order callers submitted them. Operations waiting at the same moment share one
-//! transaction and one `COMMIT` (group commit); each is answered only after that commit
-//! returned, so an acknowledged write is durable (`synchronous_commit = on`) and a read
-//! sees every write submitted before it.
+//! transaction and one `COMMIT` (group commit); a write is answered only after that
+//! commit returned, so an acknowledged write is durable (`synchronous_commit = on`); a
+//! read is answered as soon as it has run, and sees every write submitted before it.
 //!
 //! An operation checks everything it may refuse (a missing order, a forbidden move)
 //! before it writes, and reports a refusal as its own answer without failing the batch.
@@ -27,12 +27,15 @@ use crate::records::OrderRecord;
 use tokio_postgres::types::Json;
 use wire::model::OrderEvent;
 
-/// One operation: run inside a batch's transaction, answered after its commit.
+type Answer = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
+
+/// One operation: run inside a batch's transaction; a write is answered after its
+/// commit, a read as soon as it has run.
 pub(crate) struct Job {
     /// Runs the operation; an error here is a database error that aborts the batch.
     run: Box<dyn Fn(Session) -> BoxFuture<Result<(), StorageError>> + Send>,
-    /// Delivers the answer once the transaction committed (or failed).
-    done: Box<dyn FnOnce(Result<(), StorageError>) + Send>,
+    /// Delivers the answer (once).
+    done: Mutex<Option<Answer>>,
     submitted: Instant,
     write: bool,
     /// The order it creates or moves: read ahead, with every other in its batch.
@@ -44,7 +47,15 @@ impl Job {
         if self.write && outcome.is_ok() {
             latency.record(self.submitted.elapsed().as_secs_f64());
         }
-        (self.done)(outcome);
+        self.answer(outcome);
+    }
+
+    /// Delivers the answer unless it was delivered already.
+    fn answer(&self, outcome: Result<(), StorageError>) {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(done) = done {
+            done(outcome);
+        }
     }
 }
 
@@ -501,7 +512,7 @@ impl Worker {
         });
         let queued = self.queue.enqueue(Job {
             run,
-            done,
+            done: Mutex::new(Some(done)),
             submitted: Instant::now(),
             write,
             order,
@@ -601,6 +612,12 @@ async fn attempt(session: &Session, jobs: &[Job]) -> Result<(), StorageError> {
     session.begin(jobs).await?;
     for job in jobs {
         (job.run)(session.clone()).await?;
+        // A read has seen every write queued before it (its statement went out after
+        // them): its caller need not wait for the commit, as on sled, where reads see
+        // writes before their flush.
+        if !job.write {
+            job.answer(Ok(()));
+        }
     }
     session.settle().await?;
     session.client.batch_execute("COMMIT").await?;
