@@ -8,9 +8,13 @@
 //! - [`Cells`]: a node claims a cell in the `speedy_cells` bucket with compare-and-set;
 //!   the claim's revision is the owner's fencing epoch, which only grows, and goes on
 //!   every order write so the database refuses a former owner's late writes.
+//! - [`Node`]: the loop that keeps a node's cells: claims what hashing gives it, hands
+//!   over what it no longer should hold, drops what others took, and drops everything
+//!   when cut off from NATS for a lease.
 
 mod error;
 mod membership;
+mod node;
 mod ownership;
 pub mod rendezvous;
 #[cfg(feature = "testing")]
@@ -18,7 +22,8 @@ pub mod testing;
 
 pub use error::ClusterError;
 pub use membership::{Membership, NODES_BUCKET};
-pub use ownership::{CELLS_BUCKET, Cells, Claim};
+pub use node::{Node, NodeConfig, Owned};
+pub use ownership::{CELLS_BUCKET, CellView, Cells, Claim};
 
 /// Connects to NATS and returns its JetStream context.
 pub async fn connect(url: &str) -> Result<async_nats::jetstream::Context, ClusterError> {

@@ -1,11 +1,17 @@
 //! Who is alive: each node puts its key in the `speedy_nodes` bucket every third of the
-//! lease TTL; the bucket keeps an entry for the TTL, so a node that stops (killed, cut
-//! off) disappears from the live set one TTL after its last heartbeat.
+//! lease TTL (the bucket drops entries older than the TTL). Every node follows the bucket
+//! with a watch and counts a node live while its last heartbeat is younger than the TTL,
+//! so a node that stops (killed, cut off) leaves everyone's live set one TTL after its
+//! last heartbeat. (Listing the bucket's keys is not used: on a bucket being written it
+//! can repeat some keys and miss others.)
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use crate::error::{ClusterError, nats};
@@ -19,6 +25,11 @@ pub struct Membership {
     node: String,
     bucket: kv::Store,
     heartbeat: JoinHandle<()>,
+    paused: Arc<AtomicBool>,
+    ttl: Duration,
+    /// When each node's last heartbeat was seen.
+    seen: Arc<RwLock<HashMap<String, Instant>>>,
+    follow: JoinHandle<()>,
 }
 
 impl Membership {
@@ -30,17 +41,23 @@ impl Membership {
         ttl: Duration,
     ) -> Result<Self, ClusterError> {
         let bucket = nodes_bucket(js, ttl).await?;
+        let (seen, follow) = follow(&bucket, ttl).await?;
         bucket
             .put(node, bytes::Bytes::from(node.to_owned()))
             .await
             .map_err(|e| nats("first heartbeat", e))?;
         let beating = bucket.clone();
         let name = node.to_owned();
+        let paused = Arc::new(AtomicBool::new(false));
+        let frozen = paused.clone();
         let heartbeat = tokio::spawn(async move {
             let mut every = tokio::time::interval(ttl / 3);
             every.tick().await;
             loop {
                 every.tick().await;
+                if frozen.load(Ordering::Relaxed) {
+                    continue;
+                }
                 if let Err(e) = beating.put(&name, bytes::Bytes::from(name.clone())).await {
                     // The lease runs out if this keeps failing: the node is then out.
                     tracing::warn!(node = %name, error = %e, "heartbeat failed");
@@ -51,6 +68,10 @@ impl Membership {
             node: node.to_owned(),
             bucket,
             heartbeat,
+            paused,
+            ttl,
+            seen,
+            follow,
         })
     }
 
@@ -59,9 +80,22 @@ impl Membership {
         &self.node
     }
 
-    /// The live nodes, sorted.
+    /// The live nodes (a heartbeat seen within the TTL), sorted. Fails when the watch on
+    /// the bucket has ended (NATS unreachable).
     pub async fn live(&self) -> Result<Vec<String>, ClusterError> {
-        live_nodes(&self.bucket).await
+        if self.follow.is_finished() {
+            return Err(ClusterError::Nats(
+                "the watch on the nodes bucket ended".into(),
+            ));
+        }
+        let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
+        let mut live: Vec<String> = seen
+            .iter()
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(node, _)| node.clone())
+            .collect();
+        live.sort();
+        Ok(live)
     }
 
     /// Stops heartbeating and removes this node at once (a clean shutdown).
@@ -73,6 +107,11 @@ impl Membership {
             .map_err(|e| nats("leaving", e))
     }
 
+    /// Holds or resumes the heartbeat (tests: a process stopped with SIGSTOP).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
     /// Stops heartbeating without leaving: the lease runs out as if the node had died.
     pub fn stop_heartbeat(&self) {
         self.heartbeat.abort();
@@ -82,7 +121,62 @@ impl Membership {
 impl Drop for Membership {
     fn drop(&mut self) {
         self.heartbeat.abort();
+        self.follow.abort();
     }
+}
+
+type Seen = Arc<RwLock<HashMap<String, Instant>>>;
+
+/// Follows the nodes bucket: heartbeats from now on (watched first, so none is missed),
+/// and the entries already there, each seen as long ago as the server wrote it.
+async fn follow(bucket: &kv::Store, ttl: Duration) -> Result<(Seen, JoinHandle<()>), ClusterError> {
+    let mut watch = bucket
+        .watch_all()
+        .await
+        .map_err(|e| nats("watching nodes", e))?;
+    let seen: Seen = Arc::default();
+    let noted = seen.clone();
+    let follow = tokio::spawn(async move {
+        while let Some(entry) = watch.next().await {
+            let Ok(entry) = entry else { continue };
+            let mut seen = noted.write().unwrap_or_else(|e| e.into_inner());
+            match entry.operation {
+                kv::Operation::Put => {
+                    seen.insert(entry.key, Instant::now());
+                }
+                kv::Operation::Delete | kv::Operation::Purge => {
+                    seen.remove(&entry.key);
+                }
+            }
+        }
+    });
+    let keys: Vec<String> = bucket
+        .keys()
+        .await
+        .map_err(|e| nats("listing nodes", e))?
+        .filter_map(|k| async move { k.ok() })
+        .collect()
+        .await;
+    for key in keys {
+        let Some(entry) = bucket
+            .entry(key.clone())
+            .await
+            .map_err(|e| nats("reading a node", e))?
+        else {
+            continue;
+        };
+        if entry.operation != kv::Operation::Put {
+            continue;
+        }
+        let written = std::time::SystemTime::from(entry.created);
+        let age = written.elapsed().unwrap_or_default().min(ttl);
+        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        seen.write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(at);
+    }
+    Ok((seen, follow))
 }
 
 /// Opens (or creates) the bucket of live nodes with entries kept for `ttl`.
@@ -95,17 +189,4 @@ async fn nodes_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Stor
     })
     .await
     .map_err(|e| nats("the nodes bucket", e))
-}
-
-/// The keys present in the nodes bucket, sorted.
-pub(crate) async fn live_nodes(bucket: &kv::Store) -> Result<Vec<String>, ClusterError> {
-    let mut nodes: Vec<String> = bucket
-        .keys()
-        .await
-        .map_err(|e| nats("listing nodes", e))?
-        .try_collect()
-        .await
-        .map_err(|e| nats("listing nodes", e))?;
-    nodes.sort();
-    Ok(nodes)
 }

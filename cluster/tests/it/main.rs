@@ -1,16 +1,18 @@
 //! Membership and cell ownership against a real `nats-server -js`.
 
 mod fencing;
+mod nodes;
 
 use std::time::{Duration, Instant};
 
 use cluster::testing::NatsServer;
 use cluster::{Cells, ClusterError, Membership, rendezvous};
 
-const TTL: Duration = Duration::from_secs(1);
+/// The lease the tests run with.
+pub const TTL: Duration = Duration::from_secs(1);
 
 /// Polls `check` until it holds, failing after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -52,8 +54,11 @@ async fn three_nodes_split_the_cells_and_a_dead_one_is_replaced_with_higher_epoc
     let a = Membership::join(&js, "node-a", TTL).await.unwrap();
     let b = Membership::join(&js, "node-b", TTL).await.unwrap();
     let c = Membership::join(&js, "node-c", TTL).await.unwrap();
+    eventually(TTL, "node-a seeing all three", || async {
+        a.live().await.unwrap() == ["node-a", "node-b", "node-c"]
+    })
+    .await;
     let live = a.live().await.unwrap();
-    assert_eq!(live, ["node-a", "node-b", "node-c"]);
 
     let cells = Cells::open(&js).await.unwrap();
     let all: Vec<u64> = (0..60u64)
@@ -137,7 +142,10 @@ async fn three_nodes_split_the_cells_and_a_dead_one_is_replaced_with_higher_epoc
     assert!(renewed.epoch > *epoch);
     eprintln!("node-c left the live set {expired_after:?} after its last heartbeat stopped");
     b.leave().await.unwrap();
-    assert_eq!(a.live().await.unwrap(), ["node-a"]);
+    eventually(TTL, "node-b leaving", || async {
+        a.live().await.unwrap() == ["node-a"]
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,0 +1,188 @@
+//! A node's ownership loop: every third of the lease it reads the live set, claims the
+//! cells rendezvous hashing gives it, hands over the ones it no longer should hold, and
+//! drops any whose record says someone else took them. A node that cannot reach NATS
+//! for a whole lease drops every cell: it may no longer own them, so it must stop serving
+//! them (taking offers, writing their orders).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::ClusterError;
+use crate::membership::Membership;
+use crate::ownership::{CellView, Cells, Claim};
+use crate::rendezvous;
+
+/// Cells a node holds, with the epoch of each claim.
+pub type Owned = BTreeMap<u64, u64>;
+
+/// How a node takes part.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (unique in the cluster).
+    pub id: String,
+    /// The lease: a node silent this long is out, and its cells move.
+    pub ttl: Duration,
+    /// The cells the market is divided into.
+    pub cells: Vec<u64>,
+}
+
+/// A running node: membership plus the ownership loop.
+#[derive(Debug)]
+pub struct Node {
+    membership: Arc<Membership>,
+    owned: watch::Receiver<Owned>,
+    task: JoinHandle<()>,
+    paused: Arc<AtomicBool>,
+}
+
+impl Node {
+    /// Joins and starts the loop; the first round of claims is made before this returns.
+    pub async fn start(js: &jetstream::Context, config: NodeConfig) -> Result<Self, ClusterError> {
+        let membership = Arc::new(Membership::join(js, &config.id, config.ttl).await?);
+        let cells = Cells::open(js).await?;
+        let view = cells.view().await?;
+        let (publish, owned) = watch::channel(Owned::new());
+        let paused = Arc::new(AtomicBool::new(false));
+        let mut round = Round {
+            config,
+            membership: membership.clone(),
+            cells,
+            view,
+            held: Owned::new(),
+            last_contact: Instant::now(),
+            publish,
+        };
+        round.run().await;
+        let frozen = paused.clone();
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(round.config.ttl / 3);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if !frozen.load(Ordering::Relaxed) {
+                    round.run().await;
+                }
+            }
+        });
+        Ok(Self {
+            membership,
+            owned,
+            task,
+            paused,
+        })
+    }
+
+    /// The cells held now, with their epochs.
+    pub fn owned(&self) -> Owned {
+        self.owned.borrow().clone()
+    }
+
+    /// Changes to the cells held.
+    pub fn watch(&self) -> watch::Receiver<Owned> {
+        self.owned.clone()
+    }
+
+    /// The live nodes as this node reads them.
+    pub async fn live(&self) -> Result<Vec<String>, ClusterError> {
+        self.membership.live().await
+    }
+
+    /// Freezes the node, heartbeat and loop (tests: SIGSTOP), or thaws it (SIGCONT).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+        self.membership.set_paused(paused);
+    }
+
+    /// Stops the node as a crash would: no hand-over, the lease runs out.
+    pub fn halt(&self) {
+        self.task.abort();
+        self.membership.stop_heartbeat();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The loop's state.
+struct Round {
+    config: NodeConfig,
+    membership: Arc<Membership>,
+    cells: Cells,
+    view: CellView,
+    held: Owned,
+    /// When NATS last answered.
+    last_contact: Instant,
+    publish: watch::Sender<Owned>,
+}
+
+impl Round {
+    async fn run(&mut self) {
+        let me = self.config.id.clone();
+        let live = match self.membership.live().await {
+            Ok(live) => {
+                self.last_contact = Instant::now();
+                live
+            }
+            Err(e) => {
+                if self.last_contact.elapsed() >= self.config.ttl && !self.held.is_empty() {
+                    tracing::warn!(node = %me, error = %e, cells = self.held.len(), "cut off from NATS for a lease: dropping every cell");
+                    self.held.clear();
+                    self.publish.send_replace(self.held.clone());
+                }
+                return;
+            }
+        };
+        // Cells taken by someone else while this node was away: drop before anything.
+        let held: Vec<(u64, u64)> = self.held.iter().map(|(c, e)| (*c, *e)).collect();
+        for (cell, epoch) in held {
+            match self.view.get(cell) {
+                // The view may lag our own last claim: newer is someone else's.
+                Some((owner, revision)) if owner != me && revision > epoch => {
+                    self.held.remove(&cell);
+                }
+                Some((owner, revision)) if owner == me && revision >= epoch => {}
+                Some((_, revision)) if revision <= epoch => {}
+                _ => {
+                    self.held.remove(&cell);
+                }
+            }
+        }
+        if !live.contains(&me) {
+            // Not in the live set (our lease ran out): claim nothing until it is back.
+            self.publish.send_replace(self.held.clone());
+            return;
+        }
+        for &cell in &self.config.cells {
+            let mine = rendezvous::owner(cell, &live) == Some(me.as_str());
+            match (mine, self.held.get(&cell).copied()) {
+                (true, None) => match self
+                    .cells
+                    .claim_seen(cell, &me, &live, self.view.get(cell))
+                    .await
+                {
+                    Ok(claim) => {
+                        self.held.insert(cell, claim.epoch);
+                    }
+                    Err(ClusterError::OwnedElsewhere { .. } | ClusterError::Lost { .. }) => {}
+                    Err(e) => tracing::debug!(node = %me, error = %e, "claim failed"),
+                },
+                (false, Some(epoch)) => {
+                    // Stop serving first, then hand the cell over.
+                    self.held.remove(&cell);
+                    let _ = self.cells.release(Claim { cell, epoch }).await;
+                }
+                _ => {}
+            }
+        }
+        self.publish.send_replace(self.held.clone());
+    }
+}
