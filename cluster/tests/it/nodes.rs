@@ -46,6 +46,22 @@ fn settled(nodes: &[(&str, &Node)]) -> Option<BTreeMap<u64, (String, u64)>> {
     right.then_some(holder)
 }
 
+/// Waits until `nodes` have settled ([`settled`]), failing after `within`.
+async fn settle(
+    nodes: &[(&str, &Node)],
+    within: Duration,
+    what: &str,
+) -> BTreeMap<u64, (String, u64)> {
+    let mut found = None;
+    eventually(within, what, || {
+        found = settled(nodes);
+        let done = found.is_some();
+        async move { done }
+    })
+    .await;
+    found.unwrap()
+}
+
 #[tokio::test]
 async fn nodes_split_the_cells_and_a_crashed_one_is_covered_within_the_lease() {
     let nats = NatsServer::start();
@@ -55,28 +71,21 @@ async fn nodes_split_the_cells_and_a_crashed_one_is_covered_within_the_lease() {
         node(&js, "node-b").await,
         node(&js, "node-c").await,
     );
-    let mut before = None;
-    eventually(TTL * 2, "three nodes settling", || {
-        before = settled(&[("node-a", &a), ("node-b", &b), ("node-c", &c)]);
-        let done = before.is_some();
-        async move { done }
-    })
-    .await;
-    let before = before.unwrap();
-
-    c.halt();
-    let mut after = None;
-    eventually(
-        TTL + Duration::from_secs(1),
-        "node-c's cells covered",
-        || {
-            after = settled(&[("node-a", &a), ("node-b", &b)]);
-            let done = after.is_some();
-            async move { done }
-        },
+    let before = settle(
+        &[("node-a", &a), ("node-b", &b), ("node-c", &c)],
+        TTL * 2,
+        "three nodes settling",
     )
     .await;
-    for (cell, (holder, epoch)) in after.unwrap() {
+
+    c.halt();
+    let after = settle(
+        &[("node-a", &a), ("node-b", &b)],
+        TTL + Duration::from_secs(1),
+        "node-c's cells covered",
+    )
+    .await;
+    for (cell, (holder, epoch)) in after {
         let (was, old) = &before[&cell];
         if was == "node-c" {
             assert!(
@@ -102,42 +111,34 @@ async fn a_frozen_node_loses_its_cells_and_rejoins_cleanly() {
         node(&js, "node-b").await,
         node(&js, "node-c").await,
     );
-    let mut before = None;
-    eventually(TTL * 2, "three nodes settling", || {
-        before = settled(&[("node-a", &a), ("node-b", &b), ("node-c", &c)]);
-        let done = before.is_some();
-        async move { done }
-    })
+    settle(
+        &[("node-a", &a), ("node-b", &b), ("node-c", &c)],
+        TTL * 2,
+        "three nodes settling",
+    )
     .await;
     let held_by_c: Owned = c.owned();
     assert!(!held_by_c.is_empty());
 
     // SIGSTOP: node-c neither heartbeats nor acts; the others take its cells.
     c.set_paused(true);
-    let mut during = None;
-    eventually(
+    let during = settle(
+        &[("node-a", &a), ("node-b", &b)],
         TTL + Duration::from_secs(1),
         "node-c's cells covered",
-        || {
-            during = settled(&[("node-a", &a), ("node-b", &b)]);
-            let done = during.is_some();
-            async move { done }
-        },
     )
     .await;
-    let during = during.unwrap();
 
     // SIGCONT: node-c first drops what it no longer holds, then the three settle again,
     // node-c's cells coming back to it at epochs above the ones taken while it was away.
     c.set_paused(false);
-    let mut again = None;
-    eventually(TTL * 3, "three nodes settling again", || {
-        again = settled(&[("node-a", &a), ("node-b", &b), ("node-c", &c)]);
-        let done = again.is_some();
-        async move { done }
-    })
+    let again = settle(
+        &[("node-a", &a), ("node-b", &b), ("node-c", &c)],
+        TTL * 3,
+        "three nodes settling again",
+    )
     .await;
-    for (cell, (holder, epoch)) in again.unwrap() {
+    for (cell, (holder, epoch)) in again {
         if held_by_c.contains_key(&cell) {
             assert_eq!(holder, "node-c");
             assert!(epoch > during[&cell].1, "cell {cell:x}");

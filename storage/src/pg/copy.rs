@@ -99,11 +99,29 @@ async fn copy_all(sled: &SledStore, s: &Session) -> Result<CopyReport, StorageEr
     }
     let mut report = CopyReport::default();
     for user in i.users.values() {
-        ops::put_user(s.clone(), user?).await?;
+        let user = user?;
+        ops::put_profile(
+            s.clone(),
+            &ops::USERS,
+            user.id.0,
+            user.created_at_ms,
+            &user,
+            false,
+        )
+        .await?;
         report.users += 1;
     }
     for associate in i.associates.values() {
-        ops::put_associate(s.clone(), associate?).await?;
+        let a = associate?;
+        ops::put_profile(
+            s.clone(),
+            &ops::ASSOCIATES,
+            a.id.0,
+            a.created_at_ms,
+            &a,
+            false,
+        )
+        .await?;
         report.associates += 1;
     }
     for order in i.orders.values() {

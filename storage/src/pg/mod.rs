@@ -140,17 +140,27 @@ impl Backend for PgStore {
 
     fn put_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
         let user = user.clone();
-        Ok(self.write(move |s| ops::put_user(s, user.clone())))
+        Ok(self.write(move |s| {
+            let user = user.clone();
+            async move {
+                ops::put_profile(s, &ops::USERS, user.id.0, user.created_at_ms, &user, false).await
+            }
+        }))
     }
 
     fn create_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
         let user = user.clone();
-        self.call(true, move |s| ops::create_user(s, user.clone()))?;
+        self.call(true, move |s| {
+            let user = user.clone();
+            async move {
+                ops::put_profile(s, &ops::USERS, user.id.0, user.created_at_ms, &user, true).await
+            }
+        })?;
         Ok(Ticket::done())
     }
 
     fn user(&self, id: UserId) -> Result<Option<UserProfile>, StorageError> {
-        self.read(move |s| ops::user(s, id))
+        self.read(move |s| ops::one(s, ops::USERS.one, id.0))
     }
 
     fn users(&self) -> Result<Vec<UserProfile>, StorageError> {
@@ -162,22 +172,40 @@ impl Backend for PgStore {
         after: Option<UserId>,
         limit: usize,
     ) -> Result<Page<UserProfile>, StorageError> {
-        self.read(move |s| ops::users_page(s, after, limit))
+        self.read(move |s| {
+            ops::profiles_page(
+                s,
+                &ops::USERS,
+                after.map(|a| a.0),
+                limit,
+                |u: &UserProfile| u.id.0,
+            )
+        })
     }
 
     fn put_associate(&self, associate: &AssociateProfile) -> Result<Ticket, StorageError> {
         let associate = associate.clone();
-        Ok(self.write(move |s| ops::put_associate(s, associate.clone())))
+        Ok(self.write(move |s| {
+            let a = associate.clone();
+            async move {
+                ops::put_profile(s, &ops::ASSOCIATES, a.id.0, a.created_at_ms, &a, false).await
+            }
+        }))
     }
 
     fn create_associate(&self, associate: &AssociateProfile) -> Result<Ticket, StorageError> {
         let associate = associate.clone();
-        self.call(true, move |s| ops::create_associate(s, associate.clone()))?;
+        self.call(true, move |s| {
+            let a = associate.clone();
+            async move {
+                ops::put_profile(s, &ops::ASSOCIATES, a.id.0, a.created_at_ms, &a, true).await
+            }
+        })?;
         Ok(Ticket::done())
     }
 
     fn associate(&self, id: AssociateId) -> Result<Option<AssociateProfile>, StorageError> {
-        self.read(move |s| ops::associate(s, id))
+        self.read(move |s| ops::one(s, ops::ASSOCIATES.one, id.0))
     }
 
     fn associates(&self) -> Result<Vec<AssociateProfile>, StorageError> {
@@ -189,7 +217,15 @@ impl Backend for PgStore {
         after: Option<AssociateId>,
         limit: usize,
     ) -> Result<Page<AssociateProfile>, StorageError> {
-        self.read(move |s| ops::associates_page(s, after, limit))
+        self.read(move |s| {
+            ops::profiles_page(
+                s,
+                &ops::ASSOCIATES,
+                after.map(|a| a.0),
+                limit,
+                |a: &AssociateProfile| a.id.0,
+            )
+        })
     }
 
     fn create_order(&self, record: &OrderRecord) -> Result<Committed, StorageError> {

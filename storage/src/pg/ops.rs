@@ -39,103 +39,83 @@ fn json<T: Serialize>(value: &T) -> Json<&T> {
 
 // --- Profiles ---
 
-pub(crate) async fn put_user(s: Session, user: UserProfile) -> Result<(), StorageError> {
-    s.execute(
-        "INSERT INTO users (id, created_at_ms, body) VALUES ($1, $2, $3)
-         ON CONFLICT (id) DO UPDATE SET created_at_ms = EXCLUDED.created_at_ms, body = EXCLUDED.body",
-        &[&user.id.0, &big(user.created_at_ms), &json(&user)],
-    )
-    .await?;
-    Ok(())
+/// Where a kind of profile lives.
+pub(crate) struct ProfileTable {
+    upsert: &'static str,
+    insert_new: &'static str,
+    pub(crate) one: &'static str,
+    page: &'static str,
+    what: &'static str,
 }
 
-pub(crate) async fn create_user(s: Session, user: UserProfile) -> Result<(), StorageError> {
+/// The users' table.
+pub(crate) const USERS: ProfileTable = ProfileTable {
+    upsert: "INSERT INTO users (id, created_at_ms, body) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET created_at_ms = EXCLUDED.created_at_ms, body = EXCLUDED.body",
+    insert_new: "INSERT INTO users (id, created_at_ms, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    one: "SELECT body FROM users WHERE id = $1",
+    page: "SELECT body FROM users WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    what: "user",
+};
+
+/// The associates' table.
+pub(crate) const ASSOCIATES: ProfileTable = ProfileTable {
+    upsert: "INSERT INTO associates (id, created_at_ms, body) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET created_at_ms = EXCLUDED.created_at_ms, body = EXCLUDED.body",
+    insert_new: "INSERT INTO associates (id, created_at_ms, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    one: "SELECT body FROM associates WHERE id = $1",
+    page: "SELECT body FROM associates WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    what: "associate",
+};
+
+/// Inserts or replaces a profile; with `only_new`, `AlreadyExists` if it exists.
+pub(crate) async fn put_profile<P: Serialize + std::fmt::Debug + Sync>(
+    s: Session,
+    table: &ProfileTable,
+    id: uuid::Uuid,
+    created_at_ms: UnixMs,
+    profile: &P,
+    only_new: bool,
+) -> Result<(), StorageError> {
+    let sql = if only_new {
+        table.insert_new
+    } else {
+        table.upsert
+    };
     let n = s
-        .execute(
-            "INSERT INTO users (id, created_at_ms, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&user.id.0, &big(user.created_at_ms), &json(&user)],
-        )
+        .execute(sql, &[&id, &big(created_at_ms), &json(profile)])
         .await?;
-    if n == 0 {
-        return Err(StorageError::AlreadyExists { what: "user" });
+    if only_new && n == 0 {
+        return Err(StorageError::AlreadyExists { what: table.what });
     }
     Ok(())
 }
 
-pub(crate) async fn user(s: Session, id: UserId) -> Result<Option<UserProfile>, StorageError> {
-    s.query_opt("SELECT body FROM users WHERE id = $1", &[&id.0])
+/// The record `sql` (selecting `body` by one uuid) finds, if any.
+pub(crate) async fn one<T: DeserializeOwned>(
+    s: Session,
+    sql: &'static str,
+    id: uuid::Uuid,
+) -> Result<Option<T>, StorageError> {
+    s.query_opt(sql, &[&id])
         .await?
         .map(|r| body(&r, 0))
         .transpose()
 }
 
-pub(crate) async fn users_page(
+/// A page of profiles after `after`, in id order.
+pub(crate) async fn profiles_page<T: DeserializeOwned>(
     s: Session,
-    after: Option<UserId>,
+    table: &ProfileTable,
+    after: Option<uuid::Uuid>,
     limit: usize,
-) -> Result<Page<UserProfile>, StorageError> {
+    id: impl Fn(&T) -> uuid::Uuid,
+) -> Result<Page<T>, StorageError> {
     let limit = limit.clamp(1, MAX_PAGE);
     let rows = s
-        .query(
-            "SELECT body FROM users WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
-            &[&after.map(|a| a.0), &((limit + 1) as i64)],
-        )
+        .query(table.page, &[&after, &((limit + 1) as i64)])
         .await?;
-    page(bodies(&rows)?, limit, |u: &UserProfile| u.id.0)
-}
-
-pub(crate) async fn put_associate(
-    s: Session,
-    associate: AssociateProfile,
-) -> Result<(), StorageError> {
-    s.execute(
-        "INSERT INTO associates (id, created_at_ms, body) VALUES ($1, $2, $3)
-         ON CONFLICT (id) DO UPDATE SET created_at_ms = EXCLUDED.created_at_ms, body = EXCLUDED.body",
-        &[&associate.id.0, &big(associate.created_at_ms), &json(&associate)],
-    )
-    .await?;
-    Ok(())
-}
-
-pub(crate) async fn create_associate(
-    s: Session,
-    associate: AssociateProfile,
-) -> Result<(), StorageError> {
-    let n = s
-        .execute(
-            "INSERT INTO associates (id, created_at_ms, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&associate.id.0, &big(associate.created_at_ms), &json(&associate)],
-        )
-        .await?;
-    if n == 0 {
-        return Err(StorageError::AlreadyExists { what: "associate" });
-    }
-    Ok(())
-}
-
-pub(crate) async fn associate(
-    s: Session,
-    id: AssociateId,
-) -> Result<Option<AssociateProfile>, StorageError> {
-    s.query_opt("SELECT body FROM associates WHERE id = $1", &[&id.0])
-        .await?
-        .map(|r| body(&r, 0))
-        .transpose()
-}
-
-pub(crate) async fn associates_page(
-    s: Session,
-    after: Option<AssociateId>,
-    limit: usize,
-) -> Result<Page<AssociateProfile>, StorageError> {
-    let limit = limit.clamp(1, MAX_PAGE);
-    let rows = s
-        .query(
-            "SELECT body FROM associates WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
-            &[&after.map(|a| a.0), &((limit + 1) as i64)],
-        )
-        .await?;
-    page(bodies(&rows)?, limit, |a: &AssociateProfile| a.id.0)
+    page(bodies(&rows)?, limit, id)
 }
 
 pub(crate) async fn all<T: DeserializeOwned>(
@@ -379,10 +359,7 @@ pub(crate) async fn insert_tax_invoice(s: &Session, tax: &TaxInvoice) -> Result<
 }
 
 pub(crate) async fn order(s: Session, id: OrderId) -> Result<Option<OrderRecord>, StorageError> {
-    s.query_opt("SELECT body FROM orders WHERE id = $1", &[&id.0])
-        .await?
-        .map(|r| body(&r, 0))
-        .transpose()
+    one(s, "SELECT body FROM orders WHERE id = $1", id.0).await
 }
 
 pub(crate) async fn events(s: Session, id: OrderId) -> Result<Vec<OrderEvent>, StorageError> {
@@ -466,23 +443,19 @@ pub(crate) async fn find_orders(
 }
 
 pub(crate) async fn invoice(s: Session, id: InvoiceId) -> Result<Option<Invoice>, StorageError> {
-    s.query_opt("SELECT body FROM invoices WHERE id = $1", &[&id.0])
-        .await?
-        .map(|r| body(&r, 0))
-        .transpose()
+    one(s, "SELECT body FROM invoices WHERE id = $1", id.0).await
 }
 
 pub(crate) async fn tax_invoice(
     s: Session,
     id: InvoiceId,
 ) -> Result<Option<TaxInvoice>, StorageError> {
-    s.query_opt(
+    one(
+        s,
         "SELECT body FROM tax_invoices WHERE invoice_id = $1",
-        &[&id.0],
+        id.0,
     )
-    .await?
-    .map(|r| body(&r, 0))
-    .transpose()
+    .await
 }
 
 // --- Payments ---
@@ -556,10 +529,7 @@ pub(crate) async fn payment(
     s: Session,
     id: PaymentId,
 ) -> Result<Option<PaymentRecord>, StorageError> {
-    s.query_opt("SELECT body FROM payments WHERE id = $1", &[&id.0])
-        .await?
-        .map(|r| body(&r, 0))
-        .transpose()
+    one(s, "SELECT body FROM payments WHERE id = $1", id.0).await
 }
 
 pub(crate) async fn payments_for(
@@ -790,10 +760,7 @@ pub(crate) async fn request(
     s: Session,
     id: RequestId,
 ) -> Result<Option<OpenRequest>, StorageError> {
-    s.query_opt("SELECT body FROM open_requests WHERE id = $1", &[&id.0])
-        .await?
-        .map(|r| body(&r, 0))
-        .transpose()
+    one(s, "SELECT body FROM open_requests WHERE id = $1", id.0).await
 }
 
 pub(crate) async fn put_presence(
@@ -820,13 +787,12 @@ pub(crate) async fn presence(
     s: Session,
     associate: AssociateId,
 ) -> Result<Option<Presence>, StorageError> {
-    s.query_opt(
+    one(
+        s,
         "SELECT body FROM presence WHERE associate_id = $1",
-        &[&associate.0],
+        associate.0,
     )
-    .await?
-    .map(|r| body(&r, 0))
-    .transpose()
+    .await
 }
 
 // --- The store itself ---
