@@ -11,8 +11,11 @@
 //! - [`Node`]: the loop that keeps a node's cells: claims what hashing gives it, hands
 //!   over what it no longer should hold, drops what others took, and drops everything
 //!   when cut off from NATS for a lease.
+//! - [`EventLog`]: order events on a JetStream stream, one subject per order, read back
+//!   after the last sequence an app saw.
 
 mod error;
+mod events;
 mod membership;
 mod node;
 mod ownership;
@@ -21,6 +24,7 @@ pub mod rendezvous;
 pub mod testing;
 
 pub use error::ClusterError;
+pub use events::{EVENTS_STREAM, EventLog, Logged};
 pub use membership::{Membership, NODES_BUCKET};
 pub use node::{Node, NodeConfig, Owned};
 pub use ownership::{CELLS_BUCKET, CellView, Cells, Claim};

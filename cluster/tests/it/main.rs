@@ -1,5 +1,6 @@
 //! Membership and cell ownership against a real `nats-server -js`.
 
+mod events;
 mod fencing;
 mod nodes;
 
