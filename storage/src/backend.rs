@@ -37,6 +37,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Which backend this is ("sled", "postgres").
     fn kind(&self) -> &'static str;
 
+    /// A handle on the same store whose order writes carry `epoch` (cluster mode: the
+    /// claim revision of the order's shard cell), so the database refuses them once a
+    /// newer owner has written the order. The embedded store has no other writer and
+    /// gives back a plain handle.
+    fn fenced(&self, epoch: u64) -> Store;
+
     // --- Profiles ---
 
     /// Inserts or replaces a user profile.

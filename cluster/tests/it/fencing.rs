@@ -63,7 +63,7 @@ async fn the_claim_epoch_fences_the_former_owners_writes() {
 
     // node-c owns the cell and writes its order with the claim's epoch.
     let c_claim = cells.claim(cell, "node-c", &[]).await.unwrap();
-    let on_c = store(&url, c_claim.epoch);
+    let on_c = store(&url, 1).fenced(c_claim.epoch);
     let o = order();
     on_c.create_order(&o).unwrap();
 
@@ -71,7 +71,7 @@ async fn the_claim_epoch_fences_the_former_owners_writes() {
     let live = vec!["node-a".to_string()];
     let a_claim = cells.claim(cell, "node-a", &live).await.unwrap();
     assert!(a_claim.epoch > c_claim.epoch);
-    let on_a = store(&url, a_claim.epoch);
+    let on_a = store(&url, 1).fenced(a_claim.epoch);
     on_a.transition(o.order_id, 2, OrderEventKind::EnRoute, &[])
         .unwrap();
 

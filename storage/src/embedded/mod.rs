@@ -29,6 +29,10 @@ impl Backend for SledStore {
         "sled"
     }
 
+    fn fenced(&self, _epoch: u64) -> crate::backend::Store {
+        crate::backend::Store::new(self.clone())
+    }
+
     fn put_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
         SledStore::put_user(self, user)
     }

@@ -4,8 +4,9 @@
 //!   commits (`worker.rs`); reads block the caller for one round trip, writes return at
 //!   once with a ticket that resolves after `COMMIT`.
 //! - The schema is versioned SQL (`schema.rs`, `storage/migrations/`), applied at start.
-//! - Every order write carries this store's epoch; the database refuses one older than
-//!   the order's last writer ([`StorageError::Fenced`]).
+//! - Every order write carries its handle's epoch ([`PgConfig::epoch`], or one given by
+//!   [`Backend::fenced`]: in cluster mode the claim revision of the order's cell); the
+//!   database refuses one older than the order's last writer ([`StorageError::Fenced`]).
 
 mod copy;
 mod ops;
@@ -64,7 +65,9 @@ pub fn is_postgres_url(database: &str) -> bool {
 /// The store on PostgreSQL.
 #[derive(Debug)]
 pub struct PgStore {
-    worker: Worker,
+    worker: std::sync::Arc<Worker>,
+    /// The epoch this handle's order writes carry.
+    epoch: i64,
 }
 
 impl PgStore {
@@ -79,7 +82,10 @@ impl PgStore {
             },
             |client| async move { schema::migrate(&client).await },
         )?;
-        Ok(Self { worker })
+        Ok(Self {
+            worker: std::sync::Arc::new(worker),
+            epoch: i64::try_from(config.epoch).unwrap_or(i64::MAX),
+        })
     }
 
     /// Applies the migrations this build has and returns (version before, version now).
@@ -136,6 +142,13 @@ impl Store {
 impl Backend for PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn fenced(&self, epoch: u64) -> Store {
+        Store::new(PgStore {
+            worker: self.worker.clone(),
+            epoch: i64::try_from(epoch).unwrap_or(i64::MAX),
+        })
     }
 
     fn put_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
@@ -233,8 +246,9 @@ impl Backend for PgStore {
     }
 
     fn create_order_durable(&self, record: OrderRecord) -> Durable<Committed> {
+        let epoch = self.epoch;
         Durable::from_future(self.worker.submit(true, Some(record.order_id.0), move |s| {
-            ops::create_order(s, record.clone())
+            ops::create_order(s, record.clone(), epoch)
         }))
     }
 
@@ -256,8 +270,9 @@ impl Backend for PgStore {
         kind: OrderEventKind,
         side: Vec<SideWrite>,
     ) -> Durable<Committed> {
+        let epoch = self.epoch;
         Durable::from_future(self.worker.submit(true, Some(order_id.0), move |s| {
-            ops::transition(s, order_id, at_ms, kind.clone(), side.clone())
+            ops::transition(s, order_id, at_ms, kind.clone(), side.clone(), epoch)
         }))
     }
 

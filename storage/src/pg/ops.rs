@@ -227,26 +227,34 @@ async fn append_event(s: &Session, event: &OrderEvent) -> Result<u64, StorageErr
     }
 }
 
-/// The order as this transaction has it: read ahead, or read and locked now.
-async fn current_order(s: &Session, id: OrderId) -> Result<Option<OrderRecord>, StorageError> {
+/// The order as this transaction has it, with the epoch of its last write: read ahead,
+/// or read and locked now.
+async fn current_order(
+    s: &Session,
+    id: OrderId,
+) -> Result<Option<(OrderRecord, i64)>, StorageError> {
     if let Some(cached) = s.cached_order(id.0) {
         return Ok(cached);
     }
-    s.query_opt("SELECT body FROM orders WHERE id = $1 FOR UPDATE", &[&id.0])
-        .await?
-        .map(|r| body(&r, 0))
-        .transpose()
+    s.query_opt(
+        "SELECT body, epoch FROM orders WHERE id = $1 FOR UPDATE",
+        &[&id.0],
+    )
+    .await?
+    .map(|r| Ok((body(&r, 0)?, r.try_get(1)?)))
+    .transpose()
 }
 
 pub(crate) async fn create_order(
     s: Session,
     record: OrderRecord,
+    epoch: i64,
 ) -> Result<Committed, StorageError> {
     let (order, event) = created(&record);
     if current_order(&s, order.order_id).await?.is_some() {
         return Err(StorageError::AlreadyExists { what: "order" });
     }
-    s.queue_created(&order);
+    s.queue_created(&order, epoch);
     let feed_seq = append_event(&s, &event).await?;
     Ok(Committed {
         order,
@@ -262,13 +270,21 @@ pub(crate) async fn transition(
     at_ms: UnixMs,
     kind: OrderEventKind,
     side: Vec<SideWrite>,
+    epoch: i64,
 ) -> Result<Committed, StorageError> {
-    let Some(current) = current_order(&s, order_id).await? else {
+    let Some((current, held)) = current_order(&s, order_id).await? else {
         return Err(StorageError::NotFound { what: "order" });
     };
+    // The database would refuse it too; a write earlier in this transaction is not
+    // there yet for its trigger to compare against.
+    if epoch < held {
+        return Err(StorageError::Fenced(format!(
+            "order {order_id} is held by epoch {held}: a write from epoch {epoch} is refused"
+        )));
+    }
     let (order, event) = step(&current, order_id, at_ms, &kind)?;
     let closed_at = leaves_open(&order).then_some(big(at_ms));
-    s.queue_moved(&order, closed_at);
+    s.queue_moved(&order, closed_at, epoch);
     for write in &side {
         side_write(&s, write).await?;
     }

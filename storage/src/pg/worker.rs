@@ -85,15 +85,16 @@ pub(crate) struct Session {
 struct Batch {
     /// Orders read ahead (locked `FOR UPDATE`), as this transaction has left them; `None`:
     /// known not to exist.
-    orders: HashMap<uuid::Uuid, Option<OrderRecord>>,
+    orders: HashMap<uuid::Uuid, Option<(OrderRecord, i64)>>,
     /// Feed positions reserved for this transaction's events, in order.
     feed: VecDeque<i64>,
-    /// Orders created, in order.
-    created: Vec<OrderRecord>,
+    /// Orders created, in order, with the epoch each is written with.
+    created: Vec<(OrderRecord, i64)>,
     /// Requests their orders were created from.
     allotted_requests: Vec<uuid::Uuid>,
-    /// Orders moved (the last state of each), with when each left the open set.
-    moved: Vec<(OrderRecord, Option<i64>)>,
+    /// Orders moved (the last state of each), with when each left the open set and the
+    /// epoch of its last write.
+    moved: Vec<(OrderRecord, Option<i64>, i64)>,
     moved_index: HashMap<uuid::Uuid, usize>,
     /// Events, with their feed positions, in order.
     events: Vec<(OrderEvent, i64)>,
@@ -122,31 +123,33 @@ impl Session {
 
     /// The order as this transaction has it, if read ahead: `Some(None)` when it does
     /// not exist.
-    pub(crate) fn cached_order(&self, id: uuid::Uuid) -> Option<Option<OrderRecord>> {
+    pub(crate) fn cached_order(&self, id: uuid::Uuid) -> Option<Option<(OrderRecord, i64)>> {
         self.batch().orders.get(&id).cloned()
     }
 
     /// Queues a new order's row, and the removal of the request it came from.
-    pub(crate) fn queue_created(&self, order: &OrderRecord) {
+    pub(crate) fn queue_created(&self, order: &OrderRecord, epoch: i64) {
         let mut batch = self.batch();
-        batch.created.push(order.clone());
+        batch.created.push((order.clone(), epoch));
         batch.allotted_requests.push(order.request_id.0);
-        batch.orders.insert(order.order_id.0, Some(order.clone()));
+        batch
+            .orders
+            .insert(order.order_id.0, Some((order.clone(), epoch)));
     }
 
     /// Queues an order's new state (`closed_at`: set when it leaves the open set).
-    pub(crate) fn queue_moved(&self, order: &OrderRecord, closed_at: Option<i64>) {
+    pub(crate) fn queue_moved(&self, order: &OrderRecord, closed_at: Option<i64>, epoch: i64) {
         let mut batch = self.batch();
         let id = order.order_id.0;
-        batch.orders.insert(id, Some(order.clone()));
+        batch.orders.insert(id, Some((order.clone(), epoch)));
         match batch.moved_index.get(&id).copied() {
             Some(i) => {
                 let earlier = batch.moved[i].1;
-                batch.moved[i] = (order.clone(), earlier.or(closed_at));
+                batch.moved[i] = (order.clone(), earlier.or(closed_at), epoch);
             }
             None => {
                 let i = batch.moved.len();
-                batch.moved.push((order.clone(), closed_at));
+                batch.moved.push((order.clone(), closed_at, epoch));
                 batch.moved_index.insert(id, i);
             }
         }
@@ -183,25 +186,33 @@ impl Session {
         let append = self.prepare(BULK_INSERT_EVENTS).await?;
         let c = &queued.created;
         let created = (
-            c.iter().map(|o| o.order_id.0).collect::<Vec<_>>(),
-            c.iter().map(|o| o.request_id.0).collect::<Vec<_>>(),
-            c.iter().map(|o| o.user_id.0).collect::<Vec<_>>(),
-            c.iter().map(|o| o.associate_id.0).collect::<Vec<_>>(),
-            c.iter().map(|o| o.state.as_str()).collect::<Vec<_>>(),
-            c.iter().map(|o| big(o.allotted_at_ms)).collect::<Vec<_>>(),
-            c.iter().map(|o| o.next_seq as i32).collect::<Vec<_>>(),
-            c.iter().map(Json).collect::<Vec<_>>(),
+            c.iter().map(|(o, _)| o.order_id.0).collect::<Vec<_>>(),
+            c.iter().map(|(o, _)| o.request_id.0).collect::<Vec<_>>(),
+            c.iter().map(|(o, _)| o.user_id.0).collect::<Vec<_>>(),
+            c.iter().map(|(o, _)| o.associate_id.0).collect::<Vec<_>>(),
+            c.iter().map(|(o, _)| o.state.as_str()).collect::<Vec<_>>(),
+            c.iter()
+                .map(|(o, _)| big(o.allotted_at_ms))
+                .collect::<Vec<_>>(),
+            c.iter().map(|(_, epoch)| *epoch).collect::<Vec<_>>(),
+            c.iter().map(|(o, _)| o.next_seq as i32).collect::<Vec<_>>(),
+            c.iter().map(|(o, _)| Json(o)).collect::<Vec<_>>(),
         );
         let m = &queued.moved;
         let moved = (
-            m.iter().map(|(o, _)| o.order_id.0).collect::<Vec<_>>(),
-            m.iter().map(|(o, _)| o.state.as_str()).collect::<Vec<_>>(),
+            m.iter().map(|(o, _, _)| o.order_id.0).collect::<Vec<_>>(),
             m.iter()
-                .map(|(_, closed)| closed.is_none())
+                .map(|(o, _, _)| o.state.as_str())
                 .collect::<Vec<_>>(),
-            m.iter().map(|(_, closed)| *closed).collect::<Vec<_>>(),
-            m.iter().map(|(o, _)| o.next_seq as i32).collect::<Vec<_>>(),
-            m.iter().map(|(o, _)| Json(o)).collect::<Vec<_>>(),
+            m.iter()
+                .map(|(_, closed, _)| closed.is_none())
+                .collect::<Vec<_>>(),
+            m.iter().map(|(_, closed, _)| *closed).collect::<Vec<_>>(),
+            m.iter()
+                .map(|(o, _, _)| o.next_seq as i32)
+                .collect::<Vec<_>>(),
+            m.iter().map(|(o, _, _)| Json(o)).collect::<Vec<_>>(),
+            m.iter().map(|(_, _, epoch)| *epoch).collect::<Vec<_>>(),
         );
         let e = &queued.events;
         let events = (
@@ -220,28 +231,15 @@ impl Session {
             client.execute(
                 &insert,
                 &[
-                    &created.0,
-                    &created.1,
-                    &created.2,
-                    &created.3,
-                    &created.4,
-                    &created.5,
-                    &self.epoch,
-                    &created.6,
-                    &created.7,
+                    &created.0, &created.1, &created.2, &created.3, &created.4, &created.5,
+                    &created.6, &created.7, &created.8,
                 ],
             ),
             client.execute(&remove, &[&queued.allotted_requests]),
             client.execute(
                 &update,
                 &[
-                    &moved.0,
-                    &moved.1,
-                    &moved.2,
-                    &moved.3,
-                    &moved.4,
-                    &moved.5,
-                    &self.epoch,
+                    &moved.0, &moved.1, &moved.2, &moved.3, &moved.4, &moved.5, &moved.6,
                 ],
             ),
             client.execute(
@@ -266,7 +264,7 @@ impl Session {
             return Ok(());
         }
         let lock = self
-            .prepare("SELECT id, body FROM orders WHERE id = ANY($1) FOR UPDATE")
+            .prepare("SELECT id, body, epoch FROM orders WHERE id = ANY($1) FOR UPDATE")
             .await?;
         let reserve = self
             .prepare("SELECT nextval('event_feed_seq') FROM generate_series(1, $1)")
@@ -284,7 +282,10 @@ impl Session {
         }
         for row in orders {
             let id: uuid::Uuid = row.try_get(0)?;
-            batch.orders.insert(id, Some(super::ops::body(&row, 1)?));
+            let epoch: i64 = row.try_get(2)?;
+            batch
+                .orders
+                .insert(id, Some((super::ops::body(&row, 1)?, epoch)));
         }
         let mut feed: Vec<i64> = feed
             .iter()
@@ -361,16 +362,17 @@ impl Session {
 const BULK_INSERT_ORDERS: &str = "INSERT INTO orders (id, request_id, user_id, associate_id, state,
         allotted_at_ms, open, closed_at_ms, archived, next_seq, epoch, body)
     SELECT t.id, t.request_id, t.user_id, t.associate_id, t.state, t.allotted_at_ms, true, NULL,
-        false, t.next_seq, $7, t.body
+        false, t.next_seq, t.epoch, t.body
     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::bigint[],
-                $8::int[], $9::json[])
-        AS t(id, request_id, user_id, associate_id, state, allotted_at_ms, next_seq, body)";
+                $7::bigint[], $8::int[], $9::json[])
+        AS t(id, request_id, user_id, associate_id, state, allotted_at_ms, epoch, next_seq, body)";
 const BULK_REMOVE_REQUESTS: &str = "DELETE FROM open_requests WHERE id = ANY($1::uuid[])";
 const BULK_UPDATE_ORDERS: &str = "UPDATE orders o SET state = t.state, open = t.open,
         closed_at_ms = COALESCE(o.closed_at_ms, t.closed_at_ms), next_seq = t.next_seq,
-        epoch = $7, body = t.body
-    FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::bigint[], $5::int[], $6::json[])
-        AS t(id, state, open, closed_at_ms, next_seq, body)
+        epoch = t.epoch, body = t.body
+    FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::bigint[], $5::int[], $6::json[],
+                $7::bigint[])
+        AS t(id, state, open, closed_at_ms, next_seq, body, epoch)
     WHERE o.id = t.id";
 const BULK_INSERT_EVENTS: &str = "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[], $5::text[], $6::json[])";

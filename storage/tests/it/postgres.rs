@@ -102,3 +102,32 @@ fn reads_from_inside_a_busy_async_task_wait_instead_of_spinning() {
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("1 000 reads from one task finished");
 }
+
+#[test]
+fn handles_of_one_store_fence_each_other_even_inside_one_batch() {
+    // Cluster mode: one node, one connection, many cells, each cell's orders written with
+    // the epoch of that cell's claim.
+    let store = crate::Kind::Postgres.store();
+    let (older, newer) = (store.fenced(5), store.fenced(6));
+    let o = new_order(UserId::new(), AssociateId::new(), 1);
+    older.create_order(&o).unwrap();
+    // Queued back to back, so they share a transaction: the newer owner's write, then
+    // the former owner's, which must be refused although the row is not written yet.
+    let writes = [
+        newer.transition_durable(o.order_id, 2, OrderEventKind::EnRoute, Vec::new()),
+        older.transition_durable(o.order_id, 3, OrderEventKind::Arrived, Vec::new()),
+        newer.transition_durable(o.order_id, 4, OrderEventKind::Arrived, Vec::new()),
+    ];
+    let outcomes: Vec<_> = writes.into_iter().map(|w| w.wait()).collect();
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert!(
+        matches!(outcomes[1], Err(StorageError::Fenced(_))),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(outcomes[2].is_ok(), "{:?}", outcomes[2]);
+    assert_eq!(store.events(o.order_id).unwrap().len(), 3);
+    // The embedded store has no other writer: its fenced handle is the store.
+    let sled = crate::Kind::Sled.store();
+    assert_eq!(sled.fenced(9).kind(), "sled");
+}
