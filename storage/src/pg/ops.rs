@@ -45,7 +45,12 @@ pub(crate) struct ProfileTable {
     insert_new: &'static str,
     pub(crate) one: &'static str,
     page: &'static str,
+    /// Adds `$2` to a profile's rating sum and one to its count.
+    rate: &'static str,
+    /// What a creation conflict names.
     what: &'static str,
+    /// What a missing profile to rate names.
+    table: &'static str,
 }
 
 /// The users' table.
@@ -55,7 +60,12 @@ pub(crate) const USERS: ProfileTable = ProfileTable {
     insert_new: "INSERT INTO users (id, created_at_ms, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     one: "SELECT body FROM users WHERE id = $1",
     page: "SELECT body FROM users WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    rate: "UPDATE users SET body = jsonb_set(jsonb_set(body,
+               '{rating_sum}', to_jsonb((body->>'rating_sum')::bigint + $2)),
+               '{rating_count}', to_jsonb((body->>'rating_count')::bigint + 1))
+           WHERE id = $1",
     what: "user",
+    table: "users",
 };
 
 /// The associates' table.
@@ -65,7 +75,12 @@ pub(crate) const ASSOCIATES: ProfileTable = ProfileTable {
     insert_new: "INSERT INTO associates (id, created_at_ms, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     one: "SELECT body FROM associates WHERE id = $1",
     page: "SELECT body FROM associates WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    rate: "UPDATE associates SET body = jsonb_set(jsonb_set(body,
+               '{rating_sum}', to_jsonb((body->>'rating_sum')::bigint + $2)),
+               '{rating_count}', to_jsonb((body->>'rating_count')::bigint + 1))
+           WHERE id = $1",
     what: "associate",
+    table: "associates",
 };
 
 /// Inserts or replaces a profile; with `only_new`, `AlreadyExists` if it exists.
@@ -583,9 +598,9 @@ pub(crate) async fn add_feedback(
     else {
         return Err(StorageError::NotFound { what: "order" });
     };
-    let (rated, table): (uuid::Uuid, &str) = match record.about {
-        Role::User => (row.try_get(0)?, "users"),
-        Role::Associate => (row.try_get(1)?, "associates"),
+    let (rated, table): (uuid::Uuid, &ProfileTable) = match record.about {
+        Role::User => (row.try_get(0)?, &USERS),
+        Role::Associate => (row.try_get(1)?, &ASSOCIATES),
     };
     let source = source_column(&record.source);
     if let Some(earlier) = s
@@ -598,32 +613,8 @@ pub(crate) async fn add_feedback(
         return Ok(FeedbackOutcome::AlreadyRated(Box::new(body(&earlier, 0)?)));
     }
     let rating = i64::from(record.rating);
-    let updated = match record.about {
-        Role::User => {
-            s.execute(
-                "UPDATE users SET body = jsonb_set(jsonb_set(body,
-                     '{rating_sum}', to_jsonb((body->>'rating_sum')::bigint + $2)),
-                     '{rating_count}', to_jsonb((body->>'rating_count')::bigint + 1))
-                 WHERE id = $1",
-                &[&rated, &rating],
-            )
-            .await?
-        }
-        Role::Associate => {
-            s.execute(
-                "UPDATE associates SET body = jsonb_set(jsonb_set(body,
-                     '{rating_sum}', to_jsonb((body->>'rating_sum')::bigint + $2)),
-                     '{rating_count}', to_jsonb((body->>'rating_count')::bigint + 1))
-                 WHERE id = $1",
-                &[&rated, &rating],
-            )
-            .await?
-        }
-    };
-    if updated == 0 {
-        return Err(StorageError::NotFound {
-            what: table_what(table),
-        });
+    if s.execute(table.rate, &[&rated, &rating]).await? == 0 {
+        return Err(StorageError::NotFound { what: table.table });
     }
     insert_feedback(&s, &record).await?;
     Ok(FeedbackOutcome::Recorded(Ticket::done()))
@@ -649,14 +640,6 @@ pub(crate) async fn insert_feedback(
     )
     .await?;
     Ok(())
-}
-
-fn table_what(table: &str) -> &'static str {
-    if table == "users" {
-        "users"
-    } else {
-        "associates"
-    }
 }
 
 pub(crate) async fn feedback_for(
