@@ -13,6 +13,10 @@ use crate::embedded::{SledStore, StoreConfig};
 use crate::error::StorageError;
 use crate::records::OrderRecord;
 
+/// The epoch copied orders carry: a single node's, which every later writer's equals or
+/// exceeds.
+const COPY_EPOCH: i64 = 1;
+
 /// What was copied.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CopyReport {
@@ -62,7 +66,7 @@ pub fn copy_sled_to_postgres(from: &Path, to: &str) -> Result<CopyReport, Storag
         .map_err(|e| StorageError::Schema(format!("could not start a runtime: {e}")))?;
     runtime.block_on(async move {
         let client = connect(to).await?;
-        let s = Session::new(client.clone(), 1);
+        let s = Session::new(client.clone());
         client.batch_execute("BEGIN").await?;
         let copied = copy_all(&sled, &s).await;
         match copied {
@@ -127,12 +131,12 @@ async fn copy_all(sled: &SledStore, s: &Session) -> Result<CopyReport, StorageEr
     for order in i.orders.values() {
         let order = order?;
         let open = i.open.contains_key(order.order_id.to_bytes())?;
-        ops::insert_order(s, &order, open, closed_at(&order, open), false).await?;
+        ops::insert_order(s, &order, open, closed_at(&order, open), false, COPY_EPOCH).await?;
         report.orders += 1;
     }
     for order in i.archive.values() {
         let order = order?;
-        ops::insert_order(s, &order, false, closed_at(&order, false), true).await?;
+        ops::insert_order(s, &order, false, closed_at(&order, false), true, COPY_EPOCH).await?;
         report.orders += 1;
     }
     let mut last_feed = None;

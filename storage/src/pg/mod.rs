@@ -76,7 +76,6 @@ impl PgStore {
         let (worker, _) = Worker::start(
             WorkerConfig {
                 url: config.url.clone(),
-                epoch: i64::try_from(config.epoch).unwrap_or(i64::MAX),
                 max_wait: config.group_commit_wait,
                 capacity: config.queue_capacity,
             },
@@ -84,7 +83,7 @@ impl PgStore {
         )?;
         Ok(Self {
             worker: std::sync::Arc::new(worker),
-            epoch: i64::try_from(config.epoch).unwrap_or(i64::MAX),
+            epoch: ops::big(config.epoch),
         })
     }
 
@@ -93,7 +92,6 @@ impl PgStore {
         let (_worker, before) = Worker::start(
             WorkerConfig {
                 url: url.to_string(),
-                epoch: 0,
                 max_wait: Duration::ZERO,
                 capacity: 1,
             },
@@ -147,7 +145,7 @@ impl Backend for PgStore {
     fn fenced(&self, epoch: u64) -> Store {
         Store::new(PgStore {
             worker: self.worker.clone(),
-            epoch: i64::try_from(epoch).unwrap_or(i64::MAX),
+            epoch: ops::big(epoch),
         })
     }
 

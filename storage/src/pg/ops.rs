@@ -184,6 +184,7 @@ pub(crate) async fn insert_order(
     open: bool,
     closed_at_ms: Option<UnixMs>,
     archived: bool,
+    epoch: i64,
 ) -> Result<(), StorageError> {
     s.execute(
         "INSERT INTO orders (id, request_id, user_id, associate_id, state, allotted_at_ms,
@@ -200,7 +201,7 @@ pub(crate) async fn insert_order(
             &closed_at_ms.map(big),
             &archived,
             &(order.next_seq as i32),
-            &s.epoch,
+            &epoch,
             &json(order),
         ],
     )

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
+use super::ops::big;
 use crate::ack::{BoxFuture, DURABLE_WRITE_SECONDS};
 use crate::error::StorageError;
 use crate::queue::Queue;
@@ -68,14 +69,12 @@ fn aborts_transaction(e: &StorageError) -> bool {
     )
 }
 
-/// What an operation runs against: the connection, its prepared statements, the epoch
-/// this store writes orders with, and what the current transaction has read ahead.
+/// What an operation runs against: the connection, its prepared statements, and what
+/// the current transaction has read ahead.
 #[derive(Clone)]
 pub(crate) struct Session {
     client: Arc<Client>,
     statements: Arc<Mutex<HashMap<&'static str, Statement>>>,
-    /// This writer's fencing epoch.
-    pub(crate) epoch: i64,
     batch: Arc<Mutex<Batch>>,
 }
 
@@ -108,11 +107,10 @@ impl Batch {
 
 impl Session {
     /// A session on `client` outside the worker (copying a store).
-    pub(crate) fn new(client: Arc<Client>, epoch: i64) -> Self {
+    pub(crate) fn new(client: Arc<Client>) -> Self {
         Self {
             client,
             statements: Arc::default(),
-            epoch,
             batch: Arc::default(),
         }
     }
@@ -377,11 +375,6 @@ const BULK_UPDATE_ORDERS: &str = "UPDATE orders o SET state = t.state, open = t.
 const BULK_INSERT_EVENTS: &str = "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[], $5::text[], $6::json[])";
 
-/// A time or counter as Postgres bigint.
-fn big(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 /// The SQLSTATE the fencing trigger raises.
 const FENCED: &str = "SPF01";
 
@@ -410,7 +403,6 @@ impl std::fmt::Debug for Worker {
 /// How to start a worker.
 pub(crate) struct WorkerConfig {
     pub(crate) url: String,
-    pub(crate) epoch: i64,
     pub(crate) max_wait: Duration,
     pub(crate) capacity: usize,
 }
@@ -573,7 +565,7 @@ fn run(
     queue: &Queue<Job>,
 ) {
     let latency = metrics::histogram!(DURABLE_WRITE_SECONDS, "backend" => "postgres");
-    let mut session = Session::new(client, config.epoch);
+    let mut session = Session::new(client);
     while let Some(batch) = queue.next_batch(config.max_wait) {
         queue.drained();
         runtime.block_on(async {
@@ -581,7 +573,7 @@ fn run(
                 match connect(&config.url).await {
                     Ok(client) => {
                         tracing::info!("reconnected to postgres");
-                        session = Session::new(client, config.epoch);
+                        session = Session::new(client);
                     }
                     Err(e) => tracing::warn!(error = %e, "could not reconnect to postgres"),
                 }
