@@ -4,7 +4,7 @@ use thiserror::Error;
 use wire::ErrorCode;
 
 /// Why a dispatch or order operation was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 pub enum ActorError {
     /// The offer is not (or no longer) addressed to this associate.
     #[error("no open offer of that request for you")]
@@ -59,6 +59,9 @@ pub enum ActorError {
     /// Something failed inside; nothing was changed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// In cluster mode, the node serving this did not answer in time; try again.
+    #[error("another node did not answer in time ({0}); try again")]
+    PeerUnavailable(String),
 }
 
 impl ActorError {
@@ -80,6 +83,7 @@ impl ActorError {
             ActorError::PaymentPending(_) => ErrorCode::PaymentPending,
             ActorError::UnknownTaskType => ErrorCode::UnknownTaskType,
             ActorError::ShuttingDown => ErrorCode::ShuttingDown,
+            ActorError::PeerUnavailable(_) => ErrorCode::Overloaded,
             ActorError::InvalidConfig(_) | ActorError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -116,6 +116,13 @@ impl<K: Hash + Eq + Clone, A: Actor, E> Registry<K, A, E> {
         self.map.len()
     }
 
+    /// Runs `f` on every registered actor's slot.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Slot<A, E>)) {
+        for entry in self.map.iter() {
+            f(entry.value());
+        }
+    }
+
     /// The actor of `key`, if it runs; send through the slot while holding it.
     pub(crate) fn get(&self, key: &K) -> Option<Ref<'_, K, Slot<A, E>>> {
         self.map.get(key)

@@ -1,7 +1,7 @@
 //! The registry of connected apps: where actors send frames for a party.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use tokio::sync::{Notify, mpsc};
@@ -84,23 +84,68 @@ impl Outbox {
     }
 }
 
+/// In cluster mode, where frames for parties connected to other nodes go, and who
+/// hears of parties connecting here.
+pub trait Relay: std::fmt::Debug + Send + Sync + 'static {
+    /// A frame for a party with no connection here.
+    fn frame(&self, party: PartyId, frame: ServerMessage);
+    /// `party` connected here (no earlier connection of theirs is here).
+    fn attached(&self, party: PartyId);
+    /// `party`'s last connection here ended.
+    fn detached(&self, party: PartyId);
+}
+
 /// Connected parties, at most one connection each; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Sessions {
     inner: Arc<DashMap<PartyId, Outbox>>,
+    relay: Arc<OnceLock<Arc<dyn Relay>>>,
 }
 
 impl Sessions {
+    /// Sends frames for parties not connected here through `relay` (once, at start-up).
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
     /// Registers `party`'s connection, returning the one it replaces.
     pub fn attach(&self, party: PartyId, outbox: Outbox) -> Option<Outbox> {
-        self.inner.insert(party, outbox)
+        let old = self.inner.insert(party, outbox);
+        if old.is_none()
+            && let Some(relay) = self.relay.get()
+        {
+            relay.attached(party);
+        }
+        old
     }
 
     /// Removes `party`'s connection if it is still `connection`; true if removed.
     pub fn detach(&self, party: PartyId, connection: u64) -> bool {
-        self.inner
+        let removed = self
+            .inner
             .remove_if(&party, |_, o| o.connection == connection)
-            .is_some()
+            .is_some();
+        if removed && let Some(relay) = self.relay.get() {
+            relay.detached(party);
+        }
+        removed
+    }
+
+    /// Ends `party`'s connection here, if any, because a newer one elsewhere took over.
+    pub fn replace_here(&self, party: PartyId) {
+        if let Some((_, old)) = self.inner.remove(&party) {
+            old.replace();
+        }
+    }
+
+    /// Queues a frame for `party` if they are connected here.
+    pub fn send_here(&self, party: PartyId, frame: ServerMessage) -> Result<(), Undelivered> {
+        // Clone the sender out so the map shard is not locked while queueing.
+        let outbox = self.inner.get(&party).map(|o| o.clone());
+        match outbox {
+            Some(o) => o.push(Arc::new(frame)),
+            None => Err(Undelivered::Offline),
+        }
     }
 
     /// Whether `party` is connected.
@@ -108,14 +153,16 @@ impl Sessions {
         self.inner.get(&party).is_some_and(|o| !o.is_closed())
     }
 
-    /// Queues a frame for `party`.
+    /// Queues a frame for `party`: here if they are connected here, else (in cluster
+    /// mode) for whichever node holds their connection.
     pub fn send(&self, party: PartyId, frame: ServerMessage) -> Result<(), Undelivered> {
-        // Clone the sender out so the map shard is not locked while queueing.
-        let outbox = self.inner.get(&party).map(|o| o.clone());
-        match outbox {
-            Some(o) => o.push(Arc::new(frame)),
-            None => Err(Undelivered::Offline),
+        if !self.inner.contains_key(&party)
+            && let Some(relay) = self.relay.get()
+        {
+            relay.frame(party, frame);
+            return Ok(());
         }
+        self.send_here(party, frame)
     }
 
     /// Queues a frame for a user, ignoring absence (state is re-sent on reconnect).

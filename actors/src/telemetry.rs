@@ -32,6 +32,10 @@ pub const PAYMENTS: &str = "speedy_payments_total";
 pub const FEEDBACK: &str = "speedy_feedback_total";
 /// Frames waiting in a connection's outbound queue, seen as each is queued.
 pub const OUTBOX_DEPTH: &str = "speedy_session_outbox_depth";
+/// Cluster mode: shard cells this node holds now.
+pub const CLUSTER_CELLS: &str = "speedy_cluster_cells";
+/// Cluster mode: cells gained and lost, by `change`.
+pub const CLUSTER_CELL_CHANGES: &str = "speedy_cluster_cell_changes_total";
 /// Messages waiting in an actor's mailbox, seen as each is handled, by actor.
 pub const MAILBOX_DEPTH: &str = "speedy_mailbox_depth";
 

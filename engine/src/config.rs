@@ -79,6 +79,84 @@ pub struct Config {
     pub storage: StorageSettings,
     /// Initial pricing (used until changed over the admin API).
     pub pricing: PricingSettings,
+    /// Cluster mode: unset for a single node (the default).
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// Cluster mode: several nodes share the market's shard cells over NATS JetStream, with
+/// the records in PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The NATS server (JetStream enabled), `nats://host:port`.
+    pub nats: String,
+    /// This node's id, unique in the cluster (default: `<hostname>-<listen port>`).
+    pub node_id: Option<String>,
+    /// A node silent this long is out and its cells move.
+    pub lease_ms: u64,
+    /// How long a call to another node may take before it counts as failed.
+    pub call_timeout_ms: u64,
+    /// The market the cluster shares: every shard cell within `radius_km` of the centre.
+    /// Requests outside it are refused and associates outside it get no offers.
+    pub market: MarketSettings,
+}
+
+/// The market area a cluster shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MarketSettings {
+    /// Centre latitude.
+    pub lat: f64,
+    /// Centre longitude.
+    pub lng: f64,
+    /// Radius in kilometres.
+    pub radius_km: f64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            nats: "nats://127.0.0.1:4222".into(),
+            node_id: None,
+            lease_ms: 3_000,
+            call_timeout_ms: 2_000,
+            market: MarketSettings::default(),
+        }
+    }
+}
+
+impl Default for MarketSettings {
+    fn default() -> Self {
+        // The simulator's default city (Bengaluru), 40 km around.
+        Self {
+            lat: 12.9716,
+            lng: 77.5946,
+            radius_km: 40.0,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The market's shard cells at `resolution`.
+    pub fn market_cells(&self, resolution: u8) -> Result<Vec<u64>, String> {
+        let map = geo::ShardMap::new(resolution).map_err(|e| e.to_string())?;
+        let centre = geo::LatLng::new(self.market.lat, self.market.lng)
+            .map_err(|e| format!("market centre: {e}"))?;
+        let shards = map
+            .shards_touching(centre, self.market.radius_km * 1_000.0)
+            .map_err(|e| format!("market: {e}"))?;
+        Ok(shards.into_iter().map(|s| s.as_u64()).collect())
+    }
+
+    /// This node's id: as set, or `<hostname>-<port>`.
+    pub fn node_id(&self, listen: SocketAddr) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "node".into());
+            format!("{host}-{}-{}", listen.ip(), listen.port())
+        })
+    }
 }
 
 /// WebSocket session settings.
@@ -251,6 +329,7 @@ impl Default for Config {
             payments: PaymentSettings::default(),
             storage: StorageSettings::default(),
             pricing: actors::orders::pricing::sample_settings(),
+            cluster: None,
         }
     }
 }
@@ -344,6 +423,10 @@ pub struct Overrides {
     pub offer_window_ms: Option<u64>,
     /// `--request-timeout-ms` / `SPEEDY_REQUEST_TIMEOUT_MS`.
     pub request_timeout_ms: Option<u64>,
+    /// `--cluster` / `SPEEDY_CLUSTER`: the NATS URL that turns on cluster mode.
+    pub cluster: Option<String>,
+    /// `--node-id` / `SPEEDY_NODE_ID`.
+    pub node_id: Option<String>,
 }
 
 impl Config {
@@ -372,6 +455,18 @@ impl Config {
         config.dispatch.request_timeout_ms = o
             .request_timeout_ms
             .unwrap_or(config.dispatch.request_timeout_ms);
+        if let Some(nats) = o.cluster {
+            config
+                .cluster
+                .get_or_insert_with(ClusterSettings::default)
+                .nats = nats;
+        }
+        if let Some(id) = o.node_id {
+            config
+                .cluster
+                .get_or_insert_with(ClusterSettings::default)
+                .node_id = Some(id);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -397,6 +492,31 @@ impl Config {
                 "database",
                 "must be a postgres:// or postgresql:// URL (leave it unset for the embedded store)",
             ));
+        }
+        if let Some(c) = &self.cluster {
+            if self.database.is_none() {
+                return Err(invalid(
+                    "cluster",
+                    "cluster mode keeps the records in PostgreSQL: set database as well",
+                ));
+            }
+            if !c.nats.starts_with("nats://") {
+                return Err(invalid("cluster.nats", "must be a nats:// URL"));
+            }
+            if c.lease_ms < 300 || c.call_timeout_ms == 0 {
+                return Err(invalid(
+                    "cluster.lease_ms",
+                    "the lease must be at least 300 ms and the call timeout at least 1 ms",
+                ));
+            }
+            if !(c.market.radius_km > 0.0 && c.market.radius_km <= 500.0) {
+                return Err(invalid(
+                    "cluster.market.radius_km",
+                    "must be above 0 and at most 500",
+                ));
+            }
+            c.market_cells(self.dispatch.shard_resolution)
+                .map_err(|m| invalid("cluster.market", m))?;
         }
         let s = &self.socket;
         if s.heartbeat_s == 0 {

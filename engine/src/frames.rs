@@ -52,7 +52,7 @@ impl Session {
                 let PartyId::User(user) = party else {
                     return Err(ActorError::UnknownRequest);
                 };
-                if let Some(order) = orders.open_order_of(party) {
+                if let Some(order) = orders.find_open_order(party)? {
                     return Err(ActorError::AlreadyActive(format!(
                         "order {order} is still open; a new request can follow once it closes"
                     )));

@@ -8,6 +8,7 @@
 //! - [`shutdown`]: the stop signal.
 
 pub mod auth;
+pub mod cluster;
 mod config;
 mod frames;
 mod http;
@@ -24,7 +25,7 @@ use actix::Arbiter;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-pub use config::{Config, ConfigError, Overrides};
+pub use config::{ClusterSettings, Config, ConfigError, MarketSettings, Overrides};
 pub use http::openapi_json;
 pub use state::AppState;
 
@@ -46,6 +47,10 @@ pub enum EngineError {
     /// Serving failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+
+    /// Cluster mode could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// The engine's secrets: from the config where given, else from the data directory.
@@ -142,6 +147,19 @@ pub async fn run(
             ))
         })?,
     );
+    let joined = match &config.cluster {
+        Some(settings) => {
+            let joined = cluster::join(
+                settings,
+                listener.local_addr()?,
+                config.dispatch.shard_resolution,
+            )
+            .await?;
+            dispatch.join_cluster(joined.peers.clone());
+            Some(joined)
+        }
+        None => None,
+    };
     let (orders, recovered) = actors::Orders::start(
         store.clone(),
         dispatch.clone(),
@@ -149,7 +167,14 @@ pub async fn run(
         config.order_config(),
         config.payment_config(),
     )?;
-    let (requests, expired) = dispatch.recover_requests().await?;
+    let (requests, expired) = match &joined {
+        // Each node takes over the open orders and requests of the cells it gains.
+        Some(joined) => {
+            actors::peers::wire_up(joined.peers.clone(), &dispatch, &orders);
+            (0, 0)
+        }
+        None => dispatch.recover_requests().await?,
+    };
     tracing::info!(
         open_orders = recovered.open_orders,
         owing_fee = recovered.owing_fee,
@@ -211,6 +236,8 @@ pub async fn run(
             "sessions still open at shutdown"
         );
     }
+    // Stop heartbeating: the cells move to the other nodes once the lease runs out.
+    drop(joined);
     // Make every write durable.
     store.flush_blocking()?;
     for arbiter in arbiters {

@@ -52,6 +52,13 @@ struct Cli {
     /// Request deadline in milliseconds [default: 300000].
     #[arg(long, env = "SPEEDY_REQUEST_TIMEOUT_MS", global = true)]
     request_timeout_ms: Option<u64>,
+    /// Cluster mode: the NATS server (JetStream on) the nodes share, `nats://host:port`;
+    /// needs --database (default: a single node).
+    #[arg(long, env = "SPEEDY_CLUSTER", global = true)]
+    cluster: Option<String>,
+    /// This node's id in the cluster [default: <hostname>-<listen address>].
+    #[arg(long, env = "SPEEDY_NODE_ID", global = true)]
+    node_id: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -115,6 +122,8 @@ fn main() -> anyhow::Result<()> {
         workers: cli.workers,
         offer_window_ms: cli.offer_window_ms,
         request_timeout_ms: cli.request_timeout_ms,
+        cluster: cli.cluster.clone(),
+        node_id: cli.node_id.clone(),
     };
     let config =
         Config::load(cli.config.as_deref(), &overrides).context("invalid configuration")?;
@@ -199,12 +208,18 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 config.data_dir.join("secrets.json").display()
             ),
         };
-        let records = match &config.database {
-            Some(_) => format!(
+        let records = match (&config.database, &config.cluster) {
+            (Some(_), Some(c)) => format!(
+                "node {} of a cluster on {}, records in postgres, secrets in {}",
+                c.node_id(config.listen),
+                c.nats,
+                config.data_dir.display()
+            ),
+            (Some(_), None) => format!(
                 "records in postgres, secrets in {}",
                 config.data_dir.display()
             ),
-            None => format!("data in {}", config.data_dir.display()),
+            (None, _) => format!("data in {}", config.data_dir.display()),
         };
         eprintln!(
             "speedy engine on http://{} ({records}; {admin_key})",

@@ -352,6 +352,8 @@ impl Session {
         self.outbox = outbox.clone();
         let connection = outbox.connection;
         let sessions = self.state.dispatch.sessions().clone();
+        // In cluster mode an older connection may be on another node: it goes first.
+        self.state.dispatch.take_over(self.party).await;
         if let Some(old) = sessions.attach(self.party, outbox) {
             // A newer connection of the same party replaces the old one, which closes.
             old.replace();
@@ -527,7 +529,7 @@ impl Session {
                 }
             }
         }
-        if let Some(order) = self.state.orders.open_order_of(self.party)
+        if let Ok(Some(order)) = self.state.orders.find_open_order(self.party)
             && let Ok(snapshot) = self.state.orders.snapshot(self.party, order).await
         {
             self.push(wire::OrderFrame {

@@ -162,6 +162,14 @@ pub fn describe() {
         "Available associates in every shard's index."
     );
     describe_gauge!(
+        actors::telemetry::CLUSTER_CELLS,
+        "Cluster mode: shard cells this node holds now."
+    );
+    describe_counter!(
+        actors::telemetry::CLUSTER_CELL_CHANGES,
+        "Cluster mode: shard cells gained and lost, by change."
+    );
+    describe_gauge!(
         actors::telemetry::SHARD_SUPERVISORS,
         "Shard supervisors running (each stops when idle)."
     );

@@ -68,6 +68,7 @@ pub struct NearestQuery<'a, Id> {
 
 /// One query result.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Neighbor<Id> {
     /// The associate.
     pub id: Id,

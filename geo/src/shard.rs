@@ -32,6 +32,11 @@ impl ShardId {
         u64::from(self.0)
     }
 
+    /// The shard whose H3 index is `n`, if `n` is a valid cell.
+    pub fn from_u64(n: u64) -> Option<Self> {
+        CellIndex::try_from(n).ok().map(Self)
+    }
+
     /// The shard's centre point.
     pub fn centre(self) -> LatLng {
         LatLng::from_h3(h3o::LatLng::from(self.0))

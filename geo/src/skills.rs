@@ -7,6 +7,11 @@ pub const MAX_TASK_TYPES: u8 = 32;
 
 /// A task type, such as companion, helper or errand, as a small number below [`MAX_TASK_TYPES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "u8", into = "u8")
+)]
 pub struct TaskType(u8);
 
 impl TaskType {
@@ -30,8 +35,27 @@ impl TaskType {
     }
 }
 
+impl TryFrom<u8> for TaskType {
+    type Error = GeoError;
+
+    fn try_from(n: u8) -> Result<Self, GeoError> {
+        Self::new(n)
+    }
+}
+
+impl From<TaskType> for u8 {
+    fn from(t: TaskType) -> u8 {
+        t.0
+    }
+}
+
 /// The set of task types an associate performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Skills(u32);
 
 impl Skills {

@@ -166,6 +166,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Inserts or replaces an open request.
     fn put_request(&self, request: &OpenRequest) -> Result<Ticket, StorageError>;
+    /// Stamps `order` with this handle's epoch, so a writer with an older one is refused
+    /// from now on (a new owner taking an order over); refused itself if a newer epoch
+    /// holds it. A no-op where there is no fencing (the embedded store).
+    fn fence_order(&self, order: OrderId) -> Result<Ticket, StorageError>;
     /// Forgets a request that ended without an order.
     fn remove_request(&self, id: RequestId) -> Result<Ticket, StorageError>;
     /// The open request.

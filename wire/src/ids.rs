@@ -83,7 +83,8 @@ id_type!(
 );
 
 /// Either party's id, as carried in a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "role", content = "id", rename_all = "snake_case")]
 pub enum PartyId {
     /// A user.
     User(UserId),

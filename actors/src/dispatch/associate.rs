@@ -14,26 +14,22 @@ use wire::{AssociateId, Offer, OfferEnded, OrderId, RequestId, Status};
 
 use crate::dispatch::lane::{IndexOp, PositionSlot, Route};
 use crate::dispatch::messages::{
-    AcceptOffer, AcceptOutcome, AnswerOffer, AssociateView, Connected, Disconnected, GoOffline,
-    GoOnline, MarkBusy, Moved, OfferRefused, Refusal, RefusedBy, Release, Reserve, SetZone,
-    Withdraw,
+    AcceptOutcome, AnswerOffer, AssociateView, Connected, Disconnected, GoOffline, GoOnline,
+    MarkBusy, Moved, Refusal, RefusedBy, Reindex, Release, RequestRef, Reserve, SetZone, Withdraw,
 };
-use crate::dispatch::request::RequestActor;
 use crate::dispatch::zone::ZoneFilter;
 use crate::dispatch::{AssociateProfileInfo, Dispatch};
 use crate::error::ActorError;
 use crate::registry::{MAILBOX_CAPACITY, Mailbox};
 
+/// How long past its window a reservation may wait for its request's word.
+const RESERVATION_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Debug)]
 enum Phase {
     Free,
-    Reserved {
-        request: Addr<RequestActor>,
-        offer: Offer,
-    },
-    Busy {
-        order: OrderId,
-    },
+    Reserved { request: RequestRef, offer: Offer },
+    Busy { order: OrderId },
 }
 
 /// One associate.
@@ -105,6 +101,7 @@ impl AssociateActor {
                 |_| true,
             )
         {
+            self.dispatch.associate_retired(self.id);
             ctx.stop();
         }
     }
@@ -273,10 +270,7 @@ impl Handler<Disconnected> for AssociateActor {
         self.received();
         self.connected = false;
         if let Phase::Reserved { request, offer } = &self.phase {
-            request.do_send(OfferRefused {
-                associate: self.id,
-                why: RefusedBy::Disconnected,
-            });
+            request.refused(self.id, RefusedBy::Disconnected);
             let request_id = offer.request_id;
             self.end_reservation(request_id);
         }
@@ -340,7 +334,9 @@ impl Handler<Reserve> for AssociateActor {
     type Result = Result<(), Refusal>;
 
     /// Grants the reservation only when free, eligible and in zone; then shows the offer.
-    fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Self::Result {
+    /// Should the request's withdrawal never come (its node lost), the reservation ends
+    /// by itself a grace period after the offer's window.
+    fn handle(&mut self, msg: Reserve, ctx: &mut Context<Self>) -> Self::Result {
         self.received();
         if self.availability() != Availability::Available {
             return Err(Refusal::NotAvailable);
@@ -354,11 +350,32 @@ impl Handler<Reserve> for AssociateActor {
         self.dispatch
             .sessions()
             .to_associate(self.id, msg.offer.clone());
+        let (request_id, expires_at_ms) = (msg.offer.request_id, msg.offer.expires_at_ms);
         self.phase = Phase::Reserved {
             request: msg.request,
             offer: msg.offer,
         };
         self.sync_index();
+        let lapse = self.dispatch.clock().instant_at(expires_at_ms) + RESERVATION_GRACE;
+        ctx.run_later(
+            lapse.saturating_duration_since(Instant::now()),
+            move |act, _| {
+                if let Phase::Reserved { request, offer } = &act.phase
+                    && offer.request_id == request_id
+                {
+                    tracing::warn!(associate = %act.id, request = %request_id, "an offer outlived its window with no word from its request: ending it");
+                    request.refused(act.id, RefusedBy::Disconnected);
+                    act.end_reservation(request_id);
+                    act.dispatch.sessions().to_associate(
+                        act.id,
+                        OfferEnded {
+                            request_id,
+                            reason: OfferEnd::Expired,
+                        },
+                    );
+                }
+            },
+        );
         Ok(())
     }
 }
@@ -396,42 +413,36 @@ impl Handler<AnswerOffer> for AssociateActor {
             _ => return AtomicResponse::new(Box::pin(fut::ready(Err(ActorError::NotYourOffer)))),
         };
         if !msg.accept {
-            request.do_send(OfferRefused {
-                associate: self.id,
-                why: RefusedBy::Declined,
-            });
+            request.refused(self.id, RefusedBy::Declined);
             self.end_reservation(msg.request_id);
             return AtomicResponse::new(Box::pin(fut::ready(Ok(None))));
         }
         let request_id = msg.request_id;
-        AtomicResponse::new(Box::pin(
-            request
-                .send(AcceptOffer { associate: self.id })
-                .into_actor(self)
-                .map(move |outcome, act, _| match outcome {
-                    Ok(AcceptOutcome::Allotted(order)) => {
-                        act.phase = Phase::Busy { order };
-                        act.sync_index();
-                        Ok(Some(order))
+        AtomicResponse::new(Box::pin(request.accept(self.id).into_actor(self).map(
+            move |outcome, act, _| match outcome {
+                Ok(AcceptOutcome::Allotted(order)) => {
+                    act.phase = Phase::Busy { order };
+                    act.sync_index();
+                    Ok(Some(order))
+                }
+                Ok(AcceptOutcome::TooLate) | Err(_) => {
+                    if act.end_reservation(request_id) {
+                        act.dispatch.sessions().to_associate(
+                            act.id,
+                            OfferEnded {
+                                request_id,
+                                reason: OfferEnd::Expired,
+                            },
+                        );
                     }
-                    Ok(AcceptOutcome::TooLate) | Err(_) => {
-                        if act.end_reservation(request_id) {
-                            act.dispatch.sessions().to_associate(
-                                act.id,
-                                OfferEnded {
-                                    request_id,
-                                    reason: OfferEnd::Expired,
-                                },
-                            );
-                        }
-                        Err(ActorError::NotYourOffer)
-                    }
-                    Ok(AcceptOutcome::Failed(e)) => {
-                        act.end_reservation(request_id);
-                        Err(e)
-                    }
-                }),
-        ))
+                    Err(ActorError::NotYourOffer)
+                }
+                Ok(AcceptOutcome::Failed(e)) => {
+                    act.end_reservation(request_id);
+                    Err(e)
+                }
+            },
+        )))
     }
 }
 
@@ -459,5 +470,18 @@ impl Handler<MarkBusy> for AssociateActor {
         self.received();
         self.phase = Phase::Busy { order: msg.order };
         self.sync_index();
+    }
+}
+
+impl Handler<Reindex> for AssociateActor {
+    type Result = ();
+
+    /// Puts them in the index of `shard` again if they belong there (its new owner
+    /// started empty).
+    fn handle(&mut self, msg: Reindex, _: &mut Context<Self>) {
+        self.received();
+        if self.indexed_in == Some(msg.shard) {
+            self.sync_index();
+        }
     }
 }

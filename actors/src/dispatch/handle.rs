@@ -9,9 +9,14 @@ use actix::{Actor, Addr, ArbiterHandle, Handler, Message, Recipient};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::Ref;
-use geo::{LatLng, ShardId, ShardMap, Skills};
-use wire::model::UnixMs;
-use wire::{AssociateId, OrderId, RequestId, RequestReceived, TaskCatalog, TaskRequest, UserId};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use geo::{LatLng, Neighbor, ShardId, ShardMap, Skills, TaskType};
+use wire::model::{OfferEnd, UnixMs};
+use wire::{
+    AssociateId, Offer, OrderId, PartyId, RequestId, RequestReceived, TaskCatalog, TaskRequest,
+    UserId,
+};
 
 use crate::allotment::CreateOrder;
 use crate::clock::Clock;
@@ -19,11 +24,13 @@ use crate::config::DispatchConfig;
 use crate::dispatch::associate::AssociateActor;
 use crate::dispatch::lane::{IndexLane, IndexOp, Next, PositionSlot};
 use crate::dispatch::messages;
-use crate::dispatch::messages::AssociateView;
+use crate::dispatch::messages::{AssociateView, LocalNearest, Refusal, RequestRef};
 use crate::dispatch::request::{RequestActor, RequestSpec};
 use crate::dispatch::supervisor::ShardSupervisor;
 use crate::dispatch::zone::ZoneFilter;
 use crate::error::ActorError;
+use crate::peers::messages::{ToAssociate, ToParty, ToRequest};
+use crate::peers::{Peers, Place, Served, subjects};
 use crate::registry::{Registry, Slot};
 use crate::sessions::Sessions;
 
@@ -60,6 +67,8 @@ pub(crate) struct Shared {
     /// Each user's open request, as told to them (re-sent when they reconnect).
     user_requests: DashMap<UserId, RequestReceived>,
     order_sink: OnceLock<Recipient<CreateOrder>>,
+    /// The other nodes, in cluster mode.
+    peers: OnceLock<Peers>,
 }
 
 /// What an associate's profile says about them when they connect.
@@ -100,6 +109,7 @@ impl Dispatch {
                 requests: DashMap::new(),
                 user_requests: DashMap::new(),
                 order_sink: OnceLock::new(),
+                peers: OnceLock::new(),
             }),
         })
     }
@@ -111,6 +121,30 @@ impl Dispatch {
 
     pub(crate) fn order_sink(&self) -> Option<&Recipient<CreateOrder>> {
         self.shared.order_sink.get()
+    }
+
+    /// Joins a cluster (once, at start-up, before orders start; then
+    /// [`crate::peers::wire_up`]).
+    pub fn join_cluster(&self, peers: Peers) {
+        let _ = self.shared.peers.set(peers);
+    }
+
+    /// The other nodes, in cluster mode.
+    pub fn peers(&self) -> Option<&Peers> {
+        self.shared.peers.get()
+    }
+
+    /// Where `shard` is served from.
+    pub(crate) fn place(&self, shard: ShardId) -> Place {
+        self.peers().map_or(Place::Here, |p| p.place(shard))
+    }
+
+    /// In cluster mode, asks the node holding an older connection of `party` to let it
+    /// go, and waits (at most the call timeout) until it has.
+    pub async fn take_over(&self, party: PartyId) {
+        if let Some(peers) = self.peers() {
+            crate::peers::serve::take_over(peers, party).await;
+        }
     }
 
     /// The settings.
@@ -177,19 +211,91 @@ impl Dispatch {
     }
 
     /// Queues `op` on the lane of `shard`'s supervisor (started on first use), waking it
-    /// if it has no drain on its way.
+    /// if it has no drain on its way; in cluster mode, wherever the shard is served.
     pub(crate) fn to_lane(&self, shard: ShardId, op: IndexOp) {
-        Self::push(&self.supervisor(shard), op);
+        match self.place(shard) {
+            Place::Here => Self::push(&self.supervisor(shard), op),
+            Place::Elsewhere => self.publish_op(shard, op),
+            // Outside the market nobody indexes anyone.
+            Place::Outside => {}
+        }
     }
 
-    /// Queues `op` on the lane of `shard`'s supervisor if it runs; false if it does not.
+    /// Queues `op` on the lane of `shard`'s supervisor if it runs; false if it does not
+    /// (in cluster mode a shard served elsewhere always takes it).
     pub(crate) fn to_existing_lane(&self, shard: ShardId, op: IndexOp) -> bool {
+        match self.place(shard) {
+            Place::Here => self.to_existing_lane_here(shard, op),
+            Place::Elsewhere => {
+                self.publish_op(shard, op);
+                true
+            }
+            Place::Outside => true,
+        }
+    }
+
+    fn to_existing_lane_here(&self, shard: ShardId, op: IndexOp) -> bool {
         match self.shared.supervisors.get(&shard) {
             Some(slot) => {
                 Self::push(&slot, op);
                 true
             }
             None => false,
+        }
+    }
+
+    fn publish_op(&self, shard: ShardId, op: IndexOp) {
+        if let Some(peers) = self.peers() {
+            peers.publish(subjects::cell_index(shard), &op);
+        }
+    }
+
+    /// An index change from another node for a shard served here.
+    pub(crate) fn to_lane_here(&self, shard: ShardId, op: IndexOp) {
+        match op {
+            IndexOp::Upsert { .. } => Self::push(&self.supervisor(shard), op),
+            IndexOp::Move { .. } | IndexOp::Remove { .. } => {
+                self.to_existing_lane_here(shard, op);
+            }
+        }
+    }
+
+    /// A search of the shard `shard` alone, wherever it is served; nobody if its node
+    /// does not answer in time.
+    pub(crate) fn search_shard(
+        &self,
+        shard: ShardId,
+        search: LocalNearest,
+    ) -> Option<BoxFuture<'static, Vec<Neighbor<AssociateId>>>> {
+        match self.place(shard) {
+            Place::Here => Some(self.search_here(shard, search)),
+            Place::Elsewhere => {
+                let peers = self.peers()?;
+                let asked =
+                    peers.call::<Vec<Neighbor<AssociateId>>>(subjects::cell_search(shard), &search);
+                Some(
+                    async move {
+                        asked.await.unwrap_or_else(|e| {
+                            tracing::debug!(%shard, error = %e, "a neighbouring cell's search went unanswered");
+                            Vec::new()
+                        })
+                    }
+                    .boxed(),
+                )
+            }
+            Place::Outside => None,
+        }
+    }
+
+    /// A search of a shard served here (nobody if its supervisor does not run).
+    pub(crate) fn search_here(
+        &self,
+        shard: ShardId,
+        search: LocalNearest,
+    ) -> BoxFuture<'static, Vec<Neighbor<AssociateId>>> {
+        match self.ask_existing_supervisor(shard, search) {
+            Some(asked) => async move { asked.await.unwrap_or_default() }.boxed(),
+            None => futures_util::future::ready(Vec::new()).boxed(),
         }
     }
 
@@ -291,6 +397,9 @@ impl Dispatch {
             });
             let addr = self
                 .spawn(move || AssociateActor::new(id, info, online, slot, mailbox, dispatch));
+            if let Some(peers) = self.peers() {
+                crate::peers::serve::serve_associate(peers, self, id);
+            }
             (addr, position)
         })
     }
@@ -302,13 +411,136 @@ impl Dispatch {
         id: AssociateId,
         info: AssociateProfileInfo,
     ) -> Result<AssociateView, ActorError> {
-        let asked = self.associate(id, &info).ask(messages::Connected { info });
+        let busy = match self.peers() {
+            Some(_) => self.busy_on(id)?,
+            None => None,
+        };
+        let slot = self.associate(id, &info);
+        if let Some(order) = busy {
+            slot.send(messages::MarkBusy { order });
+        }
+        let asked = slot.ask(messages::Connected { info });
+        drop(slot);
         Ok(asked.await?)
     }
 
     /// An associate's app disconnected.
     pub fn associate_disconnected(&self, id: AssociateId) {
         self.to_associate(id, messages::Disconnected {});
+    }
+
+    /// An associate's actor retired: in cluster mode, stop serving them here.
+    pub(crate) fn associate_retired(&self, id: AssociateId) {
+        if let Some(peers) = self.peers() {
+            peers.unserve(Served::Associate(id));
+        }
+    }
+
+    /// Asks `associate` (wherever their actor runs) to reserve themselves for `request`
+    /// and show `offer`. A node that does not answer in time counts as a refusal, and the
+    /// offer is withdrawn in case it was shown after all.
+    pub(crate) fn reserve(
+        &self,
+        associate: AssociateId,
+        request: RequestRef,
+        task: TaskType,
+        pickup: LatLng,
+        offer: Offer,
+    ) -> BoxFuture<'static, Result<(), Refusal>> {
+        if self.shared.associates.get(&associate).is_some() {
+            return self.reserve_here(associate, request, task, pickup, offer);
+        }
+        let Some(peers) = self.peers() else {
+            // Their actor retired (away, idle): not available.
+            return futures_util::future::ready(Err(Refusal::NotAvailable)).boxed();
+        };
+        let request_id = offer.request_id;
+        let msg = ToAssociate::Reserve {
+            request: request_id,
+            task,
+            pickup,
+            offer,
+        };
+        let asked = peers.call::<Result<(), Refusal>>(subjects::associate(associate), &msg);
+        let peers = peers.clone();
+        async move {
+            match asked.await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    if !matches!(e, crate::peers::PeerError::NoResponders(_)) {
+                        peers.publish(
+                            subjects::associate(associate),
+                            &ToAssociate::Withdraw {
+                                request: request_id,
+                                reason: OfferEnd::Expired,
+                            },
+                        );
+                    }
+                    Err(Refusal::NotAvailable)
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// Asks the associate's actor here to reserve themselves.
+    pub(crate) fn reserve_here(
+        &self,
+        associate: AssociateId,
+        request: RequestRef,
+        task: TaskType,
+        pickup: LatLng,
+        offer: Offer,
+    ) -> BoxFuture<'static, Result<(), Refusal>> {
+        let reserve = messages::Reserve {
+            request,
+            task,
+            pickup,
+            offer,
+        };
+        match self.ask_associate(associate, reserve) {
+            Some(asked) => async move { asked.await.unwrap_or(Err(Refusal::NotAvailable)) }.boxed(),
+            None => futures_util::future::ready(Err(Refusal::NotAvailable)).boxed(),
+        }
+    }
+
+    /// Withdraws `request`'s offer from `associate`, wherever their actor runs.
+    pub(crate) fn withdraw(&self, associate: AssociateId, request: RequestId, reason: OfferEnd) {
+        let withdraw = messages::Withdraw {
+            request_id: request,
+            reason,
+        };
+        if !self.to_associate(associate, withdraw)
+            && let Some(peers) = self.peers()
+        {
+            peers.publish(
+                subjects::associate(associate),
+                &ToAssociate::Withdraw { request, reason },
+            );
+        }
+    }
+
+    /// A message from another node for an associate whose actor runs here.
+    pub(crate) fn to_associate_here(&self, id: AssociateId, msg: ToAssociate) {
+        match msg {
+            // Answered where it arrives.
+            ToAssociate::Reserve { .. } => {}
+            ToAssociate::Withdraw { request, reason } => {
+                self.to_associate(
+                    id,
+                    messages::Withdraw {
+                        request_id: request,
+                        reason,
+                    },
+                );
+            }
+            ToAssociate::Release { order } => {
+                self.to_associate(id, messages::Release { order });
+            }
+            ToAssociate::MarkBusy { order } => {
+                self.to_associate(id, messages::MarkBusy { order });
+            }
+        }
     }
 
     /// An associate starts taking offers (for `skills`, or their profile's).
@@ -386,14 +618,35 @@ impl Dispatch {
         asked.await?
     }
 
-    /// The associate's order ended: they may take offers again.
+    /// The associate's order ended: they may take offers again (wherever their actor
+    /// runs).
     pub fn order_finished(&self, id: AssociateId, order: OrderId) {
-        self.to_associate(id, messages::Release { order });
+        if !self.to_associate(id, messages::Release { order })
+            && let Some(peers) = self.peers()
+        {
+            peers.publish(subjects::associate(id), &ToAssociate::Release { order });
+        }
     }
 
     /// Marks an associate busy on a recovered order (at start-up).
+    /// In cluster mode their actor lives with their session, wherever that is: it is told
+    /// if it runs, and finds the order in the store when they connect if it does not.
     pub fn restore_busy(&self, id: AssociateId, order: OrderId, info: AssociateProfileInfo) {
-        self.associate(id, &info).send(messages::MarkBusy { order });
+        match self.peers() {
+            None => self.associate(id, &info).send(messages::MarkBusy { order }),
+            Some(peers) => {
+                if !self.to_associate(id, messages::MarkBusy { order }) {
+                    peers.publish(subjects::associate(id), &ToAssociate::MarkBusy { order });
+                }
+            }
+        }
+    }
+
+    /// In cluster mode, the open order an associate is on, from the store (their order
+    /// may run on another node, or have been taken over while they were away).
+    fn busy_on(&self, id: AssociateId) -> Result<Option<OrderId>, ActorError> {
+        let open = crate::orders::open_order_in_store(&self.shared.store, PartyId::Associate(id))?;
+        Ok(open.filter(|o| !o.owes_fee()).map(|o| o.order_id))
     }
 
     /// A user asks for a task (frame already validated). The request is durable before
@@ -403,8 +656,7 @@ impl Dispatch {
         user: UserId,
         frame: TaskRequest,
     ) -> Result<RequestReceived, ActorError> {
-        let task = self
-            .shared
+        self.shared
             .catalog
             .get(&frame.task)
             .ok_or(ActorError::UnknownTaskType)?;
@@ -412,6 +664,12 @@ impl Dispatch {
             .pickup
             .to_latlng()
             .map_err(|e| ActorError::Internal(format!("unvalidated pickup: {e}")))?;
+        if self.place(self.shared.map.shard_of(pickup)) == Place::Outside {
+            return Err(ActorError::InvalidState(
+                "the pickup is outside the market this cluster serves".into(),
+            ));
+        }
+        self.forget_stale_request(user);
         let created_at_ms = self.now_ms();
         let timeout_ms = self.shared.config.request_timeout.as_millis() as UnixMs;
         let stored = storage::OpenRequest {
@@ -447,29 +705,117 @@ impl Dispatch {
             return Err(e);
         }
         self.shared.sessions.to_user(user, received.clone());
-        let spec = RequestSpec::resumed(&stored, task, pickup, &self.shared.clock);
-        if let Err(e) = self.start_request(spec).await {
+        if let Err(e) = self.start_request(stored).await {
             self.shared.user_requests.remove(&user);
             return Err(e);
         }
         Ok(received)
     }
 
-    /// Starts a request's actor on the supervisor of its pickup's shard.
-    async fn start_request(&self, spec: RequestSpec) -> Result<(), ActorError> {
-        let shard = self.shared.map.shard_of(spec.pickup);
+    /// In cluster mode the request a user was last told of may have ended on another
+    /// node while they were away: forget it if the store no longer has it.
+    fn forget_stale_request(&self, user: UserId) {
+        if self.peers().is_none() {
+            return;
+        }
+        let Some(open) = self.shared.user_requests.get(&user).map(|r| r.request_id) else {
+            return;
+        };
+        if matches!(self.shared.store.request(open), Ok(None)) {
+            self.forget_user_request(user, open);
+        }
+    }
+
+    /// Forgets that `user`'s open request is `request` (it ended on another node).
+    pub(crate) fn forget_user_request(&self, user: UserId, request: RequestId) {
+        self.shared
+            .user_requests
+            .remove_if(&user, |_, r| r.request_id == request);
+    }
+
+    /// Starts a stored request's offer loop on the supervisor of its pickup's shard,
+    /// wherever that shard is served.
+    async fn start_request(&self, stored: storage::OpenRequest) -> Result<(), ActorError> {
+        let pickup = stored
+            .pickup
+            .to_latlng()
+            .map_err(|e| ActorError::Internal(format!("stored pickup: {e}")))?;
+        let shard = self.shared.map.shard_of(pickup);
+        match self.place(shard) {
+            Place::Here => self.start_stored(stored).await,
+            Place::Elsewhere => {
+                let peers = self.peers().ok_or(ActorError::ShuttingDown)?;
+                peers
+                    .call::<Result<(), ActorError>>(subjects::cell_start(shard), &stored)
+                    .await?
+            }
+            Place::Outside => Err(ActorError::InvalidState(
+                "the pickup is outside the market this cluster serves".into(),
+            )),
+        }
+    }
+
+    /// Starts a stored request's offer loop here (once: a request already running here
+    /// is left alone).
+    pub(crate) async fn start_stored(
+        &self,
+        stored: storage::OpenRequest,
+    ) -> Result<(), ActorError> {
+        let task = self
+            .shared
+            .catalog
+            .get(&stored.task)
+            .ok_or(ActorError::UnknownTaskType)?;
+        let pickup = stored
+            .pickup
+            .to_latlng()
+            .map_err(|e| ActorError::Internal(format!("stored pickup: {e}")))?;
+        let shard = self.shared.map.shard_of(pickup);
+        if self.place(shard) != Place::Here {
+            return Err(ActorError::PeerUnavailable(format!(
+                "cell {shard} is not served by this node any more"
+            )));
+        }
+        if self.shared.requests.contains_key(&stored.request_id) {
+            return Ok(());
+        }
+        let spec = RequestSpec::resumed(&stored, task, pickup, &self.shared.clock);
         self.ask_supervisor(shard, messages::StartRequest { spec })
             .await?;
         Ok(())
+    }
+
+    /// The actor of a request running here.
+    pub(crate) fn request_actor(&self, id: RequestId) -> Option<Addr<RequestActor>> {
+        self.shared.requests.get(&id).map(|a| a.clone())
     }
 
     /// Resumes the requests that were open when the engine stopped, with their deadlines
     /// and the associates who already refused them; drops those whose deadline passed
     /// while it was down. Returns how many resumed and how many expired.
     pub async fn recover_requests(&self) -> Result<(usize, usize), ActorError> {
+        self.resume_requests(|_| true).await
+    }
+
+    /// Resumes the stored open requests whose pickup shard `wanted` accepts and that do
+    /// not run here yet.
+    async fn resume_requests(
+        &self,
+        wanted: impl Fn(ShardId) -> bool,
+    ) -> Result<(usize, usize), ActorError> {
         let mut resumed = 0;
         let mut expired = 0;
         for stored in self.shared.store.open_requests()? {
+            let shard = stored
+                .pickup
+                .to_latlng()
+                .ok()
+                .map(|p| self.shared.map.shard_of(p));
+            if shard.is_some_and(|s| !wanted(s))
+                || self.shared.requests.contains_key(&stored.request_id)
+            {
+                continue;
+            }
             let task = self.shared.catalog.get(&stored.task);
             let pickup = stored.pickup.to_latlng().ok();
             let (Some(task), Some(pickup)) = (task, pickup) else {
@@ -492,10 +838,48 @@ impl Dispatch {
                 },
             );
             let spec = RequestSpec::resumed(&stored, task, pickup, &self.shared.clock);
-            self.start_request(spec).await?;
+            let shard = self.shared.map.shard_of(pickup);
+            self.ask_supervisor(shard, messages::StartRequest { spec })
+                .await?;
             resumed += 1;
         }
         Ok((resumed, expired))
+    }
+
+    /// This node now serves `shards`: resume their open requests (their former owner
+    /// is gone or handed them over).
+    pub(crate) async fn cells_gained(&self, shards: &[ShardId]) {
+        match self.resume_requests(|s| shards.contains(&s)).await {
+            Ok((0, 0)) => {}
+            Ok((resumed, expired)) => {
+                tracing::info!(
+                    resumed,
+                    expired,
+                    cells = shards.len(),
+                    "open requests taken over with cells"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not resume the open requests of gained cells")
+            }
+        }
+    }
+
+    /// This node no longer serves `shard`: stop the offer loops it ran there (their new
+    /// owner resumes them from the store) without ending the requests.
+    pub(crate) fn cell_lost(&self, shard: ShardId) {
+        for entry in self.shared.requests.iter() {
+            entry.value().do_send(messages::Relinquish { shard });
+        }
+    }
+
+    /// Another node took `shard`: re-send the associates indexed there from here.
+    pub(crate) fn reindex(&self, shard: ShardId) {
+        self.shared.associates.for_each(|slot| {
+            if slot.extra.lane() == Some(shard) {
+                slot.send(messages::Reindex { shard });
+            }
+        });
     }
 
     /// A user cancels their open request.
@@ -504,13 +888,20 @@ impl Dispatch {
         user: UserId,
         request_id: RequestId,
     ) -> Result<(), ActorError> {
-        let addr = self
-            .shared
-            .requests
-            .get(&request_id)
-            .map(|a| a.clone())
-            .ok_or(ActorError::UnknownRequest)?;
-        addr.send(messages::Cancel { user }).await?
+        let local = self.shared.requests.get(&request_id).map(|a| a.clone());
+        if let Some(addr) = local {
+            return addr.send(messages::Cancel { user }).await?;
+        }
+        let peers = self.peers().ok_or(ActorError::UnknownRequest)?;
+        let asked = peers.call::<Result<(), ActorError>>(
+            subjects::request(request_id),
+            &ToRequest::Cancel { user },
+        );
+        match asked.await {
+            Ok(result) => result,
+            Err(crate::peers::PeerError::NoResponders(_)) => Err(ActorError::UnknownRequest),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The user's open request, if any.
@@ -533,12 +924,24 @@ impl Dispatch {
         self.shared.requests.len()
     }
 
-    /// Forgets a finished request.
+    /// Forgets a finished request (telling the user's node, in cluster mode).
     pub(crate) fn request_finished(&self, request: RequestId, user: UserId) {
+        self.request_stopped(request);
+        self.forget_user_request(user, request);
+        if let Some(peers) = self.peers() {
+            peers.publish(
+                subjects::party(PartyId::User(user)),
+                &ToParty::RequestEnded { request },
+            );
+        }
+    }
+
+    /// A request's offer loop stopped here (ended, or handed over with its cell).
+    pub(crate) fn request_stopped(&self, request: RequestId) {
         self.shared.requests.remove(&request);
-        self.shared
-            .user_requests
-            .remove_if(&user, |_, r| r.request_id == request);
+        if let Some(peers) = self.peers() {
+            peers.unserve(Served::Request(request));
+        }
     }
 
     /// Unix milliseconds now.

@@ -16,7 +16,7 @@ use geo::{LatLng, ShardDisc, ShardId, Skills};
 use wire::AssociateId;
 
 /// One change to a shard's index.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum IndexOp {
     /// Put an available associate in the index, or move them.
     Upsert {
@@ -160,6 +160,14 @@ impl PositionSlot {
         let mut state = self.lock();
         if state.route == Route::Lane(disc.shard()) {
             state.disc = Some(disc);
+        }
+    }
+
+    /// The shard whose lane the next report goes to, if any.
+    pub(crate) fn lane(&self) -> Option<ShardId> {
+        match self.lock().route {
+            Route::Lane(shard) => Some(shard),
+            Route::Keep | Route::Actor => None,
         }
     }
 

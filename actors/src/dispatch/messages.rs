@@ -2,7 +2,10 @@
 //! what they tell each other. Actor bodies live in their own files.
 
 use actix::prelude::*;
-use geo::{LatLng, Neighbor, Skills, TaskType};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use geo::{LatLng, Neighbor, ShardId, Skills, TaskType};
+use serde::{Deserialize, Serialize};
 use wire::model::{Availability, OfferEnd};
 use wire::{AssociateId, Offer, OrderId, RequestId, UserId};
 
@@ -57,7 +60,7 @@ pub struct SetZone {
 #[rtype(result = "Result<(), Refusal>")]
 pub struct Reserve {
     /// The asking request.
-    pub request: Addr<RequestActor>,
+    pub request: RequestRef,
     /// Its task type.
     pub task: TaskType,
     /// Its pickup.
@@ -102,8 +105,63 @@ pub struct MarkBusy {
     pub order: OrderId,
 }
 
+/// A cell moved to another owner: index this associate there again if indexed there.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Reindex {
+    /// The cell.
+    pub shard: ShardId,
+}
+
+/// Where a request's offer loop runs: here, or on another node (cluster mode).
+#[derive(Debug, Clone)]
+pub enum RequestRef {
+    /// On this node.
+    Local(Addr<RequestActor>),
+    /// On another node, reached through its subject.
+    Remote {
+        /// The request.
+        request: wire::RequestId,
+        /// The link to it.
+        peers: crate::peers::Peers,
+    },
+}
+
+impl RequestRef {
+    /// Tells the request the associate refused its offer.
+    pub(crate) fn refused(&self, associate: AssociateId, why: RefusedBy) {
+        match self {
+            RequestRef::Local(addr) => addr.do_send(OfferRefused { associate, why }),
+            RequestRef::Remote { request, peers } => peers.publish(
+                crate::peers::subjects::request(*request),
+                &crate::peers::messages::ToRequest::Refused { associate, why },
+            ),
+        }
+    }
+
+    /// Puts the associate's acceptance to the request; an error if it cannot be reached.
+    pub(crate) fn accept(
+        &self,
+        associate: AssociateId,
+    ) -> BoxFuture<'static, Result<AcceptOutcome, ActorError>> {
+        match self {
+            RequestRef::Local(addr) => {
+                let asked = addr.send(AcceptOffer { associate });
+                async move { asked.await.map_err(ActorError::from) }.boxed()
+            }
+            RequestRef::Remote { request, peers } => {
+                let asked = peers.call::<AcceptOutcome>(
+                    crate::peers::subjects::request(*request),
+                    &crate::peers::messages::ToRequest::Accept { associate },
+                );
+                async move { asked.await.map_err(ActorError::from) }.boxed()
+            }
+        }
+    }
+}
+
 /// Why a reservation was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Refusal {
     /// Offline, disconnected, reserved by another request, or busy.
     NotAvailable,
@@ -155,7 +213,7 @@ pub struct Cancel {
 }
 
 /// How an offer was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefusedBy {
     /// The associate said no.
     Declined,
@@ -164,7 +222,7 @@ pub enum RefusedBy {
 }
 
 /// The answer to an acceptance.
-#[derive(Debug, Clone, PartialEq, Eq, MessageResponse)]
+#[derive(Debug, Clone, PartialEq, Eq, MessageResponse, Serialize, Deserialize)]
 pub enum AcceptOutcome {
     /// The order exists.
     Allotted(OrderId),
@@ -182,7 +240,7 @@ pub enum AcceptOutcome {
 pub struct DrainLane {}
 
 /// The nearest eligible associates in this shard's index only.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Vec<Neighbor<AssociateId>>")]
 pub struct LocalNearest {
     /// Search centre.
@@ -211,6 +269,15 @@ pub struct Candidates {
 pub struct StartRequest {
     /// The request.
     pub spec: RequestSpec,
+}
+
+/// This node no longer serves `shard`: a request whose pickup is there stops here
+/// without ending (its new owner resumes it from the store).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Relinquish {
+    /// The cell handed over.
+    pub shard: ShardId,
 }
 
 /// A request this supervisor started has ended.

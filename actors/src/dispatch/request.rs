@@ -17,6 +17,7 @@ use crate::dispatch::Dispatch;
 use crate::dispatch::messages;
 use crate::dispatch::messages::{
     AcceptOffer, AcceptOutcome, Cancel, Candidates, LocalNearest, OfferRefused, Refusal, RefusedBy,
+    Relinquish, RequestRef,
 };
 use crate::error::ActorError;
 use crate::telemetry;
@@ -236,18 +237,13 @@ impl RequestActor {
             note: self.spec.note.clone(),
             expires_at_ms: self.dispatch.clock().ms_at(expires),
         };
-        let reserve = messages::Reserve {
-            request: ctx.address(),
-            task: self.spec.task,
-            pickup: self.spec.pickup,
+        let asked = self.dispatch.reserve(
+            associate,
+            RequestRef::Local(ctx.address()),
+            self.spec.task,
+            self.spec.pickup,
             offer,
-        };
-        let Some(asked) = self.dispatch.ask_associate(associate, reserve) else {
-            // Their actor retired (away, idle): not available.
-            self.skipped.insert(associate);
-            self.next_candidate(ctx);
-            return;
-        };
+        );
         asked
             .into_actor(self)
             .map(move |reply, act, ctx| {
@@ -259,11 +255,8 @@ impl RequestActor {
                     return;
                 }
                 match reply {
-                    Ok(Ok(())) => act.offered(associate, generation, distance_m, expires, ctx),
-                    Ok(Err(
-                        Refusal::NotAvailable | Refusal::NotEligible | Refusal::OutsideZone,
-                    ))
-                    | Err(_) => {
+                    Ok(()) => act.offered(associate, generation, distance_m, expires, ctx),
+                    Err(Refusal::NotAvailable | Refusal::NotEligible | Refusal::OutsideZone) => {
                         act.skipped.insert(associate);
                         act.next_candidate(ctx);
                     }
@@ -306,13 +299,8 @@ impl RequestActor {
         if g != generation {
             return;
         }
-        self.dispatch.to_associate(
-            associate,
-            messages::Withdraw {
-                request_id: self.spec.request_id,
-                reason: OfferEnd::Expired,
-            },
-        );
+        self.dispatch
+            .withdraw(associate, self.spec.request_id, OfferEnd::Expired);
         telemetry::offer("expired");
         self.refused_then_search(associate, ctx);
     }
@@ -382,13 +370,8 @@ impl RequestActor {
             Phase::Reserving { associate, .. } => associate,
             _ => return,
         };
-        self.dispatch.to_associate(
-            associate,
-            messages::Withdraw {
-                request_id: self.spec.request_id,
-                reason,
-            },
-        );
+        self.dispatch
+            .withdraw(associate, self.spec.request_id, reason);
     }
 
     fn finish(&mut self, outcome: &'static str, ctx: &mut Context<Self>) {
@@ -563,5 +546,26 @@ impl Handler<Cancel> for RequestActor {
         };
         self.end_without_order("cancelled", frame.into(), ctx);
         Ok(())
+    }
+}
+
+impl Handler<Relinquish> for RequestActor {
+    type Result = ();
+
+    /// Stops here without ending the request if its pickup is in the cell handed over:
+    /// the open offer is withdrawn, and the cell's new owner resumes the request from the
+    /// store.
+    fn handle(&mut self, msg: Relinquish, ctx: &mut Context<Self>) {
+        let shard = self.dispatch.shared.map.shard_of(self.spec.pickup);
+        if shard != msg.shard || matches!(self.phase, Phase::Allotting | Phase::Done) {
+            return;
+        }
+        self.withdraw_current(OfferEnd::Expired);
+        self.phase = Phase::Done;
+        self.dispatch.request_stopped(self.spec.request_id);
+        self.dispatch
+            .to_existing_supervisor(shard, messages::RequestDone {});
+        telemetry::request_ended("handed_over");
+        ctx.stop();
     }
 }

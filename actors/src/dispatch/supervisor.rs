@@ -175,14 +175,14 @@ impl Handler<Candidates> for ShardSupervisor {
         for shard in shards {
             if shard == self.shard {
                 answers.push(self.local(&search));
-            } else if let Some(ask) = self.dispatch.ask_existing_supervisor(shard, search.clone()) {
+            } else if let Some(ask) = self.dispatch.search_shard(shard, search.clone()) {
                 asks.push(ask);
             }
         }
         let k = search.k;
         Box::pin(async move {
             // A neighbour that cannot answer is skipped: the search goes on without it.
-            answers.extend(join_all(asks).await.into_iter().filter_map(Result::ok));
+            answers.extend(join_all(asks).await);
             geo::merge_nearest(answers, k)
         })
     }
@@ -202,6 +202,9 @@ impl Handler<StartRequest> for ShardSupervisor {
             .shared
             .requests
             .insert(request_id, addr.clone());
+        if let Some(peers) = self.dispatch.peers() {
+            crate::peers::serve::serve_request(peers, &self.dispatch, request_id);
+        }
         actix::MessageResult(addr)
     }
 }

@@ -73,8 +73,8 @@ impl Handler<CreateOrder> for OrderDesk {
                 next_seq: 0,
             })
         })();
-        let write = match record {
-            Ok(r) => store.create_order_durable(r),
+        let write = match record.and_then(|r| Ok((self.orders.store_for(&r)?, r))) {
+            Ok((fenced, r)) => fenced.create_order_durable(r),
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let client_ref = a.client_ref;

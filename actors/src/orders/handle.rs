@@ -23,6 +23,7 @@ use crate::orders::messages::{Action, Recover};
 use crate::orders::order::{self, OrderActor};
 use crate::orders::payment::{PaymentActor, PaymentConfig};
 use crate::orders::stall::StallTimes;
+use crate::peers::messages::{OrderAsk, ToOrder, ToParty};
 use crate::sessions::Sessions;
 
 /// Order settings.
@@ -139,16 +140,146 @@ impl Orders {
         let desk = OrderDesk::new(o).start();
         orders.shared.dispatch.set_order_sink(desk.recipient());
         crate::telemetry::count_transitions(orders.shared.bus.subscribe()?);
-        let recovered = orders.recover()?;
+        // In cluster mode each node recovers the orders of the cells it gains.
+        let recovered = if orders.shared.dispatch.peers().is_some() {
+            Recovered::default()
+        } else {
+            orders.recover(|_| true)?
+        };
         Ok((orders, recovered))
     }
 
-    /// Rebuilds the actors of every open order, marks their associates busy (unless the
-    /// order only owes a cancellation fee), and settles payments left pending.
-    fn recover(&self) -> Result<Recovered, ActorError> {
+    /// The shard of an order's pickup.
+    fn shard_of(&self, record: &storage::OrderRecord) -> Option<geo::ShardId> {
+        let point = record.pickup.to_latlng().ok()?;
+        Some(self.shared.dispatch.shared.map.shard_of(point))
+    }
+
+    /// The store to write `record` through: in cluster mode fenced with the epoch of
+    /// this node's claim on its cell, and refused if this node no longer holds the cell.
+    pub(crate) fn store_for(
+        &self,
+        record: &storage::OrderRecord,
+    ) -> Result<storage::Store, ActorError> {
+        let Some(peers) = self.shared.dispatch.peers() else {
+            return Ok(self.shared.store.clone());
+        };
+        let shard = self
+            .shard_of(record)
+            .ok_or_else(|| ActorError::Internal("an order without a valid pickup".into()))?;
+        match peers.epoch_of(shard) {
+            Some(epoch) => Ok(self.shared.store.fenced(epoch)),
+            None => Err(ActorError::PeerUnavailable(format!(
+                "cell {shard} of order {} is not served by this node any more",
+                record.order_id
+            ))),
+        }
+    }
+
+    /// This node now serves `shards`: rebuild their open orders that do not run here,
+    /// and settle their pending payments.
+    pub(crate) async fn cells_gained(&self, shards: &[geo::ShardId]) {
+        match self.take_over_orders(shards).await {
+            Ok(r) if r == Recovered::default() => {}
+            Ok(r) => tracing::info!(
+                open_orders = r.open_orders,
+                pending_payments = r.pending_payments,
+                cells = shards.len(),
+                "open orders taken over with cells"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "could not take over the open orders of gained cells")
+            }
+        }
+    }
+
+    /// This node no longer serves `shard`: stop the order actors whose pickup is there.
+    pub(crate) fn cell_lost(&self, shard: geo::ShardId) {
+        for entry in self.shared.actors.iter() {
+            entry.value().do_send(messages::Relinquish { shard });
+        }
+    }
+
+    /// An order's actor stopped here because its cell moved: forget it here without
+    /// telling its parties (the new owner does).
+    pub(crate) fn handed_over(&self, record: &storage::OrderRecord) {
+        self.shared.actors.remove(&record.order_id);
+        metrics::gauge!(crate::telemetry::ORDER_ACTORS).set(self.shared.actors.len() as f64);
+        for party in [
+            PartyId::User(record.user_id),
+            PartyId::Associate(record.associate_id),
+        ] {
+            self.shared
+                .by_party
+                .remove_if(&party, |_, o| *o == record.order_id);
+            self.mirror_untracked(party, record.order_id);
+        }
+        if let Some(peers) = self.shared.dispatch.peers() {
+            peers.unserve(crate::peers::Served::Order(record.order_id));
+        }
+    }
+
+    /// Rebuilds the actors of the open orders whose pickup shard `wanted` accepts (and
+    /// that do not run here yet), marks their associates busy (unless the order only
+    /// owes a cancellation fee), and settles their payments left pending.
+    fn recover(&self, wanted: impl Fn(geo::ShardId) -> bool) -> Result<Recovered, ActorError> {
+        let records = self.open_orders_in(wanted)?;
+        self.adopt(records)
+    }
+
+    /// The stored open orders whose pickup shard `wanted` accepts and that do not run
+    /// here.
+    fn open_orders_in(
+        &self,
+        wanted: impl Fn(geo::ShardId) -> bool,
+    ) -> Result<Vec<storage::OrderRecord>, ActorError> {
+        Ok(self
+            .shared
+            .store
+            .open_orders()?
+            .into_iter()
+            .filter(|r| {
+                !self.shared.actors.contains_key(&r.order_id)
+                    && self.shard_of(r).is_none_or(&wanted)
+            })
+            .collect())
+    }
+
+    /// Cluster mode: takes over the open orders of gained cells, each stamped with this
+    /// node's epoch first, so the former owner's late writes are refused from then on.
+    async fn take_over_orders(&self, shards: &[geo::ShardId]) -> Result<Recovered, ActorError> {
+        let mut fenced = Vec::new();
+        for record in self.open_orders_in(|s| shards.contains(&s))? {
+            let stamped = self
+                .store_for(&record)
+                .and_then(|store| Ok(store.fence_order(record.order_id)?));
+            match stamped {
+                Ok(ticket) => match ticket.durable().await {
+                    Ok(()) => fenced.push(record),
+                    Err(e) => {
+                        tracing::warn!(order = %record.order_id, error = %e, "not taking over an order")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(order = %record.order_id, error = %e, "not taking over an order")
+                }
+            }
+        }
+        self.adopt(fenced)
+    }
+
+    /// Rebuilds the actors of `records`, marks their associates busy (unless the order
+    /// only owes a cancellation fee), and settles their payments left pending (every
+    /// pending payment on a single node).
+    fn adopt(&self, records: Vec<storage::OrderRecord>) -> Result<Recovered, ActorError> {
         let store = &self.shared.store;
         let mut recovered = Recovered::default();
-        for record in store.open_orders()? {
+        let mut taken = std::collections::HashSet::new();
+        for record in records {
+            if self.shared.actors.contains_key(&record.order_id) {
+                continue;
+            }
+            taken.insert(record.order_id);
             recovered.open_orders += 1;
             if record.owes_fee() {
                 recovered.owing_fee += 1;
@@ -172,6 +303,9 @@ impl Orders {
             self.register(&record, addr);
         }
         for payment in store.pending_payments()? {
+            if self.shared.dispatch.peers().is_some() && !taken.contains(&payment.order_id) {
+                continue;
+            }
             recovered.pending_payments += 1;
             self.payments().do_send(Recover { payment });
         }
@@ -227,9 +361,62 @@ impl Orders {
         }
     }
 
-    /// The user pays their order's invoice. Once the order has ended, a retry with a used
-    /// key gets the stored outcome again.
+    /// In cluster mode, the node running `order`'s actor when it is not this one.
+    fn remote(&self, order: OrderId) -> Option<&crate::peers::Peers> {
+        if self.shared.actors.contains_key(&order) {
+            return None;
+        }
+        self.shared.dispatch.peers()
+    }
+
+    /// Asks the node running `order`'s actor; an order no node runs has ended.
+    async fn ask_remote(
+        &self,
+        peers: &crate::peers::Peers,
+        party: PartyId,
+        order: OrderId,
+        ask: OrderAsk,
+    ) -> Result<Option<OrderSnapshot>, ActorError> {
+        let asked = peers.call::<crate::peers::messages::OrderReply>(
+            crate::peers::subjects::order(order),
+            &ToOrder { party, ask },
+        );
+        match asked.await {
+            Ok(reply) => reply,
+            Err(crate::peers::PeerError::NoResponders(_)) => Err(self.ended(party, order)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user pays their order's invoice, wherever the order runs.
     pub async fn pay(&self, party: PartyId, frame: wire::Pay) -> Result<(), ActorError> {
+        match self.remote(frame.order_id) {
+            Some(peers) => {
+                let asked = peers.call::<crate::peers::messages::OrderReply>(
+                    crate::peers::subjects::order(frame.order_id),
+                    &ToOrder {
+                        party,
+                        ask: OrderAsk::Pay(frame.clone()),
+                    },
+                );
+                match asked.await {
+                    Ok(reply) => reply.map(|_| ()),
+                    // Ended everywhere: a retry with a used key gets its stored outcome.
+                    Err(crate::peers::PeerError::NoResponders(_)) => self.pay_ended(party, &frame),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            None => self.pay_here(party, frame).await,
+        }
+    }
+
+    /// The user pays their order's invoice, on this node. Once the order has ended, a
+    /// retry with a used key gets the stored outcome again.
+    pub(crate) async fn pay_here(
+        &self,
+        party: PartyId,
+        frame: wire::Pay,
+    ) -> Result<(), ActorError> {
         let Ok(actor) = self.actor(frame.order_id) else {
             return self.pay_ended(party, &frame);
         };
@@ -289,8 +476,25 @@ impl Orders {
         self.actor(order).map_err(|_| self.ended(party, order))
     }
 
-    /// The associate confirms cash.
+    /// The associate confirms cash, wherever the order runs.
     pub async fn cash_received(
+        &self,
+        party: PartyId,
+        frame: wire::CashReceived,
+    ) -> Result<(), ActorError> {
+        match self.remote(frame.order_id) {
+            Some(peers) => {
+                let order = frame.order_id;
+                self.ask_remote(peers, party, order, OrderAsk::Cash(frame))
+                    .await
+                    .map(|_| ())
+            }
+            None => self.cash_here(party, frame).await,
+        }
+    }
+
+    /// The associate confirms cash, on this node.
+    pub(crate) async fn cash_here(
         &self,
         party: PartyId,
         frame: wire::CashReceived,
@@ -362,11 +566,28 @@ impl Orders {
         self.shared.actors.insert(record.order_id, addr);
         metrics::gauge!(crate::telemetry::ORDER_ACTORS).set(self.shared.actors.len() as f64);
         self.shared.by_party.insert(user, record.order_id);
+        let tracked =
+            !record.state.is_terminal() && record.state < wire::model::OrderState::Completed;
+        if let Some(peers) = self.shared.dispatch.peers() {
+            crate::peers::serve::serve_order(peers, self, record.order_id);
+            let owes = record.owes_fee();
+            for (party, peer, on) in [(user, associate, true), (associate, user, !owes)] {
+                if on {
+                    self.tell(
+                        party,
+                        ToParty::Joined {
+                            order: record.order_id,
+                            peer: (tracked && !owes).then_some(peer),
+                        },
+                    );
+                }
+            }
+        }
         if record.owes_fee() {
             return;
         }
         self.shared.by_party.insert(associate, record.order_id);
-        if !record.state.is_terminal() && record.state < wire::model::OrderState::Completed {
+        if tracked {
             self.shared.tracking.insert(
                 user,
                 Track {
@@ -390,22 +611,66 @@ impl Orders {
             PartyId::User(record.user_id),
             PartyId::Associate(record.associate_id),
         ] {
-            self.shared
-                .tracking
-                .remove_if(&party, |_, t| t.order == record.order_id);
-            self.shared.last_relay.remove(&party);
+            self.mirror_untracked(party, record.order_id);
+            self.tell(
+                party,
+                ToParty::Untracked {
+                    order: record.order_id,
+                },
+            );
         }
+    }
+
+    /// In cluster mode, tells `party`'s node about their order.
+    fn tell(&self, party: PartyId, msg: ToParty) {
+        if let Some(peers) = self.shared.dispatch.peers() {
+            peers.publish(crate::peers::subjects::party(party), &msg);
+        }
+    }
+
+    /// `party`, connected here, is on `order` hosted elsewhere (`peer`: whom their
+    /// position is relayed to).
+    pub(crate) fn mirror_joined(&self, party: PartyId, order: OrderId, peer: Option<PartyId>) {
+        if self.shared.actors.contains_key(&order) {
+            return;
+        }
+        self.shared.by_party.insert(party, order);
+        if let Some(peer) = peer {
+            self.shared.tracking.insert(party, Track { order, peer });
+        }
+    }
+
+    /// Live tracking of `order` stopped for `party`.
+    pub(crate) fn mirror_untracked(&self, party: PartyId, order: OrderId) {
+        self.shared
+            .tracking
+            .remove_if(&party, |_, t| t.order == order);
+        self.shared.last_relay.remove(&party);
+    }
+
+    /// `party` is off `order` hosted elsewhere.
+    pub(crate) fn mirror_left(&self, party: PartyId, order: OrderId) {
+        if self.shared.actors.contains_key(&order) {
+            return;
+        }
+        self.mirror_untracked(party, order);
+        self.shared.by_party.remove_if(&party, |_, o| *o == order);
     }
 
     /// The associate is no longer on the order (it owes only a fee, or only the user's
     /// payment is missing): they may take other work.
     pub(crate) fn associate_off(&self, record: &storage::OrderRecord) {
         self.stop_tracking(record);
+        let associate = PartyId::Associate(record.associate_id);
         self.shared
             .by_party
-            .remove_if(&PartyId::Associate(record.associate_id), |_, o| {
-                *o == record.order_id
-            });
+            .remove_if(&associate, |_, o| *o == record.order_id);
+        self.tell(
+            associate,
+            ToParty::Left {
+                order: record.order_id,
+            },
+        );
     }
 
     /// Forgets a finished order.
@@ -420,12 +685,51 @@ impl Orders {
             self.shared
                 .by_party
                 .remove_if(&party, |_, o| *o == record.order_id);
+            self.tell(
+                party,
+                ToParty::Left {
+                    order: record.order_id,
+                },
+            );
+        }
+        if let Some(peers) = self.shared.dispatch.peers() {
+            peers.unserve(crate::peers::Served::Order(record.order_id));
         }
     }
 
     /// The party's open order, if any.
     pub fn open_order_of(&self, party: PartyId) -> Option<OrderId> {
         self.shared.by_party.get(&party).map(|o| *o)
+    }
+
+    /// The party's open order wherever it runs: as known here, or in cluster mode read
+    /// from the store (they may have reconnected to this node), then followed here.
+    pub fn find_open_order(&self, party: PartyId) -> Result<Option<OrderId>, ActorError> {
+        let known = self.open_order_of(party);
+        if self.shared.dispatch.peers().is_none() {
+            return Ok(known);
+        }
+        if let Some(order) = known {
+            // An order running here is known exactly; one followed from another node is
+            // a hint the store confirms (its end is durable before anyone hears of it).
+            if self.shared.actors.contains_key(&order) {
+                return Ok(Some(order));
+            }
+            match self.shared.store.order(order)? {
+                Some(record) if still_on(&record, party) => return Ok(Some(order)),
+                _ => self.mirror_left(party, order),
+            }
+        }
+        let Some(record) = open_order_in_store(&self.shared.store, party)? else {
+            return Ok(None);
+        };
+        let tracked = record.state < wire::model::OrderState::Completed && !record.owes_fee();
+        let peer = match party {
+            PartyId::User(_) => PartyId::Associate(record.associate_id),
+            PartyId::Associate(_) => PartyId::User(record.user_id),
+        };
+        self.mirror_joined(party, record.order_id, tracked.then_some(peer));
+        Ok(Some(record.order_id))
     }
 
     /// How many orders are open.
@@ -441,8 +745,24 @@ impl Orders {
             .ok_or(ActorError::NotYourOrder)
     }
 
-    /// `party` acts on `order`.
+    /// `party` acts on `order`, wherever it runs.
     pub async fn act(
+        &self,
+        party: PartyId,
+        order: OrderId,
+        action: Action,
+    ) -> Result<(), ActorError> {
+        match self.remote(order) {
+            Some(peers) => self
+                .ask_remote(peers, party, order, OrderAsk::Act(action))
+                .await
+                .map(|_| ()),
+            None => self.act_here(party, order, action).await,
+        }
+    }
+
+    /// `party` acts on `order`, on this node.
+    pub(crate) async fn act_here(
         &self,
         party: PartyId,
         order: OrderId,
@@ -459,8 +779,23 @@ impl Orders {
         }
     }
 
-    /// The order as `party` may see it.
+    /// The order as `party` may see it, wherever it runs.
     pub async fn snapshot(
+        &self,
+        party: PartyId,
+        order: OrderId,
+    ) -> Result<OrderSnapshot, ActorError> {
+        match self.remote(order) {
+            Some(peers) => self
+                .ask_remote(peers, party, order, OrderAsk::View)
+                .await?
+                .ok_or_else(|| ActorError::Internal("an order view came back empty".into())),
+            None => self.snapshot_here(party, order).await,
+        }
+    }
+
+    /// The order as `party` may see it, on this node.
+    pub(crate) async fn snapshot_here(
         &self,
         party: PartyId,
         order: OrderId,
@@ -503,4 +838,52 @@ pub(crate) fn side_of(record: &storage::OrderRecord, party: PartyId) -> Option<R
         PartyId::Associate(a) if a == record.associate_id => Some(Role::Associate),
         _ => None,
     }
+}
+
+/// Whether `party` is still on the stored order: it is open, and (for its associate)
+/// does not only owe a cancellation fee.
+fn still_on(record: &storage::OrderRecord, party: PartyId) -> bool {
+    use wire::model::OrderState as S;
+    match record.state {
+        S::Closed => false,
+        S::Cancelled => record.owes_fee() && matches!(party, PartyId::User(_)),
+        _ => true,
+    }
+}
+
+/// The open order `party` is on, read from the store (cluster mode: it may run on any
+/// node).
+pub(crate) fn open_order_in_store(
+    store: &storage::Store,
+    party: PartyId,
+) -> Result<Option<storage::OrderRecord>, ActorError> {
+    use wire::model::OrderState as S;
+    let (user, associate) = match party {
+        PartyId::User(u) => (Some(u), None),
+        PartyId::Associate(a) => (None, Some(a)),
+    };
+    for state in [
+        S::Allotted,
+        S::EnRoute,
+        S::Arrived,
+        S::Started,
+        S::Completed,
+        S::Billed,
+        S::Paid,
+        S::Cancelled,
+    ] {
+        let query = storage::OrderQuery {
+            user,
+            associate,
+            state: Some(state),
+            limit: storage::MAX_PAGE,
+            ..Default::default()
+        };
+        let page = store.find_orders(&query)?;
+        let open = page.items.into_iter().find(|o| still_on(o, party));
+        if open.is_some() {
+            return Ok(open);
+        }
+    }
+    Ok(None)
 }

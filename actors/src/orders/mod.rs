@@ -20,5 +20,6 @@ pub mod payment;
 pub mod pricing;
 pub mod stall;
 
+pub(crate) use handle::open_order_in_store;
 pub(crate) use handle::side_of;
 pub use handle::{OrderConfig, Orders, Recovered};

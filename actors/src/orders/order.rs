@@ -280,10 +280,11 @@ impl OrderActor {
             storage::SideWrite::Invoice(i) => Some(i.clone()),
             _ => None,
         });
-        let write = self
-            .orders
-            .store()
-            .transition_durable(self.record.order_id, now, kind, side);
+        let store = match self.orders.store_for(&self.record) {
+            Ok(store) => store,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let write = store.transition_durable(self.record.order_id, now, kind, side);
         Box::pin(write.into_actor(self).map(move |committed, act, ctx| {
             let storage::Committed {
                 order,
@@ -974,3 +975,25 @@ impl Handler<OpsAct> for OrderActor {
 
 /// How long recovery waits between attempts to bill an order whose billing failed.
 pub(crate) const BILLING_RETRY: Duration = Duration::from_secs(5);
+
+impl Handler<crate::orders::messages::Relinquish> for OrderActor {
+    type Result = ();
+
+    /// Stops here if the order's pickup is in the cell handed over: its new owner
+    /// rebuilds it from the store.
+    fn handle(&mut self, msg: crate::orders::messages::Relinquish, ctx: &mut Context<Self>) {
+        let shard = self
+            .record
+            .pickup
+            .to_latlng()
+            .ok()
+            .map(|p| self.orders.dispatch().shared.map.shard_of(p));
+        if shard == Some(msg.shard) {
+            if std::mem::take(&mut self.stalled) {
+                metrics::gauge!(crate::telemetry::ORDERS_STALLED).decrement(1.0);
+            }
+            self.orders.handed_over(&self.record);
+            ctx.stop();
+        }
+    }
+}

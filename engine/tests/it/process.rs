@@ -34,17 +34,22 @@ impl Engine {
 
     /// Starts the engine with extra flags.
     pub fn start_with(dir: &Path, flags: &[&str]) -> Self {
-        Self::spawn(dir, flags, "warn")
+        Self::spawn(dir, "127.0.0.1:0", flags, "warn")
     }
 
     /// Starts the engine logging at info level (see [`Engine::logged`]).
     pub fn start_logged(dir: &Path) -> Self {
-        Self::spawn(dir, &["--admin-key", ADMIN], "info")
+        Self::spawn(dir, "127.0.0.1:0", &["--admin-key", ADMIN], "info")
     }
 
-    fn spawn(dir: &Path, flags: &[&str], log_level: &str) -> Self {
+    /// Starts the engine listening on `listen`, logging at info level.
+    pub fn start_on(dir: &Path, listen: &str, flags: &[&str]) -> Self {
+        Self::spawn(dir, listen, flags, "info")
+    }
+
+    fn spawn(dir: &Path, listen: &str, flags: &[&str], log_level: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
-            .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(["--listen", listen, "--workers", "1"])
             .arg("--data-dir")
             .arg(dir)
             .args(flags)
@@ -120,6 +125,27 @@ impl Engine {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Every line logged so far containing `part`.
+    pub fn lines_with(&self, part: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(part))
+            .cloned()
+            .collect()
     }
 
     pub async fn admin(

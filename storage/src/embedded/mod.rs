@@ -217,6 +217,11 @@ impl Backend for SledStore {
         SledStore::put_request(self, request)
     }
 
+    fn fence_order(&self, _order: OrderId) -> Result<Ticket, StorageError> {
+        // One node, one writer: nothing to fence.
+        Ok(SledStore::commit(self))
+    }
+
     fn remove_request(&self, id: RequestId) -> Result<Ticket, StorageError> {
         SledStore::remove_request(self, id)
     }

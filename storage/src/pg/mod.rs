@@ -406,6 +406,11 @@ impl Backend for PgStore {
         Ok(self.write(move |s| ops::put_request(s, request.clone())))
     }
 
+    fn fence_order(&self, order: OrderId) -> Result<Ticket, StorageError> {
+        let epoch = self.epoch;
+        Ok(self.write(move |s| ops::fence_order(s, order, epoch)))
+    }
+
     fn remove_request(&self, id: RequestId) -> Result<Ticket, StorageError> {
         Ok(self.write(move |s| ops::remove_request(s, id)))
     }

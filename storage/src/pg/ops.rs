@@ -750,6 +750,16 @@ pub(crate) async fn put_request(s: Session, request: OpenRequest) -> Result<(), 
     Ok(())
 }
 
+pub(crate) async fn fence_order(s: Session, id: OrderId, epoch: i64) -> Result<(), StorageError> {
+    // The fencing trigger refuses it if a newer epoch holds the order.
+    s.execute(
+        "UPDATE orders SET epoch = $2 WHERE id = $1",
+        &[&id.0, &epoch],
+    )
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn remove_request(s: Session, id: RequestId) -> Result<(), StorageError> {
     s.execute("DELETE FROM open_requests WHERE id = $1", &[&id.0])
         .await?;

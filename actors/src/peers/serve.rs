@@ -1,0 +1,294 @@
+//! What a node does with messages from its peers, and the watch that serves the cells it
+//! holds: on gaining a cell it subscribes to the cell's subjects, asks every node to
+//! re-send the associates it indexes there, and resumes the cell's open requests; on
+//! losing one it unsubscribes and stops the offer loops it ran there.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use geo::ShardId;
+use wire::PartyId;
+
+use crate::dispatch::Dispatch;
+use crate::dispatch::messages::{LocalNearest, RequestRef};
+use crate::orders::Orders;
+use crate::peers::messages::{OrderAsk, ToAssociate, ToOrder, ToParty, ToRequest};
+use crate::peers::{Peers, Served, decode, subjects};
+
+/// Connects dispatch and orders to the cluster: frames for parties on other nodes go
+/// out through `peers`, and the cells this node holds are served as they change (their
+/// open orders and requests taken over). Call [`Dispatch::join_cluster`] before
+/// starting orders, so they recover only the cells this node gains.
+pub fn wire_up(peers: Peers, dispatch: &Dispatch, orders: &Orders) {
+    dispatch.join_cluster(peers.clone());
+    let relay = Arc::new(PartyRelay {
+        peers: peers.clone(),
+        dispatch: dispatch.clone(),
+        orders: orders.clone(),
+    });
+    dispatch.sessions().set_relay(relay);
+    let on_reindex = {
+        let dispatch = dispatch.clone();
+        Arc::new(move |m: async_nats::Message| {
+            if let Some(cell) = decode::<u64>(&m).and_then(ShardId::from_u64) {
+                dispatch.reindex(cell);
+            }
+        })
+    };
+    peers.serve(Served::Reindex, vec![subjects::REINDEX.into()], on_reindex);
+    let mut owned = peers.watch_owned();
+    let dispatch = dispatch.clone();
+    let orders = orders.clone();
+    let runtime = tokio::runtime::Handle::current();
+    runtime.spawn(async move {
+        let mut serving: BTreeSet<u64> = BTreeSet::new();
+        loop {
+            let now: BTreeSet<u64> = owned.borrow_and_update().keys().copied().collect();
+            for cell in serving.difference(&now).copied().collect::<Vec<_>>() {
+                if let Some(shard) = ShardId::from_u64(cell) {
+                    peers.unserve(Served::Cell(shard));
+                    dispatch.cell_lost(shard);
+                    orders.cell_lost(shard);
+                    metrics::counter!(crate::telemetry::CLUSTER_CELL_CHANGES, "change" => "lost")
+                        .increment(1);
+                }
+                serving.remove(&cell);
+            }
+            let gained: Vec<ShardId> = now
+                .difference(&serving)
+                .filter_map(|c| ShardId::from_u64(*c))
+                .collect();
+            for &shard in &gained {
+                serve_cell(&peers, &dispatch, shard);
+                peers.publish(subjects::REINDEX.into(), &shard.as_u64());
+                serving.insert(shard.as_u64());
+            }
+            metrics::gauge!(crate::telemetry::CLUSTER_CELLS).set(serving.len() as f64);
+            metrics::counter!(crate::telemetry::CLUSTER_CELL_CHANGES, "change" => "gained")
+                .increment(gained.len() as u64);
+            if !gained.is_empty() {
+                orders.cells_gained(&gained).await;
+                dispatch.cells_gained(&gained).await;
+            }
+            if owned.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Subscribes to a cell's subjects.
+fn serve_cell(peers: &Peers, dispatch: &Dispatch, shard: ShardId) {
+    let index = subjects::cell_index(shard);
+    let search = subjects::cell_search(shard);
+    let start = subjects::cell_start(shard);
+    let (dispatch, answer) = (dispatch.clone(), peers.clone());
+    let (is_index, is_search) = (index.clone(), search.clone());
+    let on = Arc::new(move |m: async_nats::Message| {
+        let subject = m.subject.as_str();
+        if subject == is_index {
+            if let Some(op) = decode(&m) {
+                dispatch.to_lane_here(shard, op);
+            }
+        } else if subject == is_search {
+            let Some(search) = decode::<LocalNearest>(&m) else {
+                return;
+            };
+            let asked = dispatch.search_here(shard, search);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let found = asked.await;
+                answer.reply(&m, &found);
+            });
+        } else if let Some(stored) = decode::<storage::OpenRequest>(&m) {
+            let dispatch = dispatch.clone();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let started = dispatch.start_stored(stored).await;
+                answer.reply(&m, &started);
+            });
+        }
+    });
+    peers.serve(Served::Cell(shard), vec![index, search, start], on);
+}
+
+/// Serves an associate whose actor runs here.
+pub(crate) fn serve_associate(peers: &Peers, dispatch: &Dispatch, id: wire::AssociateId) {
+    let (dispatch, answer) = (dispatch.clone(), peers.clone());
+    let on = Arc::new(move |m: async_nats::Message| {
+        let Some(msg) = decode::<ToAssociate>(&m) else {
+            return;
+        };
+        match msg {
+            ToAssociate::Reserve {
+                request,
+                task,
+                pickup,
+                offer,
+            } => {
+                let request = RequestRef::Remote {
+                    request,
+                    peers: answer.clone(),
+                };
+                let asked = dispatch.reserve_here(id, request, task, pickup, offer);
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let reply = asked.await;
+                    answer.reply(&m, &reply);
+                });
+            }
+            other => dispatch.to_associate_here(id, other),
+        }
+    });
+    peers.serve(Served::Associate(id), vec![subjects::associate(id)], on);
+}
+
+/// Serves a request whose offer loop runs here.
+pub(crate) fn serve_request(peers: &Peers, dispatch: &Dispatch, id: wire::RequestId) {
+    let (dispatch, answer) = (dispatch.clone(), peers.clone());
+    let on = Arc::new(move |m: async_nats::Message| {
+        let Some(msg) = decode::<ToRequest>(&m) else {
+            return;
+        };
+        let Some(addr) = dispatch.request_actor(id) else {
+            // Ended meanwhile: the caller's timeout or "no responders" answers it.
+            return;
+        };
+        match msg {
+            ToRequest::Accept { associate } => {
+                let asked = addr.send(crate::dispatch::messages::AcceptOffer { associate });
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let outcome = asked
+                        .await
+                        .unwrap_or(crate::dispatch::messages::AcceptOutcome::TooLate);
+                    answer.reply(&m, &outcome);
+                });
+            }
+            ToRequest::Refused { associate, why } => {
+                addr.do_send(crate::dispatch::messages::OfferRefused { associate, why });
+            }
+            ToRequest::Cancel { user } => {
+                let asked = addr.send(crate::dispatch::messages::Cancel { user });
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let result = match asked.await {
+                        Ok(r) => r,
+                        Err(_) => Err(crate::ActorError::UnknownRequest),
+                    };
+                    answer.reply(&m, &result);
+                });
+            }
+        }
+    });
+    peers.serve(Served::Request(id), vec![subjects::request(id)], on);
+}
+
+/// Serves an order whose actor runs here.
+pub(crate) fn serve_order(peers: &Peers, orders: &Orders, id: wire::OrderId) {
+    let (orders, answer) = (orders.clone(), peers.clone());
+    let on = Arc::new(move |m: async_nats::Message| {
+        let Some(ToOrder { party, ask }) = decode::<ToOrder>(&m) else {
+            return;
+        };
+        let orders = orders.clone();
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let reply: crate::peers::messages::OrderReply = match ask {
+                OrderAsk::Act(action) => orders.act_here(party, id, action).await.map(|_| None),
+                OrderAsk::Pay(frame) => orders.pay_here(party, frame).await.map(|_| None),
+                OrderAsk::Cash(frame) => orders.cash_here(party, frame).await.map(|_| None),
+                OrderAsk::View => orders.snapshot_here(party, id).await.map(Some),
+            };
+            answer.reply(&m, &reply);
+        });
+    });
+    peers.serve(Served::Order(id), vec![subjects::order(id)], on);
+}
+
+/// Frames and order membership for parties connected here; the hooks that serve a
+/// party's subject while they are.
+#[derive(Debug)]
+struct PartyRelay {
+    peers: Peers,
+    dispatch: Dispatch,
+    orders: Orders,
+}
+
+impl crate::sessions::Relay for PartyRelay {
+    fn frame(&self, party: PartyId, frame: wire::ServerMessage) {
+        self.peers
+            .publish(subjects::party(party), &ToParty::Frame(frame));
+    }
+
+    fn attached(&self, party: PartyId) {
+        let (dispatch, orders, peers) = (
+            self.dispatch.clone(),
+            self.orders.clone(),
+            self.peers.clone(),
+        );
+        let me = self.peers.node().to_owned();
+        let on = Arc::new(move |m: async_nats::Message| {
+            let Some(msg) = decode::<ToParty>(&m) else {
+                return;
+            };
+            match msg {
+                ToParty::Frame(frame) => {
+                    let _ = dispatch.sessions().send_here(party, frame);
+                }
+                ToParty::TakeOver { node } if node != me => {
+                    // A newer connection elsewhere: end ours and stop serving them here
+                    // (their associate actor too), then say so.
+                    dispatch.sessions().replace_here(party);
+                    let gone = peers.unserve_then(Served::Party(party));
+                    let actor_gone = match party {
+                        PartyId::Associate(a) => {
+                            dispatch.associate_disconnected(a);
+                            Some(peers.unserve_then(Served::Associate(a)))
+                        }
+                        PartyId::User(_) => None,
+                    };
+                    let peers = peers.clone();
+                    tokio::spawn(async move {
+                        let _ = gone.await;
+                        if let Some(a) = actor_gone {
+                            let _ = a.await;
+                        }
+                        peers.reply(&m, &true);
+                    });
+                }
+                ToParty::TakeOver { .. } => {}
+                ToParty::RequestEnded { request } => {
+                    if let PartyId::User(u) = party {
+                        dispatch.forget_user_request(u, request);
+                    }
+                }
+                ToParty::Joined { order, peer } => orders.mirror_joined(party, order, peer),
+                ToParty::Untracked { order } => orders.mirror_untracked(party, order),
+                ToParty::Left { order } => orders.mirror_left(party, order),
+            }
+        });
+        self.peers
+            .serve(Served::Party(party), vec![subjects::party(party)], on);
+    }
+
+    fn detached(&self, party: PartyId) {
+        self.peers.unserve(Served::Party(party));
+    }
+}
+
+/// Asks whichever node holds `party`'s connection to let it go; resolves once it has,
+/// or when nobody answers within the call timeout.
+pub(crate) async fn take_over(peers: &Peers, party: PartyId) {
+    let asked = peers.call::<bool>(
+        subjects::party(party),
+        &ToParty::TakeOver {
+            node: peers.node().to_owned(),
+        },
+    );
+    if let Err(e) = asked.await
+        && !matches!(e, crate::peers::PeerError::NoResponders(_))
+    {
+        tracing::warn!(?party, error = %e, "the node of an older connection did not answer the takeover");
+    }
+}
