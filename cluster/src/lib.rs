@@ -14,6 +14,7 @@
 //! - [`EventLog`]: order events on a JetStream stream, one subject per order, read back
 //!   after the last sequence an app saw.
 
+mod bucket;
 mod error;
 mod events;
 mod membership;

@@ -181,12 +181,11 @@ async fn follow(bucket: &kv::Store, ttl: Duration) -> Result<(Seen, JoinHandle<(
 
 /// Opens (or creates) the bucket of live nodes with entries kept for `ttl`.
 async fn nodes_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store, ClusterError> {
-    js.create_key_value(kv::Config {
+    let config = || kv::Config {
         bucket: NODES_BUCKET.into(),
         history: 1,
         max_age: ttl,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| nats("the nodes bucket", e))
+    };
+    crate::bucket::open(js, config, "the nodes bucket").await
 }

@@ -39,14 +39,12 @@ fn key(cell: u64) -> String {
 impl Cells {
     /// Opens (or creates) the bucket.
     pub async fn open(js: &jetstream::Context) -> Result<Self, ClusterError> {
-        let bucket = js
-            .create_key_value(kv::Config {
-                bucket: CELLS_BUCKET.into(),
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats("the cells bucket", e))?;
+        let config = || kv::Config {
+            bucket: CELLS_BUCKET.into(),
+            history: 1,
+            ..Default::default()
+        };
+        let bucket = crate::bucket::open(js, config, "the cells bucket").await?;
         Ok(Self { bucket })
     }
 

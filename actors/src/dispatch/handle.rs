@@ -866,11 +866,19 @@ impl Dispatch {
     }
 
     /// This node no longer serves `shard`: stop the offer loops it ran there (their new
-    /// owner resumes them from the store) without ending the requests.
-    pub(crate) fn cell_lost(&self, shard: ShardId) {
-        for entry in self.shared.requests.iter() {
-            entry.value().do_send(messages::Relinquish { shard });
-        }
+    /// owner resumes them from the store) without ending the requests; resolves once
+    /// they are out of the address book.
+    pub(crate) async fn cell_lost(&self, shard: ShardId) {
+        let actors: Vec<Addr<RequestActor>> = self
+            .shared
+            .requests
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        let asked = actors
+            .iter()
+            .map(|a| a.send(messages::Relinquish { shard }));
+        futures_util::future::join_all(asked).await;
     }
 
     /// Another node took `shard`: re-send the associates indexed there from here.

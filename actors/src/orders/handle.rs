@@ -193,11 +193,19 @@ impl Orders {
         }
     }
 
-    /// This node no longer serves `shard`: stop the order actors whose pickup is there.
-    pub(crate) fn cell_lost(&self, shard: geo::ShardId) {
-        for entry in self.shared.actors.iter() {
-            entry.value().do_send(messages::Relinquish { shard });
-        }
+    /// This node no longer serves `shard`: stop the order actors whose pickup is there
+    /// (resolves once they are out of the address book).
+    pub(crate) async fn cell_lost(&self, shard: geo::ShardId) {
+        let actors: Vec<Addr<OrderActor>> = self
+            .shared
+            .actors
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        let asked = actors
+            .iter()
+            .map(|a| a.send(messages::Relinquish { shard }));
+        futures_util::future::join_all(asked).await;
     }
 
     /// An order's actor stopped here because its cell moved: forget it here without
@@ -383,8 +391,19 @@ impl Orders {
         );
         match asked.await {
             Ok(reply) => reply,
-            Err(crate::peers::PeerError::NoResponders(_)) => Err(self.ended(party, order)),
+            Err(crate::peers::PeerError::NoResponders(_)) => Err(self.unserved(party, order)),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The error for an order no node serves: ended, or (still open) between its old
+    /// owner and its new one, so the app should try again.
+    fn unserved(&self, party: PartyId, order: OrderId) -> ActorError {
+        match self.shared.store.order(order) {
+            Ok(Some(o)) if side_of(&o, party).is_some() && still_on(&o, party) => {
+                ActorError::PeerUnavailable(format!("order {order} is changing nodes"))
+            }
+            _ => self.ended(party, order),
         }
     }
 
@@ -402,7 +421,12 @@ impl Orders {
                 match asked.await {
                     Ok(reply) => reply.map(|_| ()),
                     // Ended everywhere: a retry with a used key gets its stored outcome.
-                    Err(crate::peers::PeerError::NoResponders(_)) => self.pay_ended(party, &frame),
+                    Err(crate::peers::PeerError::NoResponders(_)) => {
+                        match self.unserved(party, frame.order_id) {
+                            e @ ActorError::PeerUnavailable(_) => Err(e),
+                            _ => self.pay_ended(party, &frame),
+                        }
+                    }
                     Err(e) => Err(e.into()),
                 }
             }

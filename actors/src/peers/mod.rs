@@ -204,10 +204,16 @@ impl Peers {
                 let _ = tx.send(Err(PeerError::Failed(format!("encoding: {e}"))));
             }
         }
+        // NATS times the request out; this bounds the wait for the queue as well.
+        let patience = self.inner.call_timeout * 2;
+        let named = subject_for_error(&self.inner.node);
         async move {
-            let body = rx
-                .await
-                .map_err(|_| PeerError::Failed("the NATS queue stopped".into()))??;
+            let body = match tokio::time::timeout(patience, rx).await {
+                Ok(answer) => {
+                    answer.map_err(|_| PeerError::Failed("the NATS queue stopped".into()))??
+                }
+                Err(_) => return Err(PeerError::TimedOut(named)),
+            };
             serde_json::from_slice(&body).map_err(|e| PeerError::Failed(format!("decoding: {e}")))
         }
     }
@@ -241,6 +247,11 @@ impl Peers {
     pub fn call_timeout(&self) -> Duration {
         self.inner.call_timeout
     }
+}
+
+/// How a call that waited too long for the queue is named in its error.
+fn subject_for_error(node: &str) -> String {
+    format!("a call from {node} (the queue to NATS is backed up)")
 }
 
 /// Decodes a received message, logging what cannot be read.

@@ -3,7 +3,7 @@
 //! re-send the associates it indexes there, and resumes the cell's open requests; on
 //! losing one it unsubscribes and stops the offer loops it ran there.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use geo::ShardId;
@@ -41,29 +41,43 @@ pub fn wire_up(peers: Peers, dispatch: &Dispatch, orders: &Orders) {
     let orders = orders.clone();
     let runtime = tokio::runtime::Handle::current();
     runtime.spawn(async move {
-        let mut serving: BTreeSet<u64> = BTreeSet::new();
+        // Each cell served, with the epoch of the claim it is served under.
+        let mut serving: BTreeMap<u64, u64> = BTreeMap::new();
         loop {
-            let now: BTreeSet<u64> = owned.borrow_and_update().keys().copied().collect();
-            for cell in serving.difference(&now).copied().collect::<Vec<_>>() {
+            let now: BTreeMap<u64, u64> = owned.borrow_and_update().clone();
+            // A cell claimed again under a new epoch was lost meanwhile (the node was cut
+            // off or paused): others may have run it, so it is dropped and taken over
+            // afresh from the store.
+            let lost: Vec<u64> = serving
+                .iter()
+                .filter(|(cell, epoch)| now.get(cell) != Some(epoch))
+                .map(|(cell, _)| *cell)
+                .collect();
+            if !lost.is_empty() {
+                tracing::info!(lost = lost.len(), "cells lost");
+            }
+            for cell in lost {
                 if let Some(shard) = ShardId::from_u64(cell) {
                     peers.unserve(Served::Cell(shard));
-                    dispatch.cell_lost(shard);
-                    orders.cell_lost(shard);
+                    dispatch.cell_lost(shard).await;
+                    orders.cell_lost(shard).await;
                     metrics::counter!(crate::telemetry::CLUSTER_CELL_CHANGES, "change" => "lost")
                         .increment(1);
                 }
                 serving.remove(&cell);
             }
             let gained: Vec<ShardId> = now
-                .difference(&serving)
+                .keys()
+                .filter(|c| !serving.contains_key(c))
                 .filter_map(|c| ShardId::from_u64(*c))
                 .collect();
             for &shard in &gained {
                 serve_cell(&peers, &dispatch, shard);
                 peers.publish(subjects::REINDEX.into(), &shard.as_u64());
-                serving.insert(shard.as_u64());
             }
+            serving = now;
             metrics::gauge!(crate::telemetry::CLUSTER_CELLS).set(serving.len() as f64);
+            tracing::info!(held = serving.len(), gained = gained.len(), "cells changed");
             metrics::counter!(crate::telemetry::CLUSTER_CELL_CHANGES, "change" => "gained")
                 .increment(gained.len() as u64);
             if !gained.is_empty() {

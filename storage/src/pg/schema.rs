@@ -7,14 +7,21 @@ use tokio_postgres::Client;
 use crate::error::StorageError;
 
 /// The migrations this build knows, in order: version, name, SQL.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "records",
-    include_str!("../../migrations/0001_records.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "records",
+        include_str!("../../migrations/0001_records.sql"),
+    ),
+    (
+        2,
+        "one_order_per_request",
+        include_str!("../../migrations/0002_one_order_per_request.sql"),
+    ),
+];
 
 /// The schema version this build writes.
-pub const PG_SCHEMA_VERSION: u32 = 1;
+pub const PG_SCHEMA_VERSION: u32 = 2;
 
 /// The advisory lock key migrations hold (any fixed number; "SPEEDY" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5350_4545_4459;
