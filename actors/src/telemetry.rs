@@ -34,6 +34,8 @@ pub const FEEDBACK: &str = "speedy_feedback_total";
 pub const OUTBOX_DEPTH: &str = "speedy_session_outbox_depth";
 /// Cluster mode: shard cells this node holds now.
 pub const CLUSTER_CELLS: &str = "speedy_cluster_cells";
+/// Cluster mode: messages waiting in the node's ordered queue to NATS.
+pub const CLUSTER_QUEUE: &str = "speedy_cluster_queue";
 /// Cluster mode: cells gained and lost, by `change`.
 pub const CLUSTER_CELL_CHANGES: &str = "speedy_cluster_cell_changes_total";
 /// Messages waiting in an actor's mailbox, seen as each is handled, by actor.

@@ -7,14 +7,86 @@ use std::time::Duration;
 use crate::EngineError;
 use crate::config::ClusterSettings;
 
-/// A node that joined: its ownership loop and its link to the others. Dropping it
-/// stops heartbeats, so its cells move once the lease runs out.
+/// A node that joined: its lease keeper, its link to the others and the event log.
+/// Dropping it stops heartbeats, so its cells move once the lease runs out.
 #[derive(Debug)]
 pub struct Joined {
-    /// Membership and cell ownership.
-    pub node: cluster::Node,
+    /// Stops the lease keeper's thread when dropped.
+    _keeper: LeaseKeeper,
     /// Messages to and from the other nodes.
     pub peers: actors::peers::Peers,
+    /// The JetStream log of order events.
+    pub events: cluster::EventLog,
+}
+
+/// The membership heartbeat and ownership loop, on a thread, runtime and NATS connection
+/// of their own: however busy the sockets and actors are, the lease is renewed on time
+/// (a starved heartbeat would hand the node's cells away while it is healthy).
+#[derive(Debug)]
+struct LeaseKeeper {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts the lease keeper for node `id`; the cells it holds, once its first round of
+/// claims is made.
+async fn keep_lease(
+    nats: String,
+    config: cluster::NodeConfig,
+) -> Result<(LeaseKeeper, tokio::sync::watch::Receiver<cluster::Owned>), EngineError> {
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("speedy-lease".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = started_tx.send(Err(format!("the lease keeper's runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let joined = async {
+                    let client = async_nats::ConnectOptions::new()
+                        .name(format!("speedy-{}-lease", config.id))
+                        .connect(&nats)
+                        .await
+                        .map_err(|e| format!("connecting to {nats}: {e}"))?;
+                    let js = async_nats::jetstream::new(client);
+                    cluster::Node::start(&js, config)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match joined {
+                    Ok(node) => {
+                        let _ = started_tx.send(Ok(node.watch()));
+                        let _ = stopped.await;
+                        node.halt();
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| EngineError::Cluster(format!("the lease keeper's thread: {e}")))?;
+    let owned = started
+        .await
+        .map_err(|_| EngineError::Cluster("the lease keeper stopped at start".into()))?
+        .map_err(EngineError::Cluster)?;
+    Ok((LeaseKeeper { stop: Some(stop) }, owned))
 }
 
 /// Connects to NATS and joins the cluster; the first round of claims is made before this
@@ -28,22 +100,25 @@ pub async fn join(
     let market = settings
         .market_cells(resolution)
         .map_err(|m| EngineError::Cluster(format!("market: {m}")))?;
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("speedy-{id}"))
-        .connect(&settings.nats)
-        .await
-        .map_err(|e| EngineError::Cluster(format!("connecting to {}: {e}", settings.nats)))?;
-    let js = async_nats::jetstream::new(client.clone());
-    let node = cluster::Node::start(
-        &js,
+    let (keeper, owned) = keep_lease(
+        settings.nats.clone(),
         cluster::NodeConfig {
             id: id.clone(),
             ttl: Duration::from_millis(settings.lease_ms),
             cells: market.clone(),
         },
     )
-    .await
-    .map_err(|e| EngineError::Cluster(e.to_string()))?;
+    .await?;
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("speedy-{id}"))
+        .connect(&settings.nats)
+        .await
+        .map_err(|e| EngineError::Cluster(format!("connecting to {}: {e}", settings.nats)))?;
+    let js = async_nats::jetstream::new(client.clone());
+    let events = cluster::EventLog::open(&js)
+        .await
+        .map_err(|e| EngineError::Cluster(e.to_string()))?;
+    let cells = owned.borrow().len();
     let peers = actors::peers::Peers::new(
         client,
         actors::peers::PeerConfig {
@@ -51,9 +126,72 @@ pub async fn join(
             market,
             call_timeout: Duration::from_millis(settings.call_timeout_ms),
         },
-        node.watch(),
+        owned,
         &tokio::runtime::Handle::current(),
     );
-    tracing::info!(node = %id, cells = node.owned().len(), nats = %settings.nats, "joined the cluster");
-    Ok(Joined { node, peers })
+    tracing::info!(node = %id, cells, nats = %settings.nats, "joined the cluster");
+    Ok(Joined {
+        _keeper: keeper,
+        peers,
+        events,
+    })
+}
+
+/// Appends every order event this node makes, once durable, to the JetStream log (one
+/// subject per order; a retried append is stored once).
+pub fn mirror_events(
+    events: cluster::EventLog,
+    orders: &actors::Orders,
+) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+    let mut made_here = orders.bus().subscribe()?;
+    Ok(tokio::spawn(async move {
+        while let Some((_, event)) = made_here.next().await {
+            let payload = match serde_json::to_vec(&event) {
+                Ok(p) => bytes::Bytes::from(p),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not encode an order event");
+                    continue;
+                }
+            };
+            let order = event.order_id.to_string();
+            for attempt in 0..5u32 {
+                match events.append(&order, event.seq, payload.clone()).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(%order, seq = event.seq, error = %e, "appending to the event log failed");
+                        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// An order's events as the JetStream log holds them.
+pub async fn logged_events(
+    events: &cluster::EventLog,
+    order: wire::OrderId,
+) -> Result<Vec<wire::model::OrderEvent>, crate::http::ApiError> {
+    let logged = events
+        .after(&order.to_string(), 0)
+        .await
+        .map_err(|e| {
+            crate::http::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                wire::ErrorCode::Overloaded,
+                format!("the event log could not be read: {e}"),
+            )
+        })?;
+    logged
+        .iter()
+        .map(|l| {
+            serde_json::from_slice(&l.payload).map_err(|e| {
+                crate::http::ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    wire::ErrorCode::Internal,
+                    format!("an unreadable logged event: {e}"),
+                )
+            })
+        })
+        .collect()
 }

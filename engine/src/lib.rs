@@ -200,6 +200,11 @@ pub async fn run(
         shutdown: stop.clone(),
         live_sessions: shutdown::Sessions::default(),
         openapi: Arc::new(http::openapi_json()),
+        events: joined.as_ref().map(|j| j.events.clone()),
+    };
+    let mirror = match &joined {
+        Some(j) => Some(cluster::mirror_events(j.events.clone(), &state.orders)?),
+        None => None,
     };
     let archive = archive_task(state.clone());
     let app = http::api().0.with_state(state.clone());
@@ -223,6 +228,9 @@ pub async fn run(
         })
         .await;
     archive.abort();
+    if let Some(mirror) = mirror {
+        mirror.abort();
+    }
     // Upgraded sessions are not the HTTP server's to wait for: each sends `shutdown`,
     // closes, and counts itself out (bounded by the write timeout).
     let patience =

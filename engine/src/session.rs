@@ -353,7 +353,7 @@ impl Session {
         let connection = outbox.connection;
         let sessions = self.state.dispatch.sessions().clone();
         // In cluster mode an older connection may be on another node: it goes first.
-        self.state.dispatch.take_over(self.party).await;
+        self.state.dispatch.take_over(self.party);
         if let Some(old) = sessions.attach(self.party, outbox) {
             // A newer connection of the same party replaces the old one, which closes.
             old.replace();

@@ -35,4 +35,6 @@ pub struct AppState {
     pub live_sessions: crate::shutdown::Sessions,
     /// The OpenAPI document, as served.
     pub openapi: Arc<String>,
+    /// Cluster mode: the JetStream log of order events.
+    pub events: Option<cluster::EventLog>,
 }

@@ -165,6 +165,10 @@ pub fn describe() {
         actors::telemetry::CLUSTER_CELLS,
         "Cluster mode: shard cells this node holds now."
     );
+    describe_gauge!(
+        actors::telemetry::CLUSTER_QUEUE,
+        "Cluster mode: messages waiting in the node's ordered queue to NATS."
+    );
     describe_counter!(
         actors::telemetry::CLUSTER_CELL_CHANGES,
         "Cluster mode: shard cells gained and lost, by change."

@@ -271,7 +271,7 @@ struct App {
 
 async fn connect(world: &Arc<World>, index: usize, token: &str) -> anyhow::Result<App> {
     let options = ConnectOptions {
-        url: world.target.ws_url(),
+        url: world.target.ws_url_for(index),
         token: token.to_owned(),
         encoding: world.encoding(),
         local_ip: source_ip(index, world.cfg.source_ips),

@@ -15,6 +15,7 @@
 //! - [`soak`]: a long run of churn (associates, worldwide requests, abandoned orders)
 //!   after which memory and actor counts must be back where they were.
 
+pub mod failover;
 pub mod flow;
 pub mod idle;
 pub mod ingest;

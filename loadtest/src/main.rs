@@ -25,10 +25,11 @@ struct Cli {
 enum Command {
     /// The full flow: associates, users, orders, payments, feedback; a report at the end.
     Flow {
-        /// Engine HTTP address (host:port); omitted: start an engine in this process with
-        /// windows divided by the compression factor.
-        #[arg(long)]
-        url: Option<SocketAddr>,
+        /// Engine HTTP address (host:port), or several nodes of a cluster separated by
+        /// commas (apps spread over them in turn, admin calls to the first); omitted:
+        /// start an engine in this process with windows divided by the compression factor.
+        #[arg(long, value_delimiter = ',')]
+        url: Vec<SocketAddr>,
         /// The engine's admin key (with --url).
         #[arg(long, env = "SPEEDY_ADMIN_KEY", hide_env_values = true)]
         admin_key: Option<String>,
@@ -71,6 +72,27 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+    },
+    /// Node loss, repeated: starts a cluster of engine processes on the NATS server and
+    /// PostgreSQL database `--config` names, kills one node per round with SIGKILL, and
+    /// reports how long until its cells were owned elsewhere and until a request made in
+    /// one of them right after the kill reached an associate (p50, p99).
+    Failover {
+        /// The cluster config every node reads: database, secrets, `[cluster]`.
+        #[arg(long)]
+        config: PathBuf,
+        /// The engine binary [default: the one next to this binary].
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Rounds, one kill each.
+        #[arg(long, default_value_t = 10)]
+        kills: usize,
+        /// The admin key in the config.
+        #[arg(long, env = "SPEEDY_ADMIN_KEY", hide_env_values = true)]
+        admin_key: String,
     },
     /// Location ingest: CPU per frame of the engine against a bare WebSocket server, each
     /// its own process pinned to `--server-cores`, fed by this process (run it pinned to
@@ -264,8 +286,12 @@ fn main() -> anyhow::Result<()> {
                 seed,
             } => {
                 let mut engine = None;
-                let target = match url {
-                    Some(http) => Target { http, admin_key: admin_key.context("--admin-key is needed with --url")? },
+                let target = match url.split_first() {
+                    Some((&http, more)) => Target {
+                        http,
+                        admin_key: admin_key.context("--admin-key is needed with --url")?,
+                        more_nodes: more.to_vec(),
+                    },
                     None => {
                         let mut config = flow::engine_config(compression);
                         config.workers = engine_workers;
@@ -325,6 +351,29 @@ fn main() -> anyhow::Result<()> {
                         report.result.protocol_errors
                     );
                 }
+                Ok(())
+            }
+            Command::Failover { config, engine, nodes, kills, admin_key } => {
+                let engine = match engine {
+                    Some(e) => e,
+                    None => loadtest::failover::sibling_engine()?,
+                };
+                let cfg = loadtest::failover::FailoverConfig { engine, config, nodes: nodes.max(2), kills };
+                let rounds = loadtest::failover::run(cfg, admin_key).await?;
+                let owned: Vec<Duration> = rounds.iter().map(|r| r.cells_owned).collect();
+                let offered: Vec<Duration> = rounds.iter().map(|r| r.first_offer).collect();
+                use loadtest::failover::quantile;
+                println!(
+                    "{} kills of {} nodes: cells owned elsewhere p50 {:.2} s, p99 {:.2} s, max {:.2} s; first offer in a lost cell p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+                    rounds.len(),
+                    nodes.max(2),
+                    quantile(&owned, 0.5).as_secs_f64(),
+                    quantile(&owned, 0.99).as_secs_f64(),
+                    quantile(&owned, 1.0).as_secs_f64(),
+                    quantile(&offered, 0.5).as_secs_f64(),
+                    quantile(&offered, 0.99).as_secs_f64(),
+                    quantile(&offered, 1.0).as_secs_f64(),
+                );
                 Ok(())
             }
             Command::Ingest { connections, paced, seconds, warm_up, server_cores, workers, engine, source_ips } => {

@@ -15,16 +15,36 @@ use wire::{AssociateId, UserId};
 /// How to reach an engine.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// HTTP address.
+    /// HTTP address (admin calls go here).
     pub http: SocketAddr,
     /// The admin key.
     pub admin_key: String,
+    /// Other nodes of a cluster apps also connect to (round robin with `http`).
+    pub more_nodes: Vec<SocketAddr>,
 }
 
 impl Target {
+    /// A target of one engine.
+    pub fn one(http: SocketAddr, admin_key: String) -> Self {
+        Self {
+            http,
+            admin_key,
+            more_nodes: Vec::new(),
+        }
+    }
+
     /// The WebSocket URL.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/v1/ws", self.http)
+    }
+
+    /// The WebSocket URL app number `index` connects to: the nodes in turn.
+    pub fn ws_url_for(&self, index: usize) -> String {
+        let n = self.more_nodes.len() + 1;
+        match index % n {
+            0 => self.ws_url(),
+            i => format!("ws://{}/v1/ws", self.more_nodes[i - 1]),
+        }
     }
 
     /// An admin HTTP call.
@@ -164,7 +184,7 @@ impl InProcess {
                 })
             })?;
         Ok(Self {
-            target: Target { http, admin_key },
+            target: Target::one(http, admin_key),
             _dir: dir,
             stop: Some(stop),
             thread: Some(thread),
@@ -253,7 +273,7 @@ impl ChildEngine {
         };
         std::thread::spawn(move || lines.for_each(drop));
         Ok(Self {
-            target: Target { http, admin_key },
+            target: Target::one(http, admin_key),
             child,
             _dir: dir,
         })

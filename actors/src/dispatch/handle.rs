@@ -139,11 +139,11 @@ impl Dispatch {
         self.peers().map_or(Place::Here, |p| p.place(shard))
     }
 
-    /// In cluster mode, asks the node holding an older connection of `party` to let it
-    /// go, and waits (at most the call timeout) until it has.
-    pub async fn take_over(&self, party: PartyId) {
+    /// In cluster mode, tells the node holding an older connection of `party` to let it
+    /// go.
+    pub fn take_over(&self, party: PartyId) {
         if let Some(peers) = self.peers() {
-            crate::peers::serve::take_over(peers, party).await;
+            crate::peers::serve::take_over(peers, party);
         }
     }
 
@@ -705,11 +705,50 @@ impl Dispatch {
             return Err(e);
         }
         self.shared.sessions.to_user(user, received.clone());
-        if let Err(e) = self.start_request(stored).await {
-            self.shared.user_requests.remove(&user);
-            return Err(e);
+        match self.start_request(stored.clone()).await {
+            Ok(()) => {}
+            // Cluster mode: the request is durable, but its cell's owner did not take it
+            // (the cell is between owners, or its node is slow). It stays accepted: the
+            // cell's next owner resumes it from the store, and until the deadline this
+            // node keeps handing it over (a start is idempotent).
+            Err(ActorError::PeerUnavailable(why)) => {
+                tracing::info!(request = %stored.request_id, %why, "a request waits for its cell's owner");
+                self.keep_starting(stored);
+            }
+            Err(e) => {
+                self.shared.user_requests.remove(&user);
+                return Err(e);
+            }
         }
         Ok(received)
+    }
+
+    /// Retries handing a stored request to its cell's owner every third of the call
+    /// timeout until one takes it, the request ends, or its deadline passes.
+    fn keep_starting(&self, stored: storage::OpenRequest) {
+        let Some(peers) = self.peers() else {
+            return;
+        };
+        let every = (peers.call_timeout() / 3).max(std::time::Duration::from_millis(50));
+        let dispatch = self.clone();
+        // Called from socket sessions (tokio tasks), not only from actors.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let still_open = matches!(dispatch.shared.store.request(stored.request_id), Ok(Some(_)));
+                if !still_open || dispatch.now_ms() >= stored.deadline_at_ms {
+                    return;
+                }
+                match dispatch.start_request(stored.clone()).await {
+                    Err(ActorError::PeerUnavailable(_)) => {}
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(request = %stored.request_id, error = %e, "a waiting request could not be handed over");
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// In cluster mode the request a user was last told of may have ended on another

@@ -93,7 +93,7 @@ enum Out {
     Publish(String, Bytes),
     Request(String, Bytes, oneshot::Sender<Result<Bytes, PeerError>>),
     Serve(Served, Vec<String>, OnMessage),
-    Unserve(Served, Option<oneshot::Sender<()>>),
+    Unserve(Served),
 }
 
 /// This node's link to the others; cheap to clone.
@@ -179,6 +179,7 @@ impl Peers {
     }
 
     fn push(&self, out: Out) {
+        metrics::gauge!(crate::telemetry::CLUSTER_QUEUE).increment(1.0);
         // The pump runs as long as the runtime does; a send after shutdown is moot.
         let _ = self.inner.out.send(out);
     }
@@ -232,15 +233,7 @@ impl Peers {
 
     /// Stops serving `what`.
     pub(crate) fn unserve(&self, what: Served) {
-        self.push(Out::Unserve(what, None));
-    }
-
-    /// Stops serving `what`; resolves once NATS has been told, in order with what
-    /// follows.
-    pub(crate) fn unserve_then(&self, what: Served) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        self.push(Out::Unserve(what, Some(tx)));
-        rx
+        self.push(Out::Unserve(what));
     }
 
     /// The call timeout.
@@ -277,7 +270,11 @@ async fn pump(
     call_timeout: Duration,
 ) {
     let mut served: HashMap<Served, Vec<Subscription>> = HashMap::new();
+    let queued = metrics::gauge!(crate::telemetry::CLUSTER_QUEUE);
     while let Some(out) = rx.recv().await {
+        queued.decrement(1.0);
+        let started = std::time::Instant::now();
+        let kind = out.kind();
         match out {
             Out::Publish(subject, body) => {
                 if let Err(e) = client.publish(subject.clone(), body).await {
@@ -327,14 +324,26 @@ async fn pump(
                 }
                 served.insert(what, subs);
             }
-            Out::Unserve(what, done) => {
+            Out::Unserve(what) => {
                 if let Some(old) = served.remove(&what) {
                     stop_all(old).await;
                 }
-                if let Some(done) = done {
-                    let _ = done.send(());
-                }
             }
+        }
+        let took = started.elapsed();
+        if took > std::time::Duration::from_millis(100) {
+            tracing::warn!(kind, took_ms = took.as_millis() as u64, "a slow step in the queue to NATS");
+        }
+    }
+}
+
+impl Out {
+    fn kind(&self) -> &'static str {
+        match self {
+            Out::Publish(..) => "publish",
+            Out::Request(..) => "request",
+            Out::Serve(..) => "serve",
+            Out::Unserve(..) => "unserve",
         }
     }
 }

@@ -252,24 +252,13 @@ impl crate::sessions::Relay for PartyRelay {
                 }
                 ToParty::TakeOver { node } if node != me => {
                     // A newer connection elsewhere: end ours and stop serving them here
-                    // (their associate actor too), then say so.
+                    // (their associate actor too).
                     dispatch.sessions().replace_here(party);
-                    let gone = peers.unserve_then(Served::Party(party));
-                    let actor_gone = match party {
-                        PartyId::Associate(a) => {
-                            dispatch.associate_disconnected(a);
-                            Some(peers.unserve_then(Served::Associate(a)))
-                        }
-                        PartyId::User(_) => None,
-                    };
-                    let peers = peers.clone();
-                    tokio::spawn(async move {
-                        let _ = gone.await;
-                        if let Some(a) = actor_gone {
-                            let _ = a.await;
-                        }
-                        peers.reply(&m, &true);
-                    });
+                    peers.unserve(Served::Party(party));
+                    if let PartyId::Associate(a) = party {
+                        dispatch.associate_disconnected(a);
+                        peers.unserve(Served::Associate(a));
+                    }
                 }
                 ToParty::TakeOver { .. } => {}
                 ToParty::RequestEnded { request } => {
@@ -291,18 +280,15 @@ impl crate::sessions::Relay for PartyRelay {
     }
 }
 
-/// Asks whichever node holds `party`'s connection to let it go; resolves once it has,
-/// or when nobody answers within the call timeout.
-pub(crate) async fn take_over(peers: &Peers, party: PartyId) {
-    let asked = peers.call::<bool>(
+/// Tells whichever node holds `party`'s connection to let it go. It is not waited for:
+/// the takeover goes out on the ordered queue before this node subscribes for the
+/// party, and an offer that meets the old actor during the switch is refused there (it
+/// is disconnected) or, if shown by the new one, ends by itself after its window.
+pub(crate) fn take_over(peers: &Peers, party: PartyId) {
+    peers.publish(
         subjects::party(party),
         &ToParty::TakeOver {
             node: peers.node().to_owned(),
         },
     );
-    if let Err(e) = asked.await
-        && !matches!(e, crate::peers::PeerError::NoResponders(_))
-    {
-        tracing::warn!(?party, error = %e, "the node of an older connection did not answer the takeover");
-    }
 }

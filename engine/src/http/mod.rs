@@ -94,6 +94,7 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(profiles::get_associate))
         .routes(routes!(orders::list_orders))
         .routes(routes!(orders::get_order))
+        .routes(routes!(orders::order_events))
         .routes(routes!(orders::ops_cancel))
         .routes(routes!(orders::ops_complete))
         .routes(routes!(money::get_pricing, money::put_pricing))

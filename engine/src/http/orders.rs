@@ -65,12 +65,28 @@ pub async fn get_order(
     QueryParams(q): QueryParams<TokenQuery>,
     PathParams(id): PathParams<OrderId>,
 ) -> ApiResult<Json<OrderView>> {
-    // Who asks comes first: an unauthenticated caller learns nothing about the order.
-    let party = if is_admin(&headers, &state) {
+    let (order, hide_pin) = readable_order(&state, &headers, q.token.as_deref(), id)?;
+    let mut view = order_view(&state, id, Some(order))?;
+    if hide_pin {
+        view.order.pin.clear();
+    }
+    Ok(Json(view))
+}
+
+/// The order if the caller may read it (the admin, or a party to it with their token), and
+/// whether its PIN must be hidden (the associate's copy). Who asks comes first: an
+/// unauthenticated caller learns nothing about the order.
+fn readable_order(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: Option<&str>,
+    id: OrderId,
+) -> ApiResult<(storage::OrderRecord, bool)> {
+    let party = if is_admin(headers, state) {
         None
     } else {
-        let token = bearer(&headers, q.token.as_deref())
-            .ok_or_else(|| ApiError::unauthorized("token or admin key required"))?;
+        let token =
+            bearer(headers, token).ok_or_else(|| ApiError::unauthorized("token or admin key required"))?;
         let claims = state
             .tokens
             .verify(token)
@@ -87,11 +103,75 @@ pub async fn get_order(
         Some(PartyId::Associate(a)) if a == order.associate_id => true,
         Some(_) => return Err(ApiError::not_found("order")),
     };
-    let mut view = order_view(&state, id, Some(order))?;
-    if hide_pin {
-        view.order.pin.clear();
-    }
-    Ok(Json(view))
+    Ok((order, hide_pin))
+}
+
+/// Which events to read back, and the caller's token.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events after this one (its `seq`); omitted: from the first.
+    pub after: Option<u32>,
+    /// The party's token, instead of `Authorization: Bearer`.
+    pub token: Option<String>,
+}
+
+/// Where events were read from.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    /// The store (a single node).
+    Store,
+    /// The cluster's JetStream event log (appended once each event is durable).
+    EventLog,
+}
+
+/// An order's events after a given one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderEvents {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its events after `after`, in order.
+    pub events: Vec<OrderEvent>,
+    /// Where they were read from.
+    pub source: EventSource,
+}
+
+/// An order's events after the last one an app saw: what a reconnecting app asks for.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}/events",
+    tag = "orders",
+    security(("admin_key" = []), ("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The order"), EventsQuery),
+    responses(
+        (status = 200, description = "The events after `after`", body = OrderEvents),
+        (status = 401, description = "Neither the admin key nor a valid token", body = ErrorBody),
+        (status = 404, description = "No such order, or not the token's party's", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID, or `after` not a number", body = ErrorBody),
+        (status = 503, description = "Cluster mode: the event log could not be read", body = ErrorBody)
+    )
+)]
+pub async fn order_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    QueryParams(q): QueryParams<EventsQuery>,
+    PathParams(id): PathParams<OrderId>,
+) -> ApiResult<Json<OrderEvents>> {
+    readable_order(&state, &headers, q.token.as_deref(), id)?;
+    let (events, source) = match &state.events {
+        Some(log) => (crate::cluster::logged_events(log, id).await?, EventSource::EventLog),
+        None => (state.store.events(id)?, EventSource::Store),
+    };
+    let events = events
+        .into_iter()
+        .filter(|e| q.after.is_none_or(|after| e.seq > after))
+        .collect();
+    Ok(Json(OrderEvents {
+        order_id: id,
+        events,
+        source,
+    }))
 }
 
 /// An order with its events, invoice and payments (`order` if already read).

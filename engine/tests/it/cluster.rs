@@ -314,6 +314,34 @@ async fn an_order_runs_across_three_nodes() {
     .await;
     work(&mut p, &order).await;
     pay_and_close(&mut p, c.node(0), order.order_id).await;
+    // A reconnecting app reads the events after the last one it saw from the JetStream
+    // event log (appended by the order's node once each event is durable).
+    let auth = format!("Bearer {}", c.node(1).token(p.user.0, "user").await);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = http_api::request(
+            c.node(1).addr,
+            "GET",
+            &format!("/v1/orders/{}/events?after=2", order.order_id),
+            &[("authorization", &auth)],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["source"], "event_log");
+        let seqs: Vec<u64> = r.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        if seqs == [3, 4, 5, 6, 7] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log has {seqs:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     // The associate's node hears the order ended: available again.
     expect(&mut p.a, "available again", |m| match m {
         ServerMessage::Status(st) if st.availability == Availability::Available => Some(()),

@@ -1,0 +1,312 @@
+//! Node loss, repeated: a cluster of engine processes (this build's `engine` binary) on a
+//! NATS server and a PostgreSQL database the caller runs. Each round kills one node with
+//! SIGKILL while an associate waits, online, in one of its cells; a user on another node
+//! asks for a task there at once. Two times are measured from the kill: until the
+//! survivors hold every cell between them (the lease plus an ownership round), and until
+//! the associate is offered the new request (the request durable at once, resumed by the
+//! cell's new owner). The node then restarts and the cluster settles before the next
+//! round.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use wire::client::{Client, http_api};
+use wire::model::{Availability, Point};
+use wire::{ClientMessage, ServerMessage};
+
+use crate::target::Target;
+
+/// How long any one wait may take before the round fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct FailoverConfig {
+    /// The engine binary.
+    pub engine: PathBuf,
+    /// The cluster config every node reads (database, secrets, `[cluster]`).
+    pub config: PathBuf,
+    /// Nodes.
+    pub nodes: usize,
+    /// Rounds (one kill each).
+    pub kills: usize,
+}
+
+/// One round's times from the kill.
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    /// Until the survivors held every cell.
+    pub cells_owned: Duration,
+    /// Until the waiting associate was offered the request made right after the kill.
+    pub first_offer: Duration,
+}
+
+/// One engine process.
+struct Node {
+    id: String,
+    listen: String,
+    dir: PathBuf,
+    child: Option<Child>,
+    addr: Option<SocketAddr>,
+}
+
+impl Node {
+    fn start(&mut self, cfg: &FailoverConfig) -> anyhow::Result<()> {
+        let mut child = Command::new(&cfg.engine)
+            .arg("--config")
+            .arg(&cfg.config)
+            .args(["--listen", &self.listen, "--node-id", &self.id, "--workers", "1"])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", cfg.engine.display()))?;
+        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        let addr = loop {
+            let line = lines.next().context("the engine exited before listening")??;
+            if let Some(rest) = line.strip_prefix("speedy engine on http://") {
+                break rest.split_whitespace().next().context("address")?.parse()?;
+            }
+        };
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        self.child = Some(child);
+        self.addr = Some(addr);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.addr = None;
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Cells `addr` says it holds.
+async fn held(addr: SocketAddr) -> Option<usize> {
+    let r = http_api::request(addr, "GET", "/metrics", &[], None).await.ok()?;
+    r.text
+        .lines()
+        .find_map(|l| l.strip_prefix("speedy_cluster_cells "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as usize)
+}
+
+/// The cluster as this bench runs it.
+struct Cluster {
+    nodes: Vec<Node>,
+    cells: Vec<u64>,
+    centre: geo::LatLng,
+}
+
+impl Cluster {
+    fn live_ids(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.addr.is_some())
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    /// Waits until every live node holds its rendezvous share.
+    async fn settled(&self) -> anyhow::Result<()> {
+        let live = self.live_ids();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut all = true;
+            for node in self.nodes.iter().filter(|n| n.addr.is_some()) {
+                let want = self
+                    .cells
+                    .iter()
+                    .filter(|&&c| cluster::rendezvous::owner(c, &live) == Some(node.id.as_str()))
+                    .count();
+                all &= held(node.addr.unwrap_or(([0, 0, 0, 0], 0).into())).await == Some(want);
+            }
+            if all {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster did not settle within {PATIENCE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The centre of `node`'s cell nearest the market's centre.
+    fn point_of(&self, node: usize) -> anyhow::Result<Point> {
+        let live = self.live_ids();
+        let id = self.nodes[node].id.as_str();
+        let cell = self
+            .cells
+            .iter()
+            .filter(|&&c| cluster::rendezvous::owner(c, &live) == Some(id))
+            .filter_map(|&c| geo::ShardId::from_u64(c))
+            .min_by(|a, b| {
+                a.centre()
+                    .distance_m(&self.centre)
+                    .total_cmp(&b.centre().distance_m(&self.centre))
+            })
+            .context("the node owns no cell")?;
+        let c = cell.centre();
+        Ok(Point {
+            lat: c.lat(),
+            lng: c.lng(),
+        })
+    }
+}
+
+/// Receives frames until `pick` accepts one.
+async fn wait_for<T>(
+    c: &mut Client,
+    what: &str,
+    pick: impl FnMut(ServerMessage) -> Option<T>,
+) -> anyhow::Result<T> {
+    c.recv_until(PATIENCE, pick)
+        .await
+        .map_err(|e| anyhow::anyhow!("waiting for {what}: {e}"))
+}
+
+/// Runs the rounds; the times of each.
+pub async fn run(cfg: FailoverConfig, admin_key: String) -> anyhow::Result<Vec<Round>> {
+    let settings = engine::Config::from_file(&cfg.config)?;
+    let cluster_settings = settings
+        .cluster
+        .clone()
+        .context("the config has no [cluster] section")?;
+    let cells = cluster_settings
+        .market_cells(settings.dispatch.shard_resolution)
+        .map_err(|m| anyhow::anyhow!(m))?;
+    let dirs = tempfile::tempdir()?;
+    let mut cluster = Cluster {
+        nodes: (0..cfg.nodes)
+            .map(|i| Node {
+                id: format!("bench-{i}"),
+                listen: format!("127.0.0.{}:0", i + 1),
+                dir: dirs.path().join(format!("node-{i}")),
+                child: None,
+                addr: None,
+            })
+            .collect(),
+        cells,
+        centre: geo::LatLng::new(cluster_settings.market.lat, cluster_settings.market.lng)?,
+    };
+    for node in &mut cluster.nodes {
+        node.start(&cfg)?;
+    }
+    cluster.settled().await?;
+    let mut rounds = Vec::new();
+    for round in 0..cfg.kills {
+        let victim = round % cfg.nodes;
+        let at = cluster.point_of(victim)?;
+        let survivors: Vec<SocketAddr> = cluster
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != victim)
+            .filter_map(|(_, n)| n.addr)
+            .collect();
+        let (a_node, u_node) = (survivors[0], survivors[survivors.len() - 1]);
+        let admin = Target::one(a_node, admin_key.clone());
+        let (_, a_token) = admin
+            .associate(round, &["companion".to_owned()])
+            .await?;
+        let (_, u_token) = admin.user(round).await?;
+        let mut a = Client::connect(&format!("ws://{a_node}/v1/ws"), &a_token).await?;
+        a.send(wire::Location {
+            point: at,
+            accuracy_m: None,
+        })
+        .await?;
+        a.send(wire::GoOnline { skills: vec![] }).await?;
+        wait_for(&mut a, "available", |m| match m {
+            ServerMessage::Status(s) if s.availability == Availability::Available => Some(()),
+            _ => None,
+        })
+        .await?;
+        let mut u = Client::connect(&format!("ws://{u_node}/v1/ws"), &u_token).await?;
+
+        let killed = Instant::now();
+        cluster.nodes[victim].kill();
+        let request = ClientMessage::from(wire::TaskRequest {
+            client_ref: format!("failover-{round}"),
+            task: "companion".into(),
+            pickup: at,
+            note: None,
+            discount_code: None,
+        });
+        u.send(request).await?;
+        let request_id = wait_for(&mut u, "request received", |m| match m {
+            ServerMessage::RequestReceived(r) => Some(Ok(r.request_id)),
+            ServerMessage::Error(e) => Some(Err(e)),
+            _ => None,
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("the request was refused: {e:?}"))?;
+        let (offered, owned) = tokio::join!(
+            async {
+                let got = wait_for(&mut a, "offer", |m| match m {
+                    ServerMessage::Offer(o) if o.request_id == request_id => Some(()),
+                    _ => None,
+                })
+                .await;
+                got.map(|()| killed.elapsed())
+            },
+            async {
+                cluster.settled().await?;
+                anyhow::Ok(killed.elapsed())
+            }
+        );
+        let r = Round {
+            cells_owned: owned?,
+            first_offer: offered?,
+        };
+        eprintln!(
+            "kill {}: node {} — cells owned elsewhere after {:.2} s, first offer after {:.2} s",
+            round + 1,
+            cluster.nodes[victim].id,
+            r.cells_owned.as_secs_f64(),
+            r.first_offer.as_secs_f64()
+        );
+        rounds.push(r);
+        a.send(wire::Decline { request_id }).await?;
+        u.send(wire::CancelRequest { request_id }).await?;
+        a.send(wire::GoOffline {}).await?;
+        cluster.nodes[victim].start(&cfg)?;
+        cluster.settled().await?;
+    }
+    Ok(rounds)
+}
+
+/// The `q` quantile of `times` (nearest rank).
+pub fn quantile(times: &[Duration], q: f64) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+/// Where this binary's sibling `engine` is.
+pub fn sibling_engine() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let dir = me.parent().context("the loadtest binary's directory")?;
+    // Tests run from target/<profile>/deps; the binaries sit one level up.
+    for candidate in [dir.join("engine"), dir.join("../engine")] {
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    bail!("no engine binary next to {}: pass --engine", me.display())
+}
