@@ -172,16 +172,13 @@ pub async fn logged_events(
     events: &cluster::EventLog,
     order: wire::OrderId,
 ) -> Result<Vec<wire::model::OrderEvent>, crate::http::ApiError> {
-    let logged = events
-        .after(&order.to_string(), 0)
-        .await
-        .map_err(|e| {
-            crate::http::ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                wire::ErrorCode::Overloaded,
-                format!("the event log could not be read: {e}"),
-            )
-        })?;
+    let logged = events.after(&order.to_string(), 0).await.map_err(|e| {
+        crate::http::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            wire::ErrorCode::Overloaded,
+            format!("the event log could not be read: {e}"),
+        )
+    })?;
     logged
         .iter()
         .map(|l| {

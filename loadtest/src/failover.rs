@@ -59,7 +59,14 @@ impl Node {
         let mut child = Command::new(&cfg.engine)
             .arg("--config")
             .arg(&cfg.config)
-            .args(["--listen", &self.listen, "--node-id", &self.id, "--workers", "1"])
+            .args([
+                "--listen",
+                &self.listen,
+                "--node-id",
+                &self.id,
+                "--workers",
+                "1",
+            ])
             .arg("--data-dir")
             .arg(&self.dir)
             .env("RUST_LOG", "warn")
@@ -69,7 +76,9 @@ impl Node {
             .with_context(|| format!("starting {}", cfg.engine.display()))?;
         let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
         let addr = loop {
-            let line = lines.next().context("the engine exited before listening")??;
+            let line = lines
+                .next()
+                .context("the engine exited before listening")??;
             if let Some(rest) = line.strip_prefix("speedy engine on http://") {
                 break rest.split_whitespace().next().context("address")?.parse()?;
             }
@@ -97,7 +106,9 @@ impl Drop for Node {
 
 /// Cells `addr` says it holds.
 async fn held(addr: SocketAddr) -> Option<usize> {
-    let r = http_api::request(addr, "GET", "/metrics", &[], None).await.ok()?;
+    let r = http_api::request(addr, "GET", "/metrics", &[], None)
+        .await
+        .ok()?;
     r.text
         .lines()
         .find_map(|l| l.strip_prefix("speedy_cluster_cells "))
@@ -220,9 +231,7 @@ pub async fn run(cfg: FailoverConfig, admin_key: String) -> anyhow::Result<Vec<R
             .collect();
         let (a_node, u_node) = (survivors[0], survivors[survivors.len() - 1]);
         let admin = Target::one(a_node, admin_key.clone());
-        let (_, a_token) = admin
-            .associate(round, &["companion".to_owned()])
-            .await?;
+        let (_, a_token) = admin.associate(round, &["companion".to_owned()]).await?;
         let (_, u_token) = admin.user(round).await?;
         let mut a = Client::connect(&format!("ws://{a_node}/v1/ws"), &a_token).await?;
         a.send(wire::Location {

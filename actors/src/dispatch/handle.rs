@@ -735,7 +735,10 @@ impl Dispatch {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let still_open = matches!(dispatch.shared.store.request(stored.request_id), Ok(Some(_)));
+                let still_open = matches!(
+                    dispatch.shared.store.request(stored.request_id),
+                    Ok(Some(_))
+                );
                 if !still_open || dispatch.now_ms() >= stored.deadline_at_ms {
                     return;
                 }

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     tracking: DashMap<PartyId, Track>,
     last_relay: DashMap<PartyId, Instant>,
     bus: EventBus,
+    /// How long a payment may wait on the gateway.
+    gateway_timeout: Duration,
     billing: OnceLock<Addr<BillingActor>>,
     payments: OnceLock<Addr<PaymentActor>>,
     feedback: OnceLock<Addr<FeedbackActor>>,
@@ -119,6 +121,7 @@ impl Orders {
                 by_party: DashMap::new(),
                 tracking: DashMap::new(),
                 last_relay: DashMap::new(),
+                gateway_timeout: payment_config.gateway_timeout,
                 billing: OnceLock::new(),
                 payments: OnceLock::new(),
                 feedback: OnceLock::new(),
@@ -411,12 +414,14 @@ impl Orders {
     pub async fn pay(&self, party: PartyId, frame: wire::Pay) -> Result<(), ActorError> {
         match self.remote(frame.order_id) {
             Some(peers) => {
-                let asked = peers.call::<crate::peers::messages::OrderReply>(
+                // A payment waits on the gateway as well as on the order's node.
+                let asked = peers.call_within::<crate::peers::messages::OrderReply>(
                     crate::peers::subjects::order(frame.order_id),
                     &ToOrder {
                         party,
                         ask: OrderAsk::Pay(frame.clone()),
                     },
+                    peers.call_timeout() + self.shared.gateway_timeout,
                 );
                 match asked.await {
                     Ok(reply) => reply.map(|_| ()),

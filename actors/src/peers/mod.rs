@@ -91,7 +91,12 @@ pub(crate) type OnMessage = Arc<dyn Fn(async_nats::Message) + Send + Sync>;
 /// What the ordered queue carries to NATS.
 enum Out {
     Publish(String, Bytes),
-    Request(String, Bytes, oneshot::Sender<Result<Bytes, PeerError>>),
+    Request(
+        String,
+        Bytes,
+        std::time::Duration,
+        oneshot::Sender<Result<Bytes, PeerError>>,
+    ),
     Serve(Served, Vec<String>, OnMessage),
     Unserve(Served),
 }
@@ -129,7 +134,7 @@ impl Peers {
         runtime: &tokio::runtime::Handle,
     ) -> Self {
         let (out, rx) = mpsc::unbounded_channel();
-        runtime.spawn(pump(client, rx, config.call_timeout));
+        runtime.spawn(pump(client, rx));
         Self {
             inner: Arc::new(Inner {
                 node: config.node,
@@ -198,15 +203,26 @@ impl Peers {
         subject: String,
         msg: &impl Serialize,
     ) -> impl Future<Output = Result<A, PeerError>> + Send + 'static {
+        self.call_within(subject, msg, self.inner.call_timeout)
+    }
+
+    /// Sends `msg` on `subject` and waits for one answer, or `timeout` (for calls that
+    /// wait on something slow themselves, such as a payment gateway).
+    pub(crate) fn call_within<A: DeserializeOwned>(
+        &self,
+        subject: String,
+        msg: &impl Serialize,
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = Result<A, PeerError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         match serde_json::to_vec(msg) {
-            Ok(body) => self.push(Out::Request(subject, body.into(), tx)),
+            Ok(body) => self.push(Out::Request(subject, body.into(), timeout, tx)),
             Err(e) => {
                 let _ = tx.send(Err(PeerError::Failed(format!("encoding: {e}"))));
             }
         }
         // NATS times the request out; this bounds the wait for the queue as well.
-        let patience = self.inner.call_timeout * 2;
+        let patience = timeout + self.inner.call_timeout;
         let named = subject_for_error(&self.inner.node);
         async move {
             let body = match tokio::time::timeout(patience, rx).await {
@@ -264,11 +280,7 @@ struct Subscription {
 }
 
 /// Sends everything in the queue to NATS, in order.
-async fn pump(
-    client: async_nats::Client,
-    mut rx: mpsc::UnboundedReceiver<Out>,
-    call_timeout: Duration,
-) {
+async fn pump(client: async_nats::Client, mut rx: mpsc::UnboundedReceiver<Out>) {
     let mut served: HashMap<Served, Vec<Subscription>> = HashMap::new();
     let queued = metrics::gauge!(crate::telemetry::CLUSTER_QUEUE);
     while let Some(out) = rx.recv().await {
@@ -281,10 +293,10 @@ async fn pump(
                     tracing::warn!(%subject, error = %e, "publish failed");
                 }
             }
-            Out::Request(subject, body, answer) => {
+            Out::Request(subject, body, timeout, answer) => {
                 let request = async_nats::Request::new()
                     .payload(body)
-                    .timeout(Some(call_timeout));
+                    .timeout(Some(timeout));
                 let client = client.clone();
                 let named = subject.clone();
                 let mut call = Box::pin(async move {
@@ -332,7 +344,11 @@ async fn pump(
         }
         let took = started.elapsed();
         if took > std::time::Duration::from_millis(100) {
-            tracing::warn!(kind, took_ms = took.as_millis() as u64, "a slow step in the queue to NATS");
+            tracing::warn!(
+                kind,
+                took_ms = took.as_millis() as u64,
+                "a slow step in the queue to NATS"
+            );
         }
     }
 }

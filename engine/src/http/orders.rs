@@ -85,8 +85,8 @@ fn readable_order(
     let party = if is_admin(headers, state) {
         None
     } else {
-        let token =
-            bearer(headers, token).ok_or_else(|| ApiError::unauthorized("token or admin key required"))?;
+        let token = bearer(headers, token)
+            .ok_or_else(|| ApiError::unauthorized("token or admin key required"))?;
         let claims = state
             .tokens
             .verify(token)
@@ -160,7 +160,10 @@ pub async fn order_events(
 ) -> ApiResult<Json<OrderEvents>> {
     readable_order(&state, &headers, q.token.as_deref(), id)?;
     let (events, source) = match &state.events {
-        Some(log) => (crate::cluster::logged_events(log, id).await?, EventSource::EventLog),
+        Some(log) => (
+            crate::cluster::logged_events(log, id).await?,
+            EventSource::EventLog,
+        ),
         None => (state.store.events(id)?, EventSource::Store),
     };
     let events = events
