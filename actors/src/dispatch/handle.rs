@@ -821,6 +821,10 @@ impl Dispatch {
         if self.shared.requests.contains_key(&stored.request_id) {
             return Ok(());
         }
+        // Handed over again after it ended here (allotted, cancelled, expired): done.
+        if self.shared.store.request(stored.request_id)?.is_none() {
+            return Ok(());
+        }
         let spec = RequestSpec::resumed(&stored, task, pickup, &self.shared.clock);
         self.ask_supervisor(shard, messages::StartRequest { spec })
             .await?;

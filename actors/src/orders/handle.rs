@@ -739,11 +739,9 @@ impl Orders {
             return Ok(known);
         }
         if let Some(order) = known {
-            // An order running here is known exactly; one followed from another node is
-            // a hint the store confirms (its end is durable before anyone hears of it).
-            if self.shared.actors.contains_key(&order) {
-                return Ok(Some(order));
-            }
+            // What this node knows is a hint the store confirms: an order's end is durable
+            // before anyone hears of it, while its actor here (or the mirror of one on
+            // another node) lets go a moment later.
             match self.shared.store.order(order)? {
                 Some(record) if still_on(&record, party) => return Ok(Some(order)),
                 _ => self.mirror_left(party, order),
