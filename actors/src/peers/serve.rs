@@ -77,7 +77,9 @@ pub fn wire_up(peers: Peers, dispatch: &Dispatch, orders: &Orders) {
             }
             serving = now;
             metrics::gauge!(crate::telemetry::CLUSTER_CELLS).set(serving.len() as f64);
-            tracing::info!(held = serving.len(), gained = gained.len(), "cells changed");
+            if !gained.is_empty() {
+                tracing::info!(held = serving.len(), gained = gained.len(), "cells gained");
+            }
             metrics::counter!(crate::telemetry::CLUSTER_CELL_CHANGES, "change" => "gained")
                 .increment(gained.len() as u64);
             if !gained.is_empty() {
