@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -55,10 +55,10 @@ struct Node {
 }
 
 impl Node {
-    fn start(&mut self, cfg: &FailoverConfig) -> anyhow::Result<()> {
-        let mut child = Command::new(&cfg.engine)
+    fn start(&mut self, engine: &Path, config: &Path) -> anyhow::Result<()> {
+        let mut child = Command::new(engine)
             .arg("--config")
-            .arg(&cfg.config)
+            .arg(config)
             .args([
                 "--listen",
                 &self.listen,
@@ -73,7 +73,7 @@ impl Node {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {}", cfg.engine.display()))?;
+            .with_context(|| format!("starting {}", engine.display()))?;
         let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
         let addr = loop {
             let line = lines
@@ -116,14 +116,69 @@ async fn held(addr: SocketAddr) -> Option<usize> {
         .map(|v| v as usize)
 }
 
-/// The cluster as this bench runs it.
-struct Cluster {
+/// A cluster of engine processes on this machine, on 127.0.0.1, .2, … (port 0), sharing
+/// the NATS server and database their config names.
+pub struct LocalCluster {
+    engine: PathBuf,
+    config: PathBuf,
     nodes: Vec<Node>,
     cells: Vec<u64>,
     centre: geo::LatLng,
+    _dirs: tempfile::TempDir,
 }
 
-impl Cluster {
+impl LocalCluster {
+    /// Starts `nodes` nodes of `engine` reading `config` and waits until they share the
+    /// market's cells.
+    pub async fn start(engine: &Path, config: &Path, nodes: usize) -> anyhow::Result<Self> {
+        let settings = engine::Config::from_file(config)?;
+        let cluster_settings = settings
+            .cluster
+            .clone()
+            .context("the config has no [cluster] section")?;
+        let cells = cluster_settings
+            .market_cells(settings.dispatch.shard_resolution)
+            .map_err(|m| anyhow::anyhow!(m))?;
+        let dirs = tempfile::tempdir()?;
+        let mut cluster = Self {
+            engine: engine.to_owned(),
+            config: config.to_owned(),
+            nodes: (0..nodes)
+                .map(|i| Node {
+                    id: format!("node-{i}"),
+                    listen: format!("127.0.0.{}:0", i + 1),
+                    dir: dirs.path().join(format!("node-{i}")),
+                    child: None,
+                    addr: None,
+                })
+                .collect(),
+            cells,
+            centre: geo::LatLng::new(cluster_settings.market.lat, cluster_settings.market.lng)?,
+            _dirs: dirs,
+        };
+        for i in 0..nodes {
+            cluster.restart(i)?;
+        }
+        cluster.settled().await?;
+        Ok(cluster)
+    }
+
+    /// The HTTP addresses of the running nodes.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().filter_map(|n| n.addr).collect()
+    }
+
+    /// SIGKILLs node `i`.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Starts node `i` (again, on the same data directory and id).
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let (engine, config) = (self.engine.clone(), self.config.clone());
+        self.nodes[i].start(&engine, &config)
+    }
+
     fn live_ids(&self) -> Vec<String> {
         self.nodes
             .iter()
@@ -133,7 +188,7 @@ impl Cluster {
     }
 
     /// Waits until every live node holds its rendezvous share.
-    async fn settled(&self) -> anyhow::Result<()> {
+    pub async fn settled(&self) -> anyhow::Result<()> {
         let live = self.live_ids();
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -192,32 +247,7 @@ async fn wait_for<T>(
 
 /// Runs the rounds; the times of each.
 pub async fn run(cfg: FailoverConfig, admin_key: String) -> anyhow::Result<Vec<Round>> {
-    let settings = engine::Config::from_file(&cfg.config)?;
-    let cluster_settings = settings
-        .cluster
-        .clone()
-        .context("the config has no [cluster] section")?;
-    let cells = cluster_settings
-        .market_cells(settings.dispatch.shard_resolution)
-        .map_err(|m| anyhow::anyhow!(m))?;
-    let dirs = tempfile::tempdir()?;
-    let mut cluster = Cluster {
-        nodes: (0..cfg.nodes)
-            .map(|i| Node {
-                id: format!("bench-{i}"),
-                listen: format!("127.0.0.{}:0", i + 1),
-                dir: dirs.path().join(format!("node-{i}")),
-                child: None,
-                addr: None,
-            })
-            .collect(),
-        cells,
-        centre: geo::LatLng::new(cluster_settings.market.lat, cluster_settings.market.lng)?,
-    };
-    for node in &mut cluster.nodes {
-        node.start(&cfg)?;
-    }
-    cluster.settled().await?;
+    let mut cluster = LocalCluster::start(&cfg.engine, &cfg.config, cfg.nodes).await?;
     let mut rounds = Vec::new();
     for round in 0..cfg.kills {
         let victim = round % cfg.nodes;
@@ -248,7 +278,7 @@ pub async fn run(cfg: FailoverConfig, admin_key: String) -> anyhow::Result<Vec<R
         let mut u = Client::connect(&format!("ws://{u_node}/v1/ws"), &u_token).await?;
 
         let killed = Instant::now();
-        cluster.nodes[victim].kill();
+        cluster.kill(victim);
         let request = ClientMessage::from(wire::TaskRequest {
             client_ref: format!("failover-{round}"),
             task: "companion".into(),
@@ -293,7 +323,7 @@ pub async fn run(cfg: FailoverConfig, admin_key: String) -> anyhow::Result<Vec<R
         a.send(wire::Decline { request_id }).await?;
         u.send(wire::CancelRequest { request_id }).await?;
         a.send(wire::GoOffline {}).await?;
-        cluster.nodes[victim].start(&cfg)?;
+        cluster.restart(victim)?;
         cluster.settled().await?;
     }
     Ok(rounds)
@@ -305,17 +335,4 @@ pub fn quantile(times: &[Duration], q: f64) -> Duration {
     sorted.sort();
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
     sorted.get(rank - 1).copied().unwrap_or_default()
-}
-
-/// Where this binary's sibling `engine` is.
-pub fn sibling_engine() -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let dir = me.parent().context("the loadtest binary's directory")?;
-    // Tests run from target/<profile>/deps; the binaries sit one level up.
-    for candidate in [dir.join("engine"), dir.join("../engine")] {
-        if candidate.exists() {
-            return Ok(candidate);
-        }
-    }
-    bail!("no engine binary next to {}: pass --engine", me.display())
 }

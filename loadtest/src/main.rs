@@ -354,10 +354,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Failover { config, engine, nodes, kills, admin_key } => {
-                let engine = match engine {
-                    Some(e) => e,
-                    None => loadtest::failover::sibling_engine()?,
-                };
+                let engine = engine.unwrap_or_else(loadtest::target::sibling_engine);
                 let cfg = loadtest::failover::FailoverConfig { engine, config, nodes: nodes.max(2), kills };
                 let rounds = loadtest::failover::run(cfg, admin_key).await?;
                 let owned: Vec<Duration> = rounds.iter().map(|r| r.cells_owned).collect();
