@@ -915,16 +915,7 @@ impl Dispatch {
     /// owner resumes them from the store) without ending the requests; resolves once
     /// they are out of the address book.
     pub(crate) async fn cell_lost(&self, shard: ShardId) {
-        let actors: Vec<Addr<RequestActor>> = self
-            .shared
-            .requests
-            .iter()
-            .map(|e| e.value().clone())
-            .collect();
-        let asked = actors
-            .iter()
-            .map(|a| a.send(messages::Relinquish { shard }));
-        futures_util::future::join_all(asked).await;
+        crate::peers::relinquish_all(&self.shared.requests, shard).await;
     }
 
     /// Another node took `shard`: re-send the associates indexed there from here.

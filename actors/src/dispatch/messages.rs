@@ -271,15 +271,6 @@ pub struct StartRequest {
     pub spec: RequestSpec,
 }
 
-/// This node no longer serves `shard`: a request whose pickup is there stops here
-/// without ending (its new owner resumes it from the store).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Relinquish {
-    /// The cell handed over.
-    pub shard: ShardId,
-}
-
 /// A request this supervisor started has ended.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -17,9 +17,10 @@ use crate::dispatch::Dispatch;
 use crate::dispatch::messages;
 use crate::dispatch::messages::{
     AcceptOffer, AcceptOutcome, Cancel, Candidates, LocalNearest, OfferRefused, Refusal, RefusedBy,
-    Relinquish, RequestRef,
+    RequestRef,
 };
 use crate::error::ActorError;
+use crate::peers::Relinquish;
 use crate::telemetry;
 
 /// What a request is.

@@ -199,16 +199,7 @@ impl Orders {
     /// This node no longer serves `shard`: stop the order actors whose pickup is there
     /// (resolves once they are out of the address book).
     pub(crate) async fn cell_lost(&self, shard: geo::ShardId) {
-        let actors: Vec<Addr<OrderActor>> = self
-            .shared
-            .actors
-            .iter()
-            .map(|e| e.value().clone())
-            .collect();
-        let asked = actors
-            .iter()
-            .map(|a| a.send(messages::Relinquish { shard }));
-        futures_util::future::join_all(asked).await;
+        crate::peers::relinquish_all(&self.shared.actors, shard).await;
     }
 
     /// An order's actor stopped here because its cell moved: forget it here without

@@ -90,15 +90,6 @@ pub enum OpsAction {
     Complete,
 }
 
-/// This node no longer serves `shard`: an order whose pickup is there stops here (its
-/// new owner rebuilds it from the store).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Relinquish {
-    /// The cell handed over.
-    pub shard: geo::ShardId,
-}
-
 /// What a party can do to an order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Action {

@@ -976,12 +976,12 @@ impl Handler<OpsAct> for OrderActor {
 /// How long recovery waits between attempts to bill an order whose billing failed.
 pub(crate) const BILLING_RETRY: Duration = Duration::from_secs(5);
 
-impl Handler<crate::orders::messages::Relinquish> for OrderActor {
+impl Handler<crate::peers::Relinquish> for OrderActor {
     type Result = ();
 
     /// Stops here if the order's pickup is in the cell handed over: its new owner
     /// rebuilds it from the store.
-    fn handle(&mut self, msg: crate::orders::messages::Relinquish, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: crate::peers::Relinquish, ctx: &mut Context<Self>) {
         let shard = self
             .record
             .pickup

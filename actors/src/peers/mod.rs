@@ -263,6 +263,29 @@ fn subject_for_error(node: &str) -> String {
     format!("a call from {node} (the queue to NATS is backed up)")
 }
 
+/// This node no longer serves `shard`: an actor whose work is there (an offer loop, an
+/// order) stops here without ending it; the cell's new owner takes it over from the store.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct Relinquish {
+    /// The cell handed over.
+    pub shard: ShardId,
+}
+
+/// Asks every actor in `actors` to let go of `shard`; resolves once each has handled it
+/// (and is out of `actors` if its work was there).
+pub(crate) async fn relinquish_all<K, A>(
+    actors: &dashmap::DashMap<K, actix::Addr<A>>,
+    shard: ShardId,
+) where
+    K: Eq + std::hash::Hash,
+    A: actix::Actor<Context = actix::Context<A>> + actix::Handler<Relinquish>,
+{
+    let addrs: Vec<actix::Addr<A>> = actors.iter().map(|e| e.value().clone()).collect();
+    let asked = addrs.iter().map(|a| a.send(Relinquish { shard }));
+    futures_util::future::join_all(asked).await;
+}
+
 /// Decodes a received message, logging what cannot be read.
 pub(crate) fn decode<T: DeserializeOwned>(message: &async_nats::Message) -> Option<T> {
     match serde_json::from_slice(&message.payload) {

@@ -11,7 +11,7 @@ use wire::{OrderId, ServerMessage};
 
 use crate::harness::{Parties, WAIT, expect};
 use crate::process::{ADMIN, Engine};
-use crate::steps::{payment_result, state_update, work};
+use crate::steps::{accept_offer, payment_result, state_update, work};
 
 /// The market the test cluster shares: every res-6 cell within 8 km of Bengaluru.
 const MARKET: (f64, f64, f64) = (12.9716, 77.5946, 8.0);
@@ -225,25 +225,6 @@ fn request_at(at: Point, client_ref: &str) -> wire::TaskRequest {
     }
 }
 
-/// The associate accepts the next offer; the order as its user sees it.
-async fn accept_next(p: &mut Parties) -> OrderSnapshot {
-    let offer = expect(&mut p.a, "offer", |m| match m {
-        ServerMessage::Offer(o) => Some(o),
-        _ => None,
-    })
-    .await;
-    p.a.send(wire::Accept {
-        request_id: offer.request_id,
-    })
-    .await
-    .unwrap();
-    expect(&mut p.u, "allotted", |m| match m {
-        ServerMessage::Allotted(x) => Some(*x.order),
-        _ => None,
-    })
-    .await
-}
-
 /// Pays the order by card and waits for the order to close.
 async fn pay_and_close(p: &mut Parties, node: &Engine, order: OrderId) {
     p.u.send(wire::Pay {
@@ -299,7 +280,7 @@ async fn an_order_runs_across_three_nodes() {
     let pickup = c.point_owned_by(2, &live);
     let mut p = c.parties(0, 1, pickup).await;
     p.u.send(request_at(pickup, "across")).await.unwrap();
-    let order = accept_next(&mut p).await;
+    let order = accept_offer(&mut p).await;
     assert_eq!(order.associate.id, p.associate.0);
     // Live tracking crosses nodes too.
     p.a.send(wire::Location {
@@ -316,26 +297,12 @@ async fn an_order_runs_across_three_nodes() {
     pay_and_close(&mut p, c.node(0), order.order_id).await;
     // A reconnecting app reads the events after the last one it saw from the JetStream
     // event log (appended by the order's node once each event is durable).
-    let auth = format!("Bearer {}", c.node(1).token(p.user.0, "user").await);
+    let token = c.node(1).token(p.user.0, "user").await;
     let deadline = Instant::now() + WAIT;
     loop {
-        let r = http_api::request(
-            c.node(1).addr,
-            "GET",
-            &format!("/v1/orders/{}/events?after=2", order.order_id),
-            &[("authorization", &auth)],
-            None,
-        )
-        .await
-        .unwrap();
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.body["source"], "event_log");
-        let seqs: Vec<u64> = r.body["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["seq"].as_u64().unwrap())
-            .collect();
+        let (source, seqs) =
+            crate::harness::events_after(c.node(1).addr, &token, order.order_id, 2).await;
+        assert_eq!(source, "event_log");
         if seqs == [3, 4, 5, 6, 7] {
             break;
         }
@@ -354,7 +321,7 @@ async fn an_order_runs_across_three_nodes() {
         matches!(m, ServerMessage::RequestReceived(_)).then_some(())
     })
     .await;
-    let second = accept_next(&mut p).await;
+    let second = accept_offer(&mut p).await;
     assert_ne!(second.order_id, order.order_id);
 }
 
@@ -412,7 +379,7 @@ async fn a_killed_node_loses_no_order_and_no_request() {
     // node 1.
     let mut p = c.parties(2, 1, pickup).await;
     p.u.send(request_at(pickup, "first")).await.unwrap();
-    let first = accept_next(&mut p).await;
+    let first = accept_offer(&mut p).await;
     // A second user's request waits on node 2 (the only associate is busy).
     let (user2, token2) = c.node(0).user("Meera").await;
     let mut u2 = c.node(0).connect(&token2).await;
@@ -463,7 +430,7 @@ async fn a_killed_node_loses_no_order_and_no_request() {
         user: user2,
         associate: p.associate,
     };
-    let second = accept_next(&mut p2).await;
+    let second = accept_offer(&mut p2).await;
     assert_ne!(second.order_id, first.order_id);
     let u2_orders = orders_of(c.node(1), &format!("user_id={}", user2.0)).await;
     assert_eq!(
@@ -497,7 +464,7 @@ async fn a_paused_node_is_fenced_and_rejoins() {
         .as_u64();
     let mut p = c.parties(0, 1, pickup).await;
     p.u.send(request_at(pickup, "paused")).await.unwrap();
-    let order = accept_next(&mut p).await;
+    let order = accept_offer(&mut p).await;
     // Node 2's claim on the cell: the epoch its writes carry.
     let js = async_nats::jetstream::new(async_nats::connect(&c._nats.url).await.unwrap());
     let cells = cluster::Cells::open(&js).await.unwrap();
@@ -604,5 +571,5 @@ async fn a_paused_node_is_fenced_and_rejoins() {
     .await;
     let mut q = c.parties(2, 2, pickup).await;
     q.u.send(request_at(pickup, "after")).await.unwrap();
-    accept_next(&mut q).await;
+    accept_offer(&mut q).await;
 }

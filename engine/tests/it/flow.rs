@@ -122,24 +122,8 @@ async fn all_nineteen_steps(backend: Backend) {
     assert_eq!(stored["events"].as_array().unwrap().len(), 7);
     // An app that saw events up to seq 4 reads back the rest with its token.
     let token = s.token(p.user.0, "user").await;
-    let auth = format!("Bearer {token}");
-    let later = http_api::request(
-        s.addr,
-        "GET",
-        &format!("/v1/orders/{id}/events?after=4"),
-        &[("authorization", &auth)],
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(later.status, 200, "{}", later.text);
-    assert_eq!(later.body["source"], "store");
-    let seqs: Vec<u64> = later.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let (source, seqs) = crate::harness::events_after(s.addr, &token, id, 4).await;
+    assert_eq!(source, "store");
     assert_eq!(seqs, [5, 6]);
     // Both rate; a second rating is refused.
     p.u.send(wire::Feedback {

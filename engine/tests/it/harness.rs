@@ -303,6 +303,37 @@ pub async fn poll_order(
     }
 }
 
+/// What `GET /v1/orders/{order}/events?after=` gives a party's `token` at `addr`: where
+/// the events came from, and their seqs.
+pub async fn events_after(
+    addr: SocketAddr,
+    token: &str,
+    order: wire::OrderId,
+    after: u32,
+) -> (String, Vec<u64>) {
+    let auth = format!("Bearer {token}");
+    let r = http_api::request(
+        addr,
+        "GET",
+        &format!("/v1/orders/{order}/events?after={after}"),
+        &[("authorization", &auth)],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let seqs = r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    (
+        r.body["source"].as_str().unwrap_or_default().to_owned(),
+        seqs,
+    )
+}
+
 /// Waits for the first frame `pick` accepts, skipping others (named in the failure).
 pub async fn expect<T>(
     c: &mut Client,

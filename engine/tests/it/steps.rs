@@ -20,6 +20,12 @@ pub fn request(code: Option<&str>) -> wire::TaskRequest {
 /// Request, offer, accept: the order as the user sees it (with PIN).
 pub async fn allot(p: &mut Parties, code: Option<&str>) -> OrderSnapshot {
     p.u.send(request(code)).await.unwrap();
+    accept_offer(p).await
+}
+
+/// The associate accepts the next offer and both hear of the order: the order as the user
+/// sees it (with PIN).
+pub async fn accept_offer(p: &mut Parties) -> OrderSnapshot {
     let offer = expect(&mut p.a, "offer", |m| match m {
         ServerMessage::Offer(o) => Some(o),
         _ => None,
