@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use wire::model::{DiscountCode, Invoice, OrderEvent, OrderEventKind, PricingSettings, UnixMs};
-use wire::{AssociateId, InvoiceId, OrderId, PaymentId, RequestId, UserId};
+use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserId};
 
 use crate::ack::{Durable, Ticket};
 use crate::error::StorageError;
@@ -110,6 +110,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn feed_next(&self) -> Result<u64, StorageError>;
     /// Every order that is neither over nor owing a fee: what recovery rebuilds.
     fn open_orders(&self) -> Result<Vec<OrderRecord>, StorageError>;
+    /// The open orders `party` is on (a user's include one that only owes a fee).
+    fn open_orders_of(&self, party: PartyId) -> Result<Vec<OrderRecord>, StorageError>;
     /// Archives orders that ended before `cutoff_ms`; returns how many.
     fn archive_ended_before(&self, cutoff_ms: UnixMs) -> Result<usize, StorageError>;
     /// A page of the orders `query` asks for, oldest first.

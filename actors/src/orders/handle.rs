@@ -875,33 +875,8 @@ pub(crate) fn open_order_in_store(
     store: &storage::Store,
     party: PartyId,
 ) -> Result<Option<storage::OrderRecord>, ActorError> {
-    use wire::model::OrderState as S;
-    let (user, associate) = match party {
-        PartyId::User(u) => (Some(u), None),
-        PartyId::Associate(a) => (None, Some(a)),
-    };
-    for state in [
-        S::Allotted,
-        S::EnRoute,
-        S::Arrived,
-        S::Started,
-        S::Completed,
-        S::Billed,
-        S::Paid,
-        S::Cancelled,
-    ] {
-        let query = storage::OrderQuery {
-            user,
-            associate,
-            state: Some(state),
-            limit: storage::MAX_PAGE,
-            ..Default::default()
-        };
-        let page = store.find_orders(&query)?;
-        let open = page.items.into_iter().find(|o| still_on(o, party));
-        if open.is_some() {
-            return Ok(open);
-        }
-    }
-    Ok(None)
+    Ok(store
+        .open_orders_of(party)?
+        .into_iter()
+        .find(|o| still_on(o, party)))
 }

@@ -14,7 +14,7 @@ pub(crate) mod sync;
 pub(crate) mod table;
 
 use wire::model::{DiscountCode, Invoice, OrderEvent, OrderEventKind, PricingSettings, UnixMs};
-use wire::{AssociateId, InvoiceId, OrderId, PaymentId, RequestId, UserId};
+use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserId};
 
 use crate::ack::{Durable, Ticket};
 use crate::backend::{Backend, FeedbackOutcome, PaymentStart};
@@ -131,6 +131,17 @@ impl Backend for SledStore {
 
     fn open_orders(&self) -> Result<Vec<OrderRecord>, StorageError> {
         SledStore::open_orders(self)
+    }
+
+    fn open_orders_of(&self, party: PartyId) -> Result<Vec<OrderRecord>, StorageError> {
+        // The open set is small beside the history; one node has no need for an index.
+        Ok(SledStore::open_orders(self)?
+            .into_iter()
+            .filter(|o| match party {
+                PartyId::User(u) => o.user_id == u,
+                PartyId::Associate(a) => o.associate_id == a,
+            })
+            .collect())
     }
 
     fn archive_ended_before(&self, cutoff_ms: UnixMs) -> Result<usize, StorageError> {

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use wire::model::{DiscountCode, Invoice, OrderEvent, OrderEventKind, PricingSettings, UnixMs};
-use wire::{AssociateId, InvoiceId, OrderId, PaymentId, RequestId, UserId};
+use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserId};
 
 use crate::ack::{Durable, Ticket, block_on};
 use crate::backend::{Backend, FeedbackOutcome, PaymentStart, Store};
@@ -296,6 +296,10 @@ impl Backend for PgStore {
 
     fn open_orders(&self) -> Result<Vec<OrderRecord>, StorageError> {
         self.read(|s| ops::all(s, "SELECT body FROM orders WHERE open ORDER BY id"))
+    }
+
+    fn open_orders_of(&self, party: PartyId) -> Result<Vec<OrderRecord>, StorageError> {
+        self.read(move |s| ops::open_orders_of(s, party))
     }
 
     fn archive_ended_before(&self, cutoff_ms: UnixMs) -> Result<usize, StorageError> {

@@ -8,7 +8,7 @@ use tokio_postgres::types::Json;
 use wire::model::{
     DiscountCode, Invoice, OrderEvent, OrderEventKind, PricingSettings, Role, UnixMs,
 };
-use wire::{AssociateId, InvoiceId, OrderId, PaymentId, RequestId, UserId};
+use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserId};
 
 use super::worker::Session;
 use crate::ack::Ticket;
@@ -443,6 +443,24 @@ pub(crate) async fn archive_ended_before(
         )
         .await?;
     Ok(n as usize)
+}
+
+pub(crate) async fn open_orders_of(
+    s: Session,
+    party: PartyId,
+) -> Result<Vec<OrderRecord>, StorageError> {
+    let (sql, id) = match party {
+        PartyId::User(u) => (
+            "SELECT body FROM orders WHERE user_id = $1 AND open ORDER BY id",
+            u.0,
+        ),
+        PartyId::Associate(a) => (
+            "SELECT body FROM orders WHERE associate_id = $1 AND open ORDER BY id",
+            a.0,
+        ),
+    };
+    let rows = s.query(sql, &[&id]).await?;
+    bodies(&rows)
 }
 
 pub(crate) async fn find_orders(

@@ -139,6 +139,40 @@ fn recovery_lists_open_orders_and_archive_keeps_lookups(kind: Kind) {
 }
 both!(recovery_lists_open_orders_and_archive_keeps_lookups);
 
+fn a_partys_open_orders_are_found_by_party(kind: Kind) {
+    let place = kind.place();
+    let s = place.open().unwrap();
+    let (user, associate) = (UserId::new(), AssociateId::new());
+    let first = new_order(user, associate, 10);
+    let second = new_order(user, associate, 20);
+    let someone_elses = new_order(UserId::new(), AssociateId::new(), 30);
+    for o in [&first, &second, &someone_elses] {
+        s.create_order(o).unwrap().ticket.wait().unwrap();
+    }
+    let cancel = OrderEventKind::Cancelled {
+        by: Role::User,
+        reason: None,
+        fee_minor: 0,
+        invoice_id: None,
+    };
+    s.transition(first.order_id, 40, cancel, &[])
+        .unwrap()
+        .ticket
+        .wait()
+        .unwrap();
+    let ids = |party| -> Vec<_> {
+        s.open_orders_of(party)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.order_id)
+            .collect()
+    };
+    assert_eq!(ids(wire::PartyId::User(user)), [second.order_id]);
+    assert_eq!(ids(wire::PartyId::Associate(associate)), [second.order_id]);
+    assert!(ids(wire::PartyId::User(UserId::new())).is_empty());
+}
+both!(a_partys_open_orders_are_found_by_party);
+
 fn feed_resumes_from_a_position(kind: Kind) {
     let s = kind.store();
     let o = new_order(UserId::new(), AssociateId::new(), 0);
