@@ -918,10 +918,10 @@ impl Dispatch {
         crate::peers::relinquish_all(&self.shared.requests, shard).await;
     }
 
-    /// Another node took `shard`: re-send the associates indexed there from here.
-    pub(crate) fn reindex(&self, shard: ShardId) {
+    /// Other nodes took `shards`: re-send the associates indexed there from here.
+    pub(crate) fn reindex(&self, shards: &[ShardId]) {
         self.shared.associates.for_each(|slot| {
-            if slot.extra.lane() == Some(shard) {
+            if let Some(shard) = slot.extra.lane().filter(|s| shards.contains(s)) {
                 slot.send(messages::Reindex { shard });
             }
         });

@@ -30,8 +30,10 @@ pub fn wire_up(peers: Peers, dispatch: &Dispatch, orders: &Orders) {
     let on_reindex = {
         let dispatch = dispatch.clone();
         Arc::new(move |m: async_nats::Message| {
-            if let Some(cell) = decode::<u64>(&m).and_then(ShardId::from_u64) {
-                dispatch.reindex(cell);
+            if let Some(cells) = decode::<Vec<u64>>(&m) {
+                let shards: Vec<ShardId> =
+                    cells.into_iter().filter_map(ShardId::from_u64).collect();
+                dispatch.reindex(&shards);
             }
         })
     };
@@ -73,7 +75,10 @@ pub fn wire_up(peers: Peers, dispatch: &Dispatch, orders: &Orders) {
                 .collect();
             for &shard in &gained {
                 serve_cell(&peers, &dispatch, shard);
-                peers.publish(subjects::REINDEX.into(), &shard.as_u64());
+            }
+            if !gained.is_empty() {
+                let cells: Vec<u64> = gained.iter().map(|s| s.as_u64()).collect();
+                peers.publish(subjects::REINDEX.into(), &cells);
             }
             serving = now;
             metrics::gauge!(crate::telemetry::CLUSTER_CELLS).set(serving.len() as f64);

@@ -20,7 +20,7 @@ pub(crate) fn cell_start(shard: ShardId) -> String {
     format!("speedy.cell.{:x}.start", shard.as_u64())
 }
 
-/// A cell changed owner: every node re-sends the associates it indexes there.
+/// Cells changed owner: every node re-sends the associates it indexes there.
 pub(crate) const REINDEX: &str = "speedy.reindex";
 
 /// Reservations, withdrawals and releases: to the node running the associate's actor.
