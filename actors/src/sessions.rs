@@ -175,6 +175,16 @@ impl Sessions {
         let _ = self.send(PartyId::Associate(associate), frame.into());
     }
 
+    /// How many users and how many associates are connected here.
+    pub fn count_by_role(&self) -> (usize, usize) {
+        let users = self
+            .inner
+            .iter()
+            .filter(|e| matches!(e.key(), PartyId::User(_)))
+            .count();
+        (users, self.inner.len() - users)
+    }
+
     /// How many parties are connected.
     pub fn len(&self) -> usize {
         self.inner.len()

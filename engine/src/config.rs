@@ -81,6 +81,28 @@ pub struct Config {
     pub pricing: PricingSettings,
     /// Cluster mode: unset for a single node (the default).
     pub cluster: Option<ClusterSettings>,
+    /// The ops console.
+    pub ops: OpsSettings,
+}
+
+/// The ops console (`/ops`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsSettings {
+    /// How long a console session lasts after login, in seconds.
+    pub session_ttl_s: u64,
+    /// Origins besides the engine's own (`http://<its Host>`) that may open the ops socket
+    /// and post to the console, such as `https://ops.example.com` behind a proxy.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl_s: 8 * 3600,
+            allowed_origins: Vec::new(),
+        }
+    }
 }
 
 /// Cluster mode: several nodes share the market's shard cells over NATS JetStream, with
@@ -330,6 +352,7 @@ impl Default for Config {
             storage: StorageSettings::default(),
             pricing: actors::orders::pricing::sample_settings(),
             cluster: None,
+            ops: OpsSettings::default(),
         }
     }
 }
@@ -517,6 +540,9 @@ impl Config {
             }
             c.market_cells(self.dispatch.shard_resolution)
                 .map_err(|m| invalid("cluster.market", m))?;
+        }
+        if self.ops.session_ttl_s == 0 {
+            return Err(invalid("ops.session_ttl_s", "must be at least 1"));
         }
         let s = &self.socket;
         if s.heartbeat_s == 0 {

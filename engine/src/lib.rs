@@ -12,6 +12,7 @@ pub mod cluster;
 mod config;
 mod frames;
 mod http;
+pub mod ops;
 mod session;
 pub mod shutdown;
 mod state;
@@ -188,6 +189,7 @@ pub async fn run(
     let mut validator = wire::Validator::new(catalog);
     validator.limits.max_frame_bytes = config.socket.max_frame_bytes;
     let (trigger, stop) = shutdown::channel();
+    let config_ops_ttl = config.ops.session_ttl_s;
     let state = AppState {
         config: Arc::new(config),
         store: store.clone(),
@@ -201,13 +203,14 @@ pub async fn run(
         live_sessions: shutdown::Sessions::default(),
         openapi: Arc::new(http::openapi_json()),
         events: joined.as_ref().map(|j| j.events.clone()),
+        ops: ops::OpsSessions::new(Duration::from_secs(config_ops_ttl)),
     };
     let mirror = match &joined {
         Some(j) => Some(cluster::mirror_events(j.events.clone(), &state.orders)?),
         None => None,
     };
     let archive = archive_task(state.clone());
-    let app = http::api().0.with_state(state.clone());
+    let app = http::api().0.merge(ops::routes()).with_state(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving HTTP and WebSocket");
     let mut stopped = stop.clone();

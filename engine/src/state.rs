@@ -37,4 +37,6 @@ pub struct AppState {
     pub openapi: Arc<String>,
     /// Cluster mode: the JetStream log of order events.
     pub events: Option<cluster::EventLog>,
+    /// Ops console sessions.
+    pub ops: crate::ops::OpsSessions,
 }

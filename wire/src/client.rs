@@ -302,6 +302,18 @@ pub mod http_api {
         pub body: serde_json::Value,
         /// The raw body.
         pub text: String,
+        /// The response headers, names in lower case, in order.
+        pub headers: Vec<(String, String)>,
+    }
+
+    impl Response {
+        /// The first value of header `name` (lower case).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
     }
 
     /// Sends `method path` with `headers` and an optional JSON body to `addr`.
@@ -365,10 +377,17 @@ pub mod http_api {
             rest.to_owned()
         };
         let body = serde_json::from_str(&body_text).unwrap_or(serde_json::Value::Null);
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
         Ok(Response {
             status,
             body,
             text: body_text,
+            headers,
         })
     }
 

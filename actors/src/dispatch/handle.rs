@@ -964,6 +964,51 @@ impl Dispatch {
         (self.shared.supervisors.len(), self.shared.associates.len())
     }
 
+    /// Where the associates whose actors run here are: one by one while there are at
+    /// most `max_points` with a position, else counted per shard cell (at its centre).
+    pub fn positions(&self, max_points: usize) -> MarketView {
+        let mut points = Vec::new();
+        self.shared.associates.for_each(|slot| {
+            if let (Some(p), available) = slot.extra.seen() {
+                points.push(AssociatePoint {
+                    lat: p.lat(),
+                    lng: p.lng(),
+                    available,
+                });
+            }
+        });
+        let located = points.len();
+        if located <= max_points {
+            return MarketView {
+                located,
+                points,
+                cells: Vec::new(),
+            };
+        }
+        let mut per_cell: std::collections::HashMap<ShardId, usize> = Default::default();
+        for p in &points {
+            if let Ok(point) = LatLng::new(p.lat, p.lng) {
+                *per_cell.entry(self.shared.map.shard_of(point)).or_default() += 1;
+            }
+        }
+        let cells = per_cell
+            .into_iter()
+            .map(|(shard, count)| {
+                let c = shard.centre();
+                CellCount {
+                    lat: c.lat(),
+                    lng: c.lng(),
+                    count,
+                }
+            })
+            .collect();
+        MarketView {
+            located,
+            points: Vec::new(),
+            cells,
+        }
+    }
+
     /// How many requests are looking for an associate.
     pub fn open_requests(&self) -> usize {
         self.shared.requests.len()
@@ -993,6 +1038,39 @@ impl Dispatch {
     pub fn now_ms(&self) -> UnixMs {
         self.shared.clock.now_ms()
     }
+}
+
+/// Where associates are, for the ops console.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarketView {
+    /// Associates with a known position.
+    pub located: usize,
+    /// Each of them, when they are few enough.
+    pub points: Vec<AssociatePoint>,
+    /// Otherwise, how many per shard cell.
+    pub cells: Vec<CellCount>,
+}
+
+/// One associate on the map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AssociatePoint {
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lng: f64,
+    /// In a shard's index (online, connected and free).
+    pub available: bool,
+}
+
+/// Associates in one shard cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellCount {
+    /// The cell's centre latitude.
+    pub lat: f64,
+    /// The cell's centre longitude.
+    pub lng: f64,
+    /// How many.
+    pub count: usize,
 }
 
 /// What dispatch needs from an associate's stored profile.

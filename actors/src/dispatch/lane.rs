@@ -163,6 +163,13 @@ impl PositionSlot {
         }
     }
 
+    /// The newest position, and whether it goes to a shard's index (the associate is
+    /// available there).
+    pub(crate) fn seen(&self) -> (Option<LatLng>, bool) {
+        let state = self.lock();
+        (state.latest, matches!(state.route, Route::Lane(_)))
+    }
+
     /// The shard whose lane the next report goes to, if any.
     pub(crate) fn lane(&self) -> Option<ShardId> {
         match self.lock().route {

@@ -15,5 +15,7 @@ pub mod request;
 pub mod supervisor;
 mod zone;
 
-pub use handle::{AssociateProfileInfo, Dispatch, profile_info};
+pub use handle::{
+    AssociatePoint, AssociateProfileInfo, CellCount, Dispatch, MarketView, profile_info,
+};
 pub use zone::ZoneFilter;

@@ -8,6 +8,7 @@ mod flow;
 mod harness;
 mod http_api;
 mod moving_up;
+mod ops;
 mod process;
 mod restart;
 mod sockets;

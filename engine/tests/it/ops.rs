@@ -1,0 +1,187 @@
+//! The ops console: login with the admin key into an HttpOnly, SameSite cookie session,
+//! the ops socket's snapshots, and every refusal (wrong key, no session, another site's
+//! origin, a missing CSRF token, a session after logout).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use wire::client::http_api;
+
+use crate::harness::{TestServer, WAIT, at, go_online};
+
+/// Logs in; the session cookie (`speedy_ops=…`).
+async fn log_in(s: &TestServer) -> String {
+    let origin = format!("http://{}", s.addr);
+    let r = http_api::request_raw(
+        s.addr,
+        "POST",
+        "/ops/login",
+        &[("origin", &origin)],
+        Some("application/x-www-form-urlencoded"),
+        format!("key={}", s.admin_key).as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 303, "{}", r.text);
+    assert_eq!(r.header("location"), Some("/ops"));
+    let cookie = r.header("set-cookie").expect("a session cookie").to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+    }
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The ops socket as a browser would open it, with `cookie` and `origin`.
+async fn ops_socket(
+    s: &TestServer,
+    cookie: Option<&str>,
+    origin: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let mut request = format!("ws://{}/v1/ops/ws", s.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    if let Some(cookie) = cookie {
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+fn refused_with(result: Result<impl Sized, tokio_tungstenite::tungstenite::Error>) -> Option<u16> {
+    match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Some(r.status().as_u16()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn the_console_needs_the_admin_key_and_a_session() {
+    let s = TestServer::start(|_| {});
+    // Not logged in: the login form.
+    let r = http_api::request(s.addr, "GET", "/ops", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains("action=\"/ops/login\""), "{}", r.text);
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    // A wrong key is refused.
+    let origin = format!("http://{}", s.addr);
+    let wrong = http_api::request_raw(
+        s.addr,
+        "POST",
+        "/ops/login",
+        &[("origin", &origin)],
+        Some("application/x-www-form-urlencoded"),
+        b"key=not-the-key",
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.header("set-cookie").is_none());
+    // The right key from another site is refused too.
+    let elsewhere = http_api::request_raw(
+        s.addr,
+        "POST",
+        "/ops/login",
+        &[("origin", "http://evil.example")],
+        Some("application/x-www-form-urlencoded"),
+        format!("key={}", s.admin_key).as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(elsewhere.status, 403);
+    // Logged in: the console, with its CSRF token.
+    let cookie = log_in(&s).await;
+    let page = http_api::request(s.addr, "GET", "/ops", &[("cookie", &cookie)], None)
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("<canvas id=\"map\">"));
+    let csrf = page
+        .text
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(csrf.len(), 64);
+    // Logging out needs the CSRF token; after it the session is gone.
+    let no_token = http_api::request_raw(
+        s.addr,
+        "POST",
+        "/ops/logout",
+        &[("origin", &origin), ("cookie", &cookie)],
+        Some("application/x-www-form-urlencoded"),
+        b"csrf=wrong",
+    )
+    .await
+    .unwrap();
+    assert_eq!(no_token.status, 403);
+    let out = http_api::request_raw(
+        s.addr,
+        "POST",
+        "/ops/logout",
+        &[("origin", &origin), ("cookie", &cookie)],
+        Some("application/x-www-form-urlencoded"),
+        format!("csrf={csrf}").as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        refused_with(ops_socket(&s, Some(&cookie), &origin).await),
+        Some(401),
+        "a session after logout"
+    );
+}
+
+#[tokio::test]
+async fn the_ops_socket_streams_the_market_to_a_session_from_the_own_origin() {
+    let s = TestServer::start(|_| {});
+    let origin = format!("http://{}", s.addr);
+    assert_eq!(
+        refused_with(ops_socket(&s, None, &origin).await),
+        Some(401),
+        "no session"
+    );
+    let cookie = log_in(&s).await;
+    assert_eq!(
+        refused_with(ops_socket(&s, Some(&cookie), "http://evil.example").await),
+        Some(403),
+        "another site's page opening the socket with the admin's cookie"
+    );
+    let (_, token) = s.associate("Ravi", &["companion"]).await;
+    let mut a = s.connect(&token).await;
+    go_online(&mut a, at(12.9716, 77.5946)).await;
+    let mut ops = ops_socket(&s, Some(&cookie), &origin).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(3), ops.next())
+            .await
+            .expect("a snapshot every second")
+            .unwrap()
+            .unwrap();
+        let snapshot: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        assert_eq!(snapshot["type"], "snapshot");
+        let points = snapshot["associates"].as_array().unwrap();
+        if snapshot["connections"]["associate"] == 1
+            && points.len() == 1
+            && points[0][2] == "available"
+        {
+            assert!((points[0][0].as_f64().unwrap() - 12.9716).abs() < 1e-9);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{snapshot:#}");
+    }
+}
