@@ -9,7 +9,7 @@ pub(crate) mod extract;
 mod feedback;
 mod health;
 mod money;
-mod orders;
+pub(crate) mod orders;
 mod profiles;
 
 use axum::Router;

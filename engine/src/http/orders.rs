@@ -178,7 +178,7 @@ pub async fn order_events(
 }
 
 /// An order with its events, invoice and payments (`order` if already read).
-fn order_view(
+pub(crate) fn order_view(
     state: &AppState,
     id: OrderId,
     order: Option<storage::OrderRecord>,
@@ -351,7 +351,7 @@ pub async fn ops_complete(
     .await
 }
 
-async fn ops_end(
+pub(crate) async fn ops_end(
     state: AppState,
     id: OrderId,
     action: actors::orders::messages::OpsAction,

@@ -7,6 +7,7 @@
 //! - [`stream`]: the ops WebSocket, a snapshot of the market every second per viewer.
 //! - `assets/`: the login and console pages, embedded in the binary.
 
+mod actions;
 mod sessions;
 mod stream;
 
@@ -32,6 +33,13 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/login", post(login))
         .route("/ops/logout", post(logout))
         .route("/v1/ops/ws", get(stream::upgrade))
+        .route("/ops/api/orders/{id}", get(actions::order))
+        .route("/ops/api/orders/{id}/cancel", post(actions::cancel))
+        .route("/ops/api/orders/{id}/complete", post(actions::complete))
+        .route(
+            "/ops/api/associates/{id}/offline",
+            post(actions::associate_offline),
+        )
 }
 
 /// The console for a logged-in session, else the login form.
