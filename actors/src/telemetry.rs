@@ -69,6 +69,9 @@ pub fn register() {
     metrics::gauge!(ORDER_ACTORS).increment(0.0);
     metrics::gauge!(ORDERS_STALLED).increment(0.0);
     metrics::counter!(INDEX_UPDATES).increment(0);
+    // Zero on a single node, which holds no cells and sends nothing to NATS.
+    metrics::gauge!(CLUSTER_CELLS).increment(0.0);
+    metrics::gauge!(CLUSTER_QUEUE).increment(0.0);
 }
 
 /// Counts an offer event (`sent`, `accepted`, `declined`, `expired`, `withdrawn`,

@@ -185,3 +185,52 @@ async fn the_ops_socket_streams_the_market_to_a_session_from_the_own_origin() {
         assert!(tokio::time::Instant::now() < deadline, "{snapshot:#}");
     }
 }
+
+#[tokio::test]
+async fn the_grafana_dashboard_names_only_series_the_engine_exposes() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/grafana/speedy-cheers.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut named = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("speedy_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                named.insert(name);
+            }
+        }
+    }
+    assert!(named.len() >= 10, "{named:?}");
+    // An engine that has dispatched an order, so its histograms have samples.
+    let s = TestServer::start(|_| {});
+    let mut p = crate::harness::parties(&s).await;
+    crate::steps::allot(&mut p, None).await;
+    let exposition = http_api::request(s.addr, "GET", "/metrics", &[], None)
+        .await
+        .unwrap()
+        .text;
+    let exposed: std::collections::BTreeSet<&str> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let missing: Vec<&String> = named
+        .iter()
+        .filter(|n| !exposed.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard names series the engine does not expose: {missing:?}"
+    );
+}
