@@ -146,6 +146,7 @@ impl AssociateActor {
     /// lanes, in order with the moves reported meanwhile) and sets where the next
     /// position report goes.
     fn sync_index(&mut self) {
+        self.position.set_availability(self.availability());
         let eligible = self.availability() == Availability::Available && !self.skills.is_empty();
         let (id, skills, dispatch) = (self.id, self.skills, &self.dispatch);
         let indexed_in = &mut self.indexed_in;

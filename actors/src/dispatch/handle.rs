@@ -964,25 +964,46 @@ impl Dispatch {
         (self.shared.supervisors.len(), self.shared.associates.len())
     }
 
-    /// Where the associates whose actors run here are: one by one while there are at
-    /// most `max_points` with a position, else counted per shard cell (at its centre).
+    /// Where the associates whose actors run here are, and in which state: one by one
+    /// while there are at most `max_points` with a position, else counted per shard cell
+    /// (at its centre); and how many are available in each shard cell.
     pub fn positions(&self, max_points: usize) -> MarketView {
         let mut points = Vec::new();
+        let mut available: std::collections::HashMap<ShardId, usize> = Default::default();
         self.shared.associates.for_each(|slot| {
-            if let (Some(p), available) = slot.extra.seen() {
+            let (latest, lane, availability) = slot.extra.seen();
+            if let Some(shard) = lane {
+                *available.entry(shard).or_default() += 1;
+            }
+            if let Some(p) = latest {
                 points.push(AssociatePoint {
                     lat: p.lat(),
                     lng: p.lng(),
-                    available,
+                    availability,
                 });
             }
         });
+        let cell_counts = |counts: std::collections::HashMap<ShardId, usize>| {
+            counts
+                .into_iter()
+                .map(|(shard, count)| {
+                    let c = shard.centre();
+                    CellCount {
+                        lat: c.lat(),
+                        lng: c.lng(),
+                        count,
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
         let located = points.len();
+        let available = cell_counts(available);
         if located <= max_points {
             return MarketView {
                 located,
                 points,
                 cells: Vec::new(),
+                available,
             };
         }
         let mut per_cell: std::collections::HashMap<ShardId, usize> = Default::default();
@@ -991,21 +1012,11 @@ impl Dispatch {
                 *per_cell.entry(self.shared.map.shard_of(point)).or_default() += 1;
             }
         }
-        let cells = per_cell
-            .into_iter()
-            .map(|(shard, count)| {
-                let c = shard.centre();
-                CellCount {
-                    lat: c.lat(),
-                    lng: c.lng(),
-                    count,
-                }
-            })
-            .collect();
         MarketView {
             located,
             points: Vec::new(),
-            cells,
+            cells: cell_counts(per_cell),
+            available,
         }
     }
 
@@ -1049,6 +1060,8 @@ pub struct MarketView {
     pub points: Vec<AssociatePoint>,
     /// Otherwise, how many per shard cell.
     pub cells: Vec<CellCount>,
+    /// Available associates per shard cell (the load a cell's index carries).
+    pub available: Vec<CellCount>,
 }
 
 /// One associate on the map.
@@ -1058,8 +1071,8 @@ pub struct AssociatePoint {
     pub lat: f64,
     /// Longitude.
     pub lng: f64,
-    /// In a shard's index (online, connected and free).
-    pub available: bool,
+    /// Offline, available, reserved for an offer, or busy on an order.
+    pub availability: wire::model::Availability,
 }
 
 /// Associates in one shard cell.

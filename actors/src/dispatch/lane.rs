@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use geo::{LatLng, ShardDisc, ShardId, Skills};
 use wire::AssociateId;
+use wire::model::Availability;
 
 /// One change to a shard's index.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -119,6 +120,8 @@ struct SlotState {
 #[derive(Debug)]
 pub(crate) struct PositionSlot {
     state: Mutex<SlotState>,
+    /// The associate's availability as their actor last set it (for the ops console).
+    availability: std::sync::atomic::AtomicU8,
 }
 
 impl Default for PositionSlot {
@@ -130,6 +133,7 @@ impl Default for PositionSlot {
                 woken: false,
                 disc: None,
             }),
+            availability: std::sync::atomic::AtomicU8::new(0),
         }
     }
 }
@@ -163,11 +167,32 @@ impl PositionSlot {
         }
     }
 
-    /// The newest position, and whether it goes to a shard's index (the associate is
-    /// available there).
-    pub(crate) fn seen(&self) -> (Option<LatLng>, bool) {
+    /// The newest position, the shard whose index holds the associate (if any), and their
+    /// availability as their actor last set it.
+    pub(crate) fn seen(&self) -> (Option<LatLng>, Option<ShardId>, Availability) {
         let state = self.lock();
-        (state.latest, matches!(state.route, Route::Lane(_)))
+        let lane = match state.route {
+            Route::Lane(shard) => Some(shard),
+            Route::Keep | Route::Actor => None,
+        };
+        let availability = match self.availability.load(Ordering::Relaxed) {
+            1 => Availability::Available,
+            2 => Availability::Reserved,
+            3 => Availability::Busy,
+            _ => Availability::Offline,
+        };
+        (state.latest, lane, availability)
+    }
+
+    /// Records the associate's availability (their actor, whenever it changes).
+    pub(crate) fn set_availability(&self, availability: Availability) {
+        let code = match availability {
+            Availability::Offline => 0,
+            Availability::Available => 1,
+            Availability::Reserved => 2,
+            Availability::Busy => 3,
+        };
+        self.availability.store(code, Ordering::Relaxed);
     }
 
     /// The shard whose lane the next report goes to, if any.

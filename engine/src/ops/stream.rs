@@ -69,8 +69,12 @@ pub fn snapshot(state: &AppState) -> serde_json::Value {
     let (users, associates) = dispatch.sessions().count_by_role();
     let (shards, associate_actors) = dispatch.actor_counts();
     let market = dispatch.positions(MAX_POINTS);
+    let exposition = state.metrics.render();
     json!({
         "type": "snapshot",
+        "totals": totals(&exposition),
+        "first_offer_buckets": buckets(&exposition, "speedy_time_to_first_offer_seconds_bucket"),
+        "first_offer_count": sum_of(&exposition, "speedy_time_to_first_offer_seconds_count", None),
         "at_ms": dispatch.now_ms(),
         "connections": { "user": users, "associate": associates },
         "open_requests": dispatch.open_requests(),
@@ -81,12 +85,81 @@ pub fn snapshot(state: &AppState) -> serde_json::Value {
         "associates": market
             .points
             .iter()
-            .map(|p| json!([p.lat, p.lng, if p.available { "available" } else { "other" }]))
+            .map(|p| json!([p.lat, p.lng, p.availability]))
             .collect::<Vec<_>>(),
         "cells": market
             .cells
             .iter()
             .map(|c| json!([c.lat, c.lng, c.count]))
             .collect::<Vec<_>>(),
+        "available_per_cell": market
+            .available
+            .iter()
+            .map(|c| json!([c.lat, c.lng, c.count]))
+            .collect::<Vec<_>>(),
     })
+}
+
+/// The value of every sample of `name` in `exposition`, summed over its labels (and those
+/// whose labels contain `filter`, if given).
+fn sum_of(exposition: &str, name: &str, filter: Option<&str>) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| filter.is_none_or(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Running totals the console turns into rates: frames in, requests ended, allotments.
+fn totals(exposition: &str) -> serde_json::Value {
+    json!({
+        "frames": sum_of(exposition, crate::telemetry::FRAMES_IN, None),
+        "requests_ended": sum_of(exposition, actors::telemetry::REQUESTS, None),
+        "allotted": sum_of(exposition, actors::telemetry::REQUESTS, Some("outcome=\"allotted\"")),
+    })
+}
+
+/// A histogram's cumulative buckets as `[upper bound, count]`, from its `_bucket` series.
+fn buckets(exposition: &str, series: &str) -> Vec<(f64, f64)> {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((bound, count))
+        })
+        .filter(|(bound, _)| bound.is_finite())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_and_buckets_are_read_from_the_exposition() {
+        let text = "# HELP x\n\
+            speedy_frames_received_total{type=\"location\"} 10\n\
+            speedy_frames_received_total{type=\"request\"} 2\n\
+            speedy_requests_total{outcome=\"allotted\"} 3\n\
+            speedy_requests_total{outcome=\"cancelled\"} 1\n\
+            speedy_time_to_first_offer_seconds_bucket{le=\"0.01\"} 4\n\
+            speedy_time_to_first_offer_seconds_bucket{le=\"+Inf\"} 5\n";
+        assert_eq!(
+            totals(text),
+            json!({ "frames": 12.0, "requests_ended": 4.0, "allotted": 3.0 })
+        );
+        assert_eq!(
+            buckets(text, "speedy_time_to_first_offer_seconds_bucket"),
+            [(0.01, 4.0)]
+        );
+    }
 }

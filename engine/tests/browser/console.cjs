@@ -33,6 +33,10 @@ async function main() {
     await page.waitForFunction(() => document.getElementById("status").textContent === "live");
     await page.waitForFunction(() => Number(document.getElementById("associates").textContent) >= 2);
     await page.waitForFunction(() => Number(document.getElementById("orders").textContent) >= 1);
+    // The latency and fulfilment panels have the order's request in them.
+    await page.waitForFunction(() => document.getElementById("first-offer").textContent.includes("ms"));
+    // (The test process's other engines share its metrics: only the shape is checked.)
+    await page.waitForFunction(() => / %$/.test(document.getElementById("fulfilment").textContent));
     // Associate markers are drawn (the available colour, #3fb950, at their centres).
     await page.waitForFunction(() => {
       const c = document.getElementById("map");
