@@ -79,36 +79,19 @@ pub struct Reason {
     reason: String,
 }
 
-/// Cancels an order by hand.
-pub async fn cancel(
+/// Cancels an order (`cancel`) or completes its started work (`complete`) by hand.
+pub async fn end_order(
     State(state): State<AppState>,
     _: OpsWrite,
-    PathParams(id): PathParams<OrderId>,
+    PathParams((id, action)): PathParams<(OrderId, String)>,
     Json(body): Json<Reason>,
 ) -> ApiResult<Json<OrderView>> {
-    ops_end(
-        state,
-        id,
-        actors::orders::messages::OpsAction::Cancel,
-        body.reason,
-    )
-    .await
-}
-
-/// Completes started work by hand.
-pub async fn complete(
-    State(state): State<AppState>,
-    _: OpsWrite,
-    PathParams(id): PathParams<OrderId>,
-    Json(body): Json<Reason>,
-) -> ApiResult<Json<OrderView>> {
-    ops_end(
-        state,
-        id,
-        actors::orders::messages::OpsAction::Complete,
-        body.reason,
-    )
-    .await
+    let action = match action.as_str() {
+        "cancel" => actors::orders::messages::OpsAction::Cancel,
+        "complete" => actors::orders::messages::OpsAction::Complete,
+        _ => return Err(ApiError::not_found("console action")),
+    };
+    ops_end(state, id, action, body.reason).await
 }
 
 /// Takes an associate offline (they stop getting offers; an open offer stays until

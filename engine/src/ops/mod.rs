@@ -34,8 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/logout", post(logout))
         .route("/v1/ops/ws", get(stream::upgrade))
         .route("/ops/api/orders/{id}", get(actions::order))
-        .route("/ops/api/orders/{id}/cancel", post(actions::cancel))
-        .route("/ops/api/orders/{id}/complete", post(actions::complete))
+        .route("/ops/api/orders/{id}/{action}", post(actions::end_order))
         .route(
             "/ops/api/associates/{id}/offline",
             post(actions::associate_offline),
