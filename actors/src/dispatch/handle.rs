@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     /// Associates' actors, each with the slot its newest position waits in.
     pub(crate) associates: Registry<AssociateId, AssociateActor, Arc<PositionSlot>>,
     pub(crate) requests: DashMap<RequestId, Addr<RequestActor>>,
+    /// The offers each open request made here, for the ops console.
+    trails: DashMap<RequestId, RequestTrail>,
     /// Each user's open request, as told to them (re-sent when they reconnect).
     user_requests: DashMap<UserId, RequestReceived>,
     order_sink: OnceLock<Recipient<CreateOrder>>,
@@ -107,6 +109,7 @@ impl Dispatch {
                 supervisors: Registry::new(crate::telemetry::SHARD_SUPERVISORS, "supervisor"),
                 associates: Registry::new(crate::telemetry::ASSOCIATE_ACTORS, "associate"),
                 requests: DashMap::new(),
+                trails: DashMap::new(),
                 user_requests: DashMap::new(),
                 order_sink: OnceLock::new(),
                 peers: OnceLock::new(),
@@ -1020,6 +1023,59 @@ impl Dispatch {
         }
     }
 
+    /// Starts the trail of a request whose offer loop runs here.
+    pub(crate) fn open_trail(&self, spec: &RequestSpec) {
+        self.shared.trails.insert(
+            spec.request_id,
+            RequestTrail {
+                request_id: spec.request_id,
+                task: spec.task_name.clone(),
+                lat: spec.pickup.lat(),
+                lng: spec.pickup.lng(),
+                created_at_ms: spec.created_at_ms,
+                offers: Vec::new(),
+            },
+        );
+    }
+
+    /// Notes an offer event of `request`: `sent` opens a step for `associate`, anything
+    /// else ends their open step with that outcome.
+    pub(crate) fn note_offer(
+        &self,
+        request: RequestId,
+        associate: AssociateId,
+        outcome: &'static str,
+    ) {
+        let now = self.now_ms();
+        if let Some(mut trail) = self.shared.trails.get_mut(&request) {
+            if outcome == "sent" {
+                if trail.offers.len() >= MAX_TRAIL {
+                    trail.offers.remove(0);
+                }
+                trail.offers.push(OfferStep {
+                    associate,
+                    at_ms: now,
+                    outcome: "open",
+                });
+            } else if let Some(step) = trail
+                .offers
+                .iter_mut()
+                .rev()
+                .find(|s| s.associate == associate && s.outcome == "open")
+            {
+                step.outcome = outcome;
+            }
+        }
+    }
+
+    /// The open requests running here with their offers, at most `max`, oldest first.
+    pub fn trails(&self, max: usize) -> Vec<RequestTrail> {
+        let mut all: Vec<RequestTrail> = self.shared.trails.iter().map(|t| t.clone()).collect();
+        all.sort_by_key(|t| t.created_at_ms);
+        all.truncate(max);
+        all
+    }
+
     /// How many requests are looking for an associate.
     pub fn open_requests(&self) -> usize {
         self.shared.requests.len()
@@ -1040,6 +1096,7 @@ impl Dispatch {
     /// A request's offer loop stopped here (ended, or handed over with its cell).
     pub(crate) fn request_stopped(&self, request: RequestId) {
         self.shared.requests.remove(&request);
+        self.shared.trails.remove(&request);
         if let Some(peers) = self.peers() {
             peers.unserve(Served::Request(request));
         }
@@ -1049,6 +1106,37 @@ impl Dispatch {
     pub fn now_ms(&self) -> UnixMs {
         self.shared.clock.now_ms()
     }
+}
+
+/// Offers kept per request for the console (the oldest go first).
+const MAX_TRAIL: usize = 32;
+
+/// An open request and the offers it made, for the ops console.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestTrail {
+    /// The request.
+    pub request_id: RequestId,
+    /// Its task type.
+    pub task: String,
+    /// Pickup latitude.
+    pub lat: f64,
+    /// Pickup longitude.
+    pub lng: f64,
+    /// When it was made.
+    pub created_at_ms: UnixMs,
+    /// Its offers, in order.
+    pub offers: Vec<OfferStep>,
+}
+
+/// One offer of a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OfferStep {
+    /// To whom.
+    pub associate: AssociateId,
+    /// When it went out.
+    pub at_ms: UnixMs,
+    /// `open`, or how it ended: accepted, declined, expired, withdrawn, disconnected.
+    pub outcome: &'static str,
 }
 
 /// Where associates are, for the ops console.

@@ -16,6 +16,7 @@ pub mod supervisor;
 mod zone;
 
 pub use handle::{
-    AssociatePoint, AssociateProfileInfo, CellCount, Dispatch, MarketView, profile_info,
+    AssociatePoint, AssociateProfileInfo, CellCount, Dispatch, MarketView, OfferStep, RequestTrail,
+    profile_info,
 };
 pub use zone::ZoneFilter;

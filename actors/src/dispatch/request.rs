@@ -302,7 +302,7 @@ impl RequestActor {
         }
         self.dispatch
             .withdraw(associate, self.spec.request_id, OfferEnd::Expired);
-        telemetry::offer("expired");
+        self.offer_event(associate, "expired");
         self.refused_then_search(associate, ctx);
     }
 
@@ -332,9 +332,19 @@ impl RequestActor {
         self.search(ctx);
     }
 
+    /// Counts an offer event and notes it in the request's trail (for the ops console).
+    fn offer_event(&self, associate: AssociateId, outcome: &'static str) {
+        telemetry::offer(outcome);
+        self.dispatch
+            .note_offer(self.spec.request_id, associate, outcome);
+    }
+
     /// Counts an offer that reached an associate (and the first one's latency).
     fn note_sent(&mut self) {
-        telemetry::offer("sent");
+        match self.holder() {
+            Some((associate, _)) => self.offer_event(associate, "sent"),
+            None => telemetry::offer("sent"),
+        }
         if !self.offered_any {
             self.offered_any = true;
             metrics::histogram!(telemetry::TIME_TO_FIRST_OFFER)
@@ -365,7 +375,7 @@ impl RequestActor {
     fn withdraw_current(&mut self, reason: OfferEnd) {
         let associate = match self.phase {
             Phase::Offering { associate, .. } => {
-                telemetry::offer("withdrawn");
+                self.offer_event(associate, "withdrawn");
                 associate
             }
             Phase::Reserving { associate, .. } => associate,
@@ -425,6 +435,7 @@ impl Actor for RequestActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         telemetry::request_opened();
+        self.dispatch.open_trail(&self.spec);
         ctx.run_later(
             self.spec.deadline.saturating_duration_since(Instant::now()),
             |act, ctx| {
@@ -476,11 +487,12 @@ impl Handler<AcceptOffer> for RequestActor {
             requested_at_ms: self.dispatch.clock().ms_at(self.spec.created),
             allotted_at_ms: now,
         };
-        Box::pin(sink.send(CreateOrder { allotment }).into_actor(self).map(|created, act, ctx| {
+        let accepted_by = msg.associate;
+        Box::pin(sink.send(CreateOrder { allotment }).into_actor(self).map(move |created, act, ctx| {
             let created = created.map_err(ActorError::from).and_then(|r| r);
             match created {
                 Ok(order) => {
-                    telemetry::offer("accepted");
+                    act.offer_event(accepted_by, "accepted");
                     metrics::histogram!(telemetry::TIME_TO_ALLOT).record(act.spec.created.elapsed().as_secs_f64());
                     act.finish("allotted", ctx);
                     AcceptOutcome::Allotted(order)
@@ -515,10 +527,11 @@ impl Handler<OfferRefused> for RequestActor {
             // Refused before the grant reached us: the offer was out all the same.
             self.note_sent();
         }
-        telemetry::offer(match msg.why {
+        let outcome = match msg.why {
             RefusedBy::Declined => "declined",
             RefusedBy::Disconnected => "disconnected",
-        });
+        };
+        self.offer_event(msg.associate, outcome);
         self.refused_then_search(msg.associate, ctx);
     }
 }

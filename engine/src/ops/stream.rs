@@ -16,6 +16,8 @@ use crate::state::AppState;
 
 /// How often a snapshot goes out.
 const EVERY: Duration = Duration::from_secs(1);
+/// Open requests listed at most (the oldest).
+const MAX_REQUESTS: usize = 200;
 /// Associates listed one by one at most; beyond, they are counted per shard cell.
 const MAX_POINTS: usize = 5_000;
 
@@ -91,6 +93,17 @@ pub fn snapshot(state: &AppState) -> serde_json::Value {
             .cells
             .iter()
             .map(|c| json!([c.lat, c.lng, c.count]))
+            .collect::<Vec<_>>(),
+        "requests": dispatch
+            .trails(MAX_REQUESTS)
+            .iter()
+            .map(|t| json!({
+                "request_id": t.request_id,
+                "task": t.task,
+                "at": [t.lat, t.lng],
+                "created_at_ms": t.created_at_ms,
+                "offers": t.offers.iter().map(|o| json!([o.associate, o.at_ms, o.outcome])).collect::<Vec<_>>(),
+            }))
             .collect::<Vec<_>>(),
         "available_per_cell": market
             .available

@@ -234,3 +234,37 @@ async fn the_grafana_dashboard_names_only_series_the_engine_exposes() {
         "the dashboard names series the engine does not expose: {missing:?}"
     );
 }
+
+#[tokio::test]
+async fn an_open_request_shows_with_its_offer_chain() {
+    let s = TestServer::start(|_| {});
+    let origin = format!("http://{}", s.addr);
+    let cookie = log_in(&s).await;
+    let mut p = crate::harness::parties(&s).await;
+    p.u.send(crate::steps::request(None)).await.unwrap();
+    let offer = crate::harness::expect(&mut p.a, "offer", |m| match m {
+        wire::ServerMessage::Offer(o) => Some(o),
+        _ => None,
+    })
+    .await;
+    let mut ops = ops_socket(&s, Some(&cookie), &origin).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(3), ops.next())
+            .await
+            .expect("a snapshot every second")
+            .unwrap()
+            .unwrap();
+        let snapshot: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        let requests = snapshot["requests"].as_array().unwrap();
+        if let Some(r) = requests.first()
+            && r["offers"].as_array().is_some_and(|o| !o.is_empty())
+        {
+            assert_eq!(r["request_id"], serde_json::json!(offer.request_id));
+            assert_eq!(r["offers"][0][0], serde_json::json!(p.associate));
+            assert_eq!(r["offers"][0][2], "open");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{snapshot:#}");
+    }
+}
