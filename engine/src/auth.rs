@@ -117,7 +117,8 @@ pub struct Secrets {
     pub feedback_api_key: String,
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes as lower-case hex.
+pub(crate) fn random_hex(bytes: usize) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(bytes * 2);
     for _ in 0..bytes {

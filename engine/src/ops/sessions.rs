@@ -53,12 +53,12 @@ impl OpsSessions {
         {
             self.inner.remove(&oldest);
         }
-        let token = random_token();
+        let token = crate::auth::random_hex(32);
         self.inner.insert(
             token.clone(),
             OpsSession {
                 token: token.clone(),
-                csrf: random_token(),
+                csrf: crate::auth::random_hex(32),
                 expires: now + self.ttl,
                 created: now,
             },
@@ -81,13 +81,6 @@ impl OpsSessions {
     pub fn end(&self, token: &str) {
         self.inner.remove(token);
     }
-}
-
-/// 32 random bytes as hex.
-fn random_token() -> String {
-    (0..32)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
 }
 
 /// The value of cookie `name` in the request.

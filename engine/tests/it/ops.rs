@@ -57,6 +57,29 @@ async fn ops_socket(
         .map(|(ws, _)| ws)
 }
 
+/// Reads snapshots (one a second) until `wanted` holds for one; that one.
+async fn snapshot_where(
+    ops: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(3), ops.next())
+            .await
+            .expect("a snapshot every second")
+            .unwrap()
+            .unwrap();
+        let snapshot: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        assert_eq!(snapshot["type"], "snapshot");
+        if wanted(&snapshot) {
+            return snapshot;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{snapshot:#}");
+    }
+}
+
 fn refused_with(result: Result<impl Sized, tokio_tungstenite::tungstenite::Error>) -> Option<u16> {
     match result {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Some(r.status().as_u16()),
@@ -165,25 +188,15 @@ async fn the_ops_socket_streams_the_market_to_a_session_from_the_own_origin() {
     let mut a = s.connect(&token).await;
     go_online(&mut a, at(12.9716, 77.5946)).await;
     let mut ops = ops_socket(&s, Some(&cookie), &origin).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(3), ops.next())
-            .await
-            .expect("a snapshot every second")
-            .unwrap()
-            .unwrap();
-        let snapshot: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
-        assert_eq!(snapshot["type"], "snapshot");
+    let snapshot = snapshot_where(&mut ops, |snapshot| {
         let points = snapshot["associates"].as_array().unwrap();
-        if snapshot["connections"]["associate"] == 1
+        snapshot["connections"]["associate"] == 1
             && points.len() == 1
             && points[0][2] == "available"
-        {
-            assert!((points[0][0].as_f64().unwrap() - 12.9716).abs() < 1e-9);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{snapshot:#}");
-    }
+    })
+    .await;
+    let point = &snapshot["associates"][0];
+    assert!((point[0].as_f64().unwrap() - 12.9716).abs() < 1e-9);
 }
 
 #[tokio::test]
@@ -248,23 +261,14 @@ async fn an_open_request_shows_with_its_offer_chain() {
     })
     .await;
     let mut ops = ops_socket(&s, Some(&cookie), &origin).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(3), ops.next())
-            .await
-            .expect("a snapshot every second")
-            .unwrap()
-            .unwrap();
-        let snapshot: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
-        let requests = snapshot["requests"].as_array().unwrap();
-        if let Some(r) = requests.first()
-            && r["offers"].as_array().is_some_and(|o| !o.is_empty())
-        {
-            assert_eq!(r["request_id"], serde_json::json!(offer.request_id));
-            assert_eq!(r["offers"][0][0], serde_json::json!(p.associate));
-            assert_eq!(r["offers"][0][2], "open");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{snapshot:#}");
-    }
+    let snapshot = snapshot_where(&mut ops, |snapshot| {
+        snapshot["requests"][0]["offers"]
+            .as_array()
+            .is_some_and(|o| !o.is_empty())
+    })
+    .await;
+    let r = &snapshot["requests"][0];
+    assert_eq!(r["request_id"], serde_json::json!(offer.request_id));
+    assert_eq!(r["offers"][0][0], serde_json::json!(p.associate));
+    assert_eq!(r["offers"][0][2], "open");
 }
