@@ -29,6 +29,9 @@ pub enum GeoError {
     /// A task type outside the supported range.
     #[error("invalid task type {0}: must be below {max}", max = crate::MAX_TASK_TYPES)]
     InvalidTaskType(u8),
+    /// A viewport whose south edge is north of its north edge.
+    #[error("invalid viewport: its south-west corner must not be north of its north-east corner")]
+    InvalidViewport,
     /// An H3 resolution outside 0..=15.
     #[error("invalid H3 resolution {0}: must be in 0..=15")]
     InvalidResolution(u8),

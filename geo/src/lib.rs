@@ -7,6 +7,7 @@
 //! - [`AvailabilityIndex`]: associates by position and skills; [`AvailabilityIndex::nearest`]
 //!   answers "the k nearest eligible associates within r metres", sorted by true distance.
 //! - [`merge_nearest`]: merges several shards' answers into the answer one index would give.
+//! - [`Viewport`]: what a map shows, and the cell size to count points in when it is wide.
 //!
 //! Everything here is synchronous and allocation-light; nothing reads the environment.
 
@@ -17,6 +18,7 @@ mod point;
 mod shard;
 mod skills;
 mod sphere;
+mod view;
 
 pub use error::{GeoError, InvalidLatLng};
 pub use index::{AvailabilityIndex, Entry, IndexConfig, NearestQuery, Neighbor};
@@ -24,3 +26,4 @@ pub use merge::merge_nearest;
 pub use point::{EARTH_RADIUS_M, LatLng};
 pub use shard::{MAX_SHARDS_PER_QUERY, ShardDisc, ShardId, ShardMap};
 pub use skills::{MAX_TASK_TYPES, Skills, TaskType};
+pub use view::Viewport;

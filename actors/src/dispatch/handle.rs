@@ -967,10 +967,12 @@ impl Dispatch {
         (self.shared.supervisors.len(), self.shared.associates.len())
     }
 
-    /// Where the associates whose actors run here are, and in which state: one by one
-    /// while there are at most `max_points` with a position, else counted per shard cell
-    /// (at its centre); and how many are available in each shard cell.
-    pub fn positions(&self, max_points: usize) -> MarketView {
+    /// Where the associates whose actors run here are, and in which state, inside `view`
+    /// (by default a box around them all): one by one while at most `max_points` are in
+    /// view and the view is at most [`DETAIL_SPAN_M`] across, else counted per H3 cell at
+    /// a resolution that suits the view's width; and how many are available in each shard
+    /// cell.
+    pub fn positions(&self, view: Option<geo::Viewport>, max_points: usize) -> MarketView {
         let mut points = Vec::new();
         let mut available: std::collections::HashMap<ShardId, usize> = Default::default();
         self.shared.associates.for_each(|slot| {
@@ -979,14 +981,13 @@ impl Dispatch {
                 *available.entry(shard).or_default() += 1;
             }
             if let Some(p) = latest {
-                points.push(AssociatePoint {
-                    lat: p.lat(),
-                    lng: p.lng(),
-                    availability,
-                });
+                points.push((p, availability));
             }
         });
-        let cell_counts = |counts: std::collections::HashMap<ShardId, usize>| {
+        let located = points.len();
+        let view = view.unwrap_or_else(|| geo::Viewport::around(points.iter().map(|(p, _)| *p)));
+        points.retain(|(p, _)| view.contains(*p));
+        let counted = |counts: std::collections::HashMap<ShardId, usize>| {
             counts
                 .into_iter()
                 .map(|(shard, count)| {
@@ -999,26 +1000,34 @@ impl Dispatch {
                 })
                 .collect::<Vec<_>>()
         };
-        let located = points.len();
-        let available = cell_counts(available);
-        if located <= max_points {
+        let available = counted(available);
+        if points.len() <= max_points && view.span_m() <= DETAIL_SPAN_M {
             return MarketView {
                 located,
-                points,
+                points: points
+                    .into_iter()
+                    .map(|(p, availability)| AssociatePoint {
+                        lat: p.lat(),
+                        lng: p.lng(),
+                        availability,
+                    })
+                    .collect(),
                 cells: Vec::new(),
+                resolution: None,
                 available,
             };
         }
+        let resolution = view.resolution_for(CELLS_ACROSS, FINEST_AGGREGATE);
+        let map = geo::ShardMap::new(resolution).unwrap_or(self.shared.map);
         let mut per_cell: std::collections::HashMap<ShardId, usize> = Default::default();
-        for p in &points {
-            if let Ok(point) = LatLng::new(p.lat, p.lng) {
-                *per_cell.entry(self.shared.map.shard_of(point)).or_default() += 1;
-            }
+        for (p, _) in &points {
+            *per_cell.entry(map.shard_of(*p)).or_default() += 1;
         }
         MarketView {
             located,
             points: Vec::new(),
-            cells: cell_counts(per_cell),
+            cells: counted(per_cell),
+            resolution: Some(map.resolution()),
             available,
         }
     }
@@ -1139,6 +1148,13 @@ pub struct OfferStep {
     pub outcome: &'static str,
 }
 
+/// Views wider than this (metres) show associates counted per cell.
+pub const DETAIL_SPAN_M: f64 = 100_000.0;
+/// Cells side to side across a view counted per cell.
+const CELLS_ACROSS: f64 = 48.0;
+/// The finest resolution associates are counted at (res 9 cells are ~350 m across).
+const FINEST_AGGREGATE: u8 = 9;
+
 /// Where associates are, for the ops console.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MarketView {
@@ -1146,8 +1162,10 @@ pub struct MarketView {
     pub located: usize,
     /// Each of them, when they are few enough.
     pub points: Vec<AssociatePoint>,
-    /// Otherwise, how many per shard cell.
+    /// Otherwise, how many in each H3 cell at `resolution`.
     pub cells: Vec<CellCount>,
+    /// The H3 resolution of `cells`, when counted per cell.
+    pub resolution: Option<u8>,
     /// Available associates per shard cell (the load a cell's index carries).
     pub available: Vec<CellCount>,
 }

@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     /// Parties whose positions are relayed to the other side.
     tracking: DashMap<PartyId, Track>,
     last_relay: DashMap<PartyId, Instant>,
+    /// Open orders and recent tracks, for ops.
+    board: super::board::Board,
     bus: EventBus,
     /// How long a payment may wait on the gateway.
     gateway_timeout: Duration,
@@ -121,6 +123,7 @@ impl Orders {
                 by_party: DashMap::new(),
                 tracking: DashMap::new(),
                 last_relay: DashMap::new(),
+                board: Default::default(),
                 gateway_timeout: payment_config.gateway_timeout,
                 billing: OnceLock::new(),
                 payments: OnceLock::new(),
@@ -206,6 +209,7 @@ impl Orders {
     /// telling its parties (the new owner does).
     pub(crate) fn handed_over(&self, record: &storage::OrderRecord) {
         self.shared.actors.remove(&record.order_id);
+        self.shared.board.remove(record.order_id, false);
         metrics::gauge!(crate::telemetry::ORDER_ACTORS).set(self.shared.actors.len() as f64);
         for party in [
             PartyId::User(record.user_id),
@@ -697,6 +701,7 @@ impl Orders {
     pub(crate) fn unregister(&self, record: &storage::OrderRecord) {
         self.stop_tracking(record);
         self.shared.actors.remove(&record.order_id);
+        self.shared.board.remove(record.order_id, true);
         metrics::gauge!(crate::telemetry::ORDER_ACTORS).set(self.shared.actors.len() as f64);
         for party in [
             PartyId::User(record.user_id),
@@ -748,6 +753,11 @@ impl Orders {
         };
         self.mirror_joined(party, record.order_id, tracked.then_some(peer));
         Ok(Some(record.order_id))
+    }
+
+    /// Open orders run here, where their parties are, and recent tracks.
+    pub fn board(&self) -> &super::board::Board {
+        &self.shared.board
     }
 
     /// How many orders are open.
@@ -840,10 +850,18 @@ impl Orders {
             return false;
         }
         self.shared.last_relay.insert(party, now);
+        let at_ms = self.shared.dispatch.now_ms();
+        let side = match party {
+            PartyId::User(_) => Role::User,
+            PartyId::Associate(_) => Role::Associate,
+        };
+        self.shared
+            .board
+            .moved(track.order, side, point.lat(), point.lng(), at_ms);
         let frame = PeerLocation {
             order_id: track.order,
             point: point.into(),
-            at_ms: self.shared.dispatch.now_ms(),
+            at_ms,
         };
         self.sessions().send(track.peer, frame.into()).is_ok()
     }

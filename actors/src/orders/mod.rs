@@ -5,10 +5,12 @@
 //! - [`order::OrderActor`]: one per open order, running its persisted lifecycle.
 //! - [`billing`], [`payment`] (through a [`gateway::PaymentGateway`]) and [`feedback`].
 //! - [`bus`]: order events for whoever listens; [`stall`]: orders nobody finishes.
+//! - [`board`]: open orders, where their parties are and their tracks, for ops.
 //! - [`pricing`]: the pure pricing engine.
 //! - [`messages`]: what these actors say to each other and what the handle asks them.
 
 pub mod billing;
+pub mod board;
 pub mod bus;
 mod desk;
 pub mod feedback;

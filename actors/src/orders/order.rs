@@ -14,6 +14,7 @@ use wire::model::{
 use wire::{InvoiceFrame, InvoiceId, OrderClosed, OrderUpdate, PartyId, PaymentId, PaymentResult};
 
 use crate::error::ActorError;
+use crate::orders::board::BoardOrder;
 use crate::orders::messages::{
     Act, Action, Bill, CashReceived, Charge, Invoiced, OpsAct, OpsAction, Pay, Settled, View,
 };
@@ -300,6 +301,7 @@ impl OrderActor {
             if moved {
                 act.moved_on(ctx);
             }
+            act.post_on_board();
             // A stall is for ops: the parties' view of the order did not change.
             if !matches!(event.kind, OrderEventKind::Stalled { .. }) {
                 for party in act.parties() {
@@ -388,6 +390,27 @@ impl OrderActor {
             metrics::gauge!(crate::telemetry::ORDERS_STALLED).decrement(1.0);
         }
         self.watch_stall(ctx);
+    }
+
+    /// Shows the order as it is now on the ops board.
+    fn post_on_board(&self) {
+        let r = &self.record;
+        let now_ms = self.orders.dispatch().now_ms();
+        let pickup = r
+            .pickup
+            .to_latlng()
+            .map_or((0.0, 0.0), |p| (p.lat(), p.lng()));
+        self.orders.board().upsert(BoardOrder {
+            order_id: r.order_id,
+            user_id: r.user_id,
+            associate_id: r.associate_id,
+            state: r.state,
+            since_ms: now_ms.saturating_sub(self.state_since.elapsed().as_millis() as u64),
+            stalled: self.stalled,
+            pickup,
+            user_at: None,
+            associate_at: None,
+        });
     }
 
     /// Checks for a stall when the current state's stall time is up.
@@ -689,6 +712,7 @@ impl Actor for OrderActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.post_on_board();
         self.watch_stall(ctx);
         self.resume(ctx);
     }

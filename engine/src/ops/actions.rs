@@ -73,6 +73,29 @@ pub async fn order(
     Ok(Json(order_view(&state, id, Some(order))?))
 }
 
+/// An order's track for replay: both parties' positions while it moved, oldest first,
+/// as `[at_ms, lat, lng, "user" | "associate"]`; 404 when this node keeps none (tracks
+/// live in memory, for open orders and the last finished ones run here).
+pub async fn track(
+    State(state): State<AppState>,
+    _: OpsRead,
+    PathParams(id): PathParams<OrderId>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let track = state
+        .orders
+        .board()
+        .track(id)
+        .ok_or_else(|| ApiError::not_found("order track"))?;
+    let points: Vec<_> = track
+        .points()
+        .iter()
+        .map(|p| serde_json::json!([p.at_ms, p.lat, p.lng, p.side]))
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "order_id": id, "points": points }),
+    ))
+}
+
 /// Why ops act on an order.
 #[derive(Debug, Deserialize)]
 pub struct Reason {

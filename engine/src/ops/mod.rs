@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/logout", post(logout))
         .route("/v1/ops/ws", get(stream::upgrade))
         .route("/ops/api/orders/{id}", get(actions::order))
+        .route("/ops/api/orders/{id}/track", get(actions::track))
         .route("/ops/api/orders/{id}/{action}", post(actions::end_order))
         .route(
             "/ops/api/associates/{id}/offline",

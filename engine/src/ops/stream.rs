@@ -2,6 +2,11 @@
 //! snapshot of the market every second. Each viewer holds one snapshot at a time; a
 //! viewer that cannot take one within the write timeout is dropped, so memory never
 //! grows with a slow one.
+//!
+//! A viewer tells the engine what its map shows with
+//! `{"type":"view","south":…,"west":…,"north":…,"east":…}`; associates inside are sent one
+//! by one when the view is narrow and holds few enough, else counted per H3 cell at a
+//! resolution that suits its width (`resolution` in the snapshot).
 
 use std::time::Duration;
 
@@ -18,8 +23,12 @@ use crate::state::AppState;
 const EVERY: Duration = Duration::from_secs(1);
 /// Open requests listed at most (the oldest).
 const MAX_REQUESTS: usize = 200;
-/// Associates listed one by one at most; beyond, they are counted per shard cell.
+/// Associates listed one by one at most; beyond, they are counted per cell.
 const MAX_POINTS: usize = 5_000;
+/// Open orders listed at most (stalled first, then the longest in their state).
+const MAX_ORDERS: usize = 200;
+/// A viewer's messages are small: anything longer is refused.
+const MAX_VIEWER_MESSAGE: usize = 1_024;
 
 /// Upgrades a logged-in console from an allowed origin; 401 or 403 otherwise.
 pub async fn upgrade(
@@ -46,10 +55,11 @@ async fn stream(state: AppState, socket: WebSocket) {
     let write_timeout = Duration::from_millis(state.config.socket.write_timeout_ms);
     let mut tick = tokio::time::interval(EVERY);
     let mut shutdown = state.shutdown.clone();
+    let mut view = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let frame = Message::Text(snapshot(&state).to_string().into());
+                let frame = Message::Text(snapshot(&state, view).to_string().into());
                 match tokio::time::timeout(write_timeout, tx.send(frame)).await {
                     Ok(Ok(())) => {}
                     // Gone, or too slow to take one snapshot: dropped.
@@ -58,6 +68,20 @@ async fn stream(state: AppState, socket: WebSocket) {
             }
             incoming = rx.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Text(text))) => match viewport(&text) {
+                    Ok(v) => {
+                        view = Some(v);
+                        // The new view's snapshot now, not at the next tick.
+                        tick.reset_immediately();
+                    }
+                    Err(message) => {
+                        let error = json!({ "type": "error", "message": message });
+                        let frame = Message::Text(error.to_string().into());
+                        if tokio::time::timeout(write_timeout, tx.send(frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                },
                 Some(Ok(_)) => {}
             },
             _ = shutdown.wait() => return,
@@ -65,12 +89,42 @@ async fn stream(state: AppState, socket: WebSocket) {
     }
 }
 
-/// The market now: counters and where the associates are.
-pub fn snapshot(state: &AppState) -> serde_json::Value {
+/// What a viewer's map shows, from its `view` message.
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ViewerMessage {
+    View {
+        south: f64,
+        west: f64,
+        north: f64,
+        east: f64,
+    },
+}
+
+/// The viewport in a viewer's message, or why it is refused.
+fn viewport(text: &str) -> Result<geo::Viewport, String> {
+    if text.len() > MAX_VIEWER_MESSAGE {
+        return Err(format!(
+            "a viewer message is at most {MAX_VIEWER_MESSAGE} bytes"
+        ));
+    }
+    let ViewerMessage::View {
+        south,
+        west,
+        north,
+        east,
+    } = serde_json::from_str(text).map_err(|e| format!("not a view message: {e}"))?;
+    let corner = |lat, lng| geo::LatLng::new(lat, lng).map_err(|e| e.to_string());
+    geo::Viewport::new(corner(south, west)?, corner(north, east)?).map_err(|e| e.to_string())
+}
+
+/// The market now, as seen through `view`: counters, where the associates are, open
+/// requests and orders.
+pub fn snapshot(state: &AppState, view: Option<geo::Viewport>) -> serde_json::Value {
     let dispatch = &state.dispatch;
     let (users, associates) = dispatch.sessions().count_by_role();
     let (shards, associate_actors) = dispatch.actor_counts();
-    let market = dispatch.positions(MAX_POINTS);
+    let market = dispatch.positions(view, MAX_POINTS);
     let exposition = state.metrics.render();
     json!({
         "type": "snapshot",
@@ -93,6 +147,22 @@ pub fn snapshot(state: &AppState) -> serde_json::Value {
             .cells
             .iter()
             .map(|c| json!([c.lat, c.lng, c.count]))
+            .collect::<Vec<_>>(),
+        "resolution": market.resolution,
+        "orders": state
+            .orders
+            .board()
+            .orders(MAX_ORDERS)
+            .iter()
+            .map(|o| json!({
+                "order_id": o.order_id,
+                "state": o.state,
+                "since_ms": o.since_ms,
+                "stalled": o.stalled,
+                "pickup": [o.pickup.0, o.pickup.1],
+                "user_at": o.user_at.map(|(a, b)| [a, b]),
+                "associate_at": o.associate_at.map(|(a, b)| [a, b]),
+            }))
             .collect::<Vec<_>>(),
         "requests": dispatch
             .trails(MAX_REQUESTS)
@@ -173,6 +243,33 @@ mod tests {
         assert_eq!(
             buckets(text, "speedy_time_to_first_offer_seconds_bucket"),
             [(0.01, 4.0)]
+        );
+    }
+
+    #[test]
+    fn a_viewer_says_what_its_map_shows_or_is_told_why_not() {
+        let v = viewport(r#"{"type":"view","south":12.9,"west":77.5,"north":13.0,"east":77.7}"#)
+            .unwrap();
+        assert!(v.contains(geo::LatLng::new(12.95, 77.6).unwrap()));
+        for (bad, why) in [
+            (
+                r#"{"type":"view","south":13.0,"west":77.5,"north":12.9,"east":77.7}"#,
+                "invalid viewport",
+            ),
+            (
+                r#"{"type":"view","south":95,"west":77.5,"north":96,"east":77.7}"#,
+                "invalid coordinates",
+            ),
+            (r#"{"type":"zoom"}"#, "not a view message"),
+            ("[]", "not a view message"),
+        ] {
+            let e = viewport(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(
+            viewport(&" ".repeat(2_000))
+                .unwrap_err()
+                .contains("at most")
         );
     }
 }

@@ -1,6 +1,5 @@
 //! Engine integration tests over real sockets on 127.0.0.1, port 0.
 
-mod browser;
 mod cluster;
 mod contract;
 mod crash;

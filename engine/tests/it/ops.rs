@@ -272,3 +272,164 @@ async fn an_open_request_shows_with_its_offer_chain() {
     assert_eq!(r["offers"][0][0], serde_json::json!(p.associate));
     assert_eq!(r["offers"][0][2], "open");
 }
+
+/// Sends the viewer's `view` message on the ops socket.
+async fn send_view(
+    ops: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    text: String,
+) {
+    use futures_util::SinkExt;
+    ops.send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_wide_view_counts_associates_per_cell_and_a_narrow_one_lists_them() {
+    let s = TestServer::start(|_| {});
+    let origin = format!("http://{}", s.addr);
+    let cookie = log_in(&s).await;
+    let mut online = Vec::new();
+    for (name, lng) in [("Ravi", 77.5946), ("Kiran", 77.5950)] {
+        let (_, token) = s.associate(name, &["companion"]).await;
+        let mut a = s.connect(&token).await;
+        go_online(&mut a, at(12.9716, lng)).await;
+        online.push(a);
+    }
+    let mut ops = ops_socket(&s, Some(&cookie), &origin).await.unwrap();
+    // A city block: each associate, no cells.
+    send_view(
+        &mut ops,
+        r#"{"type":"view","south":12.96,"west":77.58,"north":12.98,"east":77.61}"#.into(),
+    )
+    .await;
+    let near = snapshot_where(&mut ops, |s| s["associates"].as_array().unwrap().len() == 2).await;
+    assert_eq!(near["resolution"], serde_json::Value::Null);
+    assert!(near["cells"].as_array().unwrap().is_empty());
+    // A view elsewhere shows neither.
+    send_view(
+        &mut ops,
+        r#"{"type":"view","south":40.0,"west":-74.1,"north":40.1,"east":-73.9}"#.into(),
+    )
+    .await;
+    snapshot_where(&mut ops, |s| {
+        s["associates"].as_array().unwrap().is_empty() && s["associates_located"] == 2
+    })
+    .await;
+    // A continent: counted per coarse cell, both in one.
+    send_view(
+        &mut ops,
+        r#"{"type":"view","south":5.0,"west":65.0,"north":35.0,"east":95.0}"#.into(),
+    )
+    .await;
+    let far = snapshot_where(&mut ops, |s| !s["resolution"].is_null()).await;
+    assert!(far["associates"].as_array().unwrap().is_empty(), "{far:#}");
+    assert!(far["resolution"].as_u64().unwrap() <= 3, "{far:#}");
+    let cells = far["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 1, "{far:#}");
+    assert_eq!(cells[0][2], 2);
+    // A view that makes no sense is refused with a reason, and the socket carries on.
+    send_view(
+        &mut ops,
+        r#"{"type":"view","south":30.0,"west":65.0,"north":5.0,"east":95.0}"#.into(),
+    )
+    .await;
+    let frame = tokio::time::timeout(WAIT, async {
+        loop {
+            let f = ops.next().await.unwrap().unwrap();
+            let v: serde_json::Value = serde_json::from_str(f.to_text().unwrap()).unwrap();
+            if v["type"] == "error" {
+                return v;
+            }
+        }
+    })
+    .await
+    .expect("an error frame");
+    assert!(
+        frame["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid viewport"),
+        "{frame}"
+    );
+    snapshot_where(&mut ops, |s| !s["resolution"].is_null()).await;
+}
+
+#[tokio::test]
+async fn an_order_on_the_move_shows_both_parties_and_its_track_replays() {
+    let s = TestServer::start(|_| {});
+    let origin = format!("http://{}", s.addr);
+    let cookie = log_in(&s).await;
+    let mut p = crate::harness::parties(&s).await;
+    let order = crate::steps::allot(&mut p, None).await.order_id;
+    let peer_heard =
+        |m: wire::ServerMessage| matches!(m, wire::ServerMessage::PeerLocation(_)).then_some(());
+    let location = |point| wire::Location {
+        point,
+        accuracy_m: None,
+    };
+    p.a.send(location(at(12.9800, 77.6000))).await.unwrap();
+    crate::harness::expect(&mut p.u, "the associate's position", peer_heard).await;
+    p.u.send(location(at(12.9716, 77.5946))).await.unwrap();
+    crate::harness::expect(&mut p.a, "the user's position", peer_heard).await;
+    let mut ops = ops_socket(&s, Some(&cookie), &origin).await.unwrap();
+    let snapshot = snapshot_where(&mut ops, |s| {
+        s["orders"][0]["user_at"].is_array() && s["orders"][0]["associate_at"].is_array()
+    })
+    .await;
+    let o = &snapshot["orders"][0];
+    assert_eq!(o["order_id"], serde_json::json!(order));
+    assert_eq!(o["state"], "allotted");
+    assert_eq!(o["stalled"], false);
+    assert_eq!(o["associate_at"], serde_json::json!([12.98, 77.6]));
+    assert_eq!(o["user_at"], serde_json::json!([12.9716, 77.5946]));
+
+    let track = |id: String| {
+        let cookie = cookie.clone();
+        async move {
+            http_api::request(
+                s.addr,
+                "GET",
+                &format!("/ops/api/orders/{id}/track"),
+                &[("cookie", &cookie)],
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let t = track(order.to_string()).await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let points = t.body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{}", t.text);
+    assert_eq!(points[0][3], "associate");
+    assert_eq!(points[1][3], "user");
+    assert!(points[0][0].as_u64() <= points[1][0].as_u64());
+    // The order ends; its track is still there to replay.
+    let r = s
+        .admin(
+            "POST",
+            &format!("/v1/orders/{order}/cancel"),
+            Some(serde_json::json!({ "reason": "test" })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    snapshot_where(&mut ops, |s| s["orders"].as_array().unwrap().is_empty()).await;
+    assert_eq!(track(order.to_string()).await.status, 200);
+    // An order never run here has none; without a session, nothing.
+    let none = track(wire::OrderId::new().to_string()).await;
+    assert_eq!(none.status, 404, "{}", none.text);
+    assert_eq!(none.body["error"]["code"], "not_found");
+    let r = http_api::request(
+        s.addr,
+        "GET",
+        &format!("/ops/api/orders/{order}/track"),
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+}

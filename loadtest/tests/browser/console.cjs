@@ -1,7 +1,8 @@
 // The ops console in a real browser (headless Chromium through playwright-core), run by
-// engine/tests/it/browser.rs against an engine it started. Environment: BASE (the
-// engine's URL), ADMIN_KEY, ORDER_ID (an allotted order), ASSOCIATE_ID (an available
-// associate), SCREENSHOT (where to save one), CHROMIUM (the browser binary).
+// loadtest/tests/console.rs against an engine it started, during a short simulator run.
+// Environment: BASE (the engine's URL), ADMIN_KEY, ORDER_ID (an allotted order nobody
+// moves, with a short track), ASSOCIATE_ID (its associate), SCREENSHOT (where to save
+// one), CHROMIUM (the browser binary).
 "use strict";
 const { chromium } = require("playwright-core");
 
@@ -31,31 +32,46 @@ async function main() {
     await page.click("button[type=submit]");
     await page.waitForSelector("#map");
     await page.waitForFunction(() => document.getElementById("status").textContent === "live");
-    await page.waitForFunction(() => Number(document.getElementById("associates").textContent) >= 2);
-    await page.waitForFunction(() => Number(document.getElementById("orders").textContent) >= 1);
-    // The latency and fulfilment panels have the order's request in them.
+    await page.waitForFunction(() => Number(document.getElementById("associates").textContent) >= 100);
+    await page.waitForFunction(() => Number(document.getElementById("frames-rate").textContent) > 0);
+    await page.waitForFunction(() => Number(document.getElementById("allotments-rate").textContent) >= 0
+      && Number(document.getElementById("orders").textContent) >= 2);
     await page.waitForFunction(() => document.getElementById("first-offer").textContent.includes("ms"));
-    // (The test process's other engines share its metrics: only the shape is checked.)
     await page.waitForFunction(() => / %$/.test(document.getElementById("fulfilment").textContent));
-    // Associate markers are drawn (the available colour, #3fb950, at their centres).
+    // Associates are drawn one by one (the available colour, #3fb950, at their centres).
+    await page.waitForFunction(() => document.getElementById("detail").textContent === "each associate");
     await page.waitForFunction(() => {
       const c = document.getElementById("map");
       const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
       let marked = 0;
       for (let i = 0; i < d.length; i += 4) if (d[i] === 0x3f && d[i + 1] === 0xb9 && d[i + 2] === 0x50) marked++;
-      return marked > 0;
+      return marked > 50;
     });
-    // The order's timeline.
-    await page.fill("#order-id", env("ORDER_ID"));
-    await page.click("#order-form button");
+    // Orders on the move, with both parties' positions (the stuck one at least).
+    await page.waitForFunction(() => Number(document.getElementById("moving").textContent) >= 1);
+    // The stuck order is listed as stalled; clicking it shows its timeline, stall included.
+    const stuck = `#orders-list li[data-order="${env("ORDER_ID")}"].stalled`;
+    await page.waitForSelector(stuck);
+    await page.click(stuck);
     await page.waitForFunction(() => document.getElementById("order-state").textContent === "state: allotted");
-    if ((await page.locator("#timeline li").count()) < 1) throw new Error("no events in the timeline");
+    await page.waitForFunction(() => [...document.querySelectorAll("#timeline li")].some(li => li.textContent.includes("(stalled)")));
+    // Its track replays on the map: at least the user's position and the associate's five.
+    await page.waitForFunction(() => /^\d+ points kept$/.test(document.getElementById("replay-status").textContent));
+    await page.click("#replay");
+    await page.waitForFunction(() => {
+      const done = /^replayed (\d+) points$/.exec(document.getElementById("replay-status").textContent);
+      return done && Number(done[1]) >= 6;
+    });
     await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+    // Zoomed far out, the engine counts associates per cell instead.
+    await page.mouse.move(500, 400);
+    for (let i = 0; i < 25; i++) await page.mouse.wheel(0, 100);
+    await page.waitForFunction(() => document.getElementById("detail").textContent.startsWith("per cell (H3 res "));
     // Cancelling the stuck order from the page changes its state.
     await page.fill("#reason", "stuck: cancelled from the console test");
     await page.click("#cancel");
     await page.waitForFunction(() => document.getElementById("order-state").textContent === "state: cancelled");
-    // Taking an associate offline.
+    // Its associate, free again, is taken offline.
     await page.fill("#associate-id", env("ASSOCIATE_ID"));
     await page.click("#associate-form button");
     await page.waitForFunction(() => document.getElementById("associate-result").textContent === "now offline");
