@@ -467,15 +467,18 @@ impl OrderActor {
                         );
                         act.commit_now(OrderEventKind::OpsCancelled { reason }, Vec::new(), ctx);
                     }
-                    StallAction::ReleaseAssociate => {
-                        act.orders
-                            .dispatch()
-                            .order_finished(act.record.associate_id, act.record.order_id);
-                        act.orders.associate_off(&act.record);
-                    }
+                    StallAction::ReleaseAssociate => act.release_associate(),
                 }
             });
         ctx.wait(write);
+    }
+
+    /// Frees the associate for other work while the order waits on its user.
+    fn release_associate(&self) {
+        self.orders
+            .dispatch()
+            .order_finished(self.record.associate_id, self.record.order_id);
+        self.orders.associate_off(&self.record);
     }
 
     /// Sends the invoice to `parties`.
@@ -993,7 +996,17 @@ impl Handler<OpsAct> for OrderActor {
                 kind.state().as_str()
             )));
         }
-        AtomicResponse::new(self.commit(None, kind, Vec::new()))
+        let completed = matches!(kind, OrderEventKind::OpsCompleted { .. });
+        AtomicResponse::new(Box::pin(self.commit(None, kind, Vec::new()).map(
+            move |done, act, _| {
+                // Work ops close by hand frees the associate at once: they are not kept
+                // busy while the user pays.
+                if done.is_ok() && completed {
+                    act.release_associate();
+                }
+                done
+            },
+        )))
     }
 }
 

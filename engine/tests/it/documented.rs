@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use wire::model::{OrderState, PaymentMethod};
 use wire::{ErrorCode, ServerMessage};
 
-use crate::harness::{TestServer, WAIT, expect, parties};
+use crate::harness::{TestServer, WAIT, at, expect, parties};
 use crate::steps::{allot, error, request, state_update, work};
 
 fn refusal(m: ServerMessage) -> Option<wire::ErrorFrame> {
@@ -117,7 +117,7 @@ async fn invalid_utf8_gets_its_error_then_the_close_rfc_6455_requires() {
 }
 
 #[tokio::test]
-async fn a_frame_over_64_kib_gets_its_error_and_1009() {
+async fn a_frame_over_the_limit_gets_its_error_and_1009() {
     let s = TestServer::start(|_| {});
     let (_, token) = s.user("Asha").await;
     let mut c = s.connect(&token).await;
@@ -222,8 +222,21 @@ async fn every_frame_type_is_rate_limited_and_a_flood_of_any_closes_the_socket()
     let s = TestServer::start(|c| {
         c.socket.frames_per_s = 5;
         c.socket.frames_burst = 5;
+        c.socket.location_per_s = 5;
+        c.socket.location_burst = 5;
     });
     let (_, token) = s.user("Asha").await;
+    // A heartbeat without a nonce is answered (the nonce is optional in both encodings).
+    for encoding in [wire::Encoding::Json, wire::Encoding::Binary] {
+        let mut c = s.connect_with(&token, encoding).await;
+        c.send(wire::Heartbeat { nonce: None }).await.unwrap();
+        let answer = expect(&mut c, "the heartbeat's answer", |m| match m {
+            ServerMessage::Heartbeat(h) => Some(h),
+            _ => None,
+        })
+        .await;
+        assert_eq!(answer.nonce, None, "{encoding:?}");
+    }
     // A burst over the limit: refused with rate_limited, the socket stays.
     let mut c = s.connect(&token).await;
     for n in 0..8 {
@@ -254,6 +267,35 @@ async fn every_frame_type_is_rate_limited_and_a_flood_of_any_closes_the_socket()
             "{reason}"
         );
     }
+    // Locations have a bucket of their own, and binary frames are counted alike.
+    let location = wire::Location {
+        point: at(12.97, 77.59),
+        accuracy_m: None,
+    };
+    for encoding in [wire::Encoding::Json, wire::Encoding::Binary] {
+        let mut c = s.connect_with(&token, encoding).await;
+        for _ in 0..200 {
+            if c.send(location.clone()).await.is_err() {
+                break;
+            }
+        }
+        let reason = closed_with(&mut c).await;
+        assert!(
+            reason.starts_with("1008") && reason.contains("flooding"),
+            "{encoding:?}: {reason}"
+        );
+    }
+    let mut c = s.connect_with(&token, wire::Encoding::Binary).await;
+    for n in 0..200 {
+        if c.send(wire::Heartbeat { nonce: Some(n) }).await.is_err() {
+            break;
+        }
+    }
+    let reason = closed_with(&mut c).await;
+    assert!(
+        reason.starts_with("1008") && reason.contains("flooding"),
+        "binary heartbeats: {reason}"
+    );
 }
 
 /// The numbers PROTOCOL.md gives are the engine's defaults.

@@ -216,8 +216,24 @@ async fn ops_cancel_or_complete_an_order_with_a_reason_in_its_events() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+    let completed = r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["kind"].get("ops_completed"))
+        .unwrap_or_else(|| panic!("an ops_completed event: {}", r.body));
+    assert_eq!(completed["reason"], "app crashed on site");
     expect(&mut p.u, "the invoice", |m| {
         matches!(m, ServerMessage::Invoice(_)).then_some(())
+    })
+    .await;
+    // The associate is free at once, while the user still owes the invoice: the next
+    // request nearby is offered to them.
+    let (_, token) = s.user("Meera").await;
+    let mut other = s.connect(&token).await;
+    other.send(crate::steps::request(None)).await.unwrap();
+    expect(&mut p.a, "an offer of the next request", |m| {
+        matches!(m, ServerMessage::Offer(_)).then_some(())
     })
     .await;
 }
