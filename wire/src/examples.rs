@@ -166,7 +166,7 @@ pub fn server_examples() -> Vec<ServerMessage> {
     let mut paid = example_invoice();
     paid.settlement = Some(Settlement {
         method: PaymentMethod::Card,
-        transaction_ref: "sbx_ch_000001".into(),
+        transaction_ref: "sbx_ch_019ad1c4e6f07a5c8d3b2e1f0a9c8b7d".into(),
         paid_at_ms: AT + 3_700_000,
     });
     vec![
@@ -246,7 +246,7 @@ pub fn server_examples() -> Vec<ServerMessage> {
                 idempotency_key: "pay-7f3a".into(),
                 status: PaymentStatus::Succeeded,
                 amount_minor: 71_080,
-                transaction_ref: Some("sbx_ch_000001".into()),
+                transaction_ref: Some("sbx_ch_019ad1c4e6f07a5c8d3b2e1f0a9c8b7d".into()),
                 failure: None,
             }),
         }

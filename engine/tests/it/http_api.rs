@@ -263,6 +263,18 @@ async fn keys_are_checked_before_the_body_and_body_errors_are_json() {
         assert_eq!(r.status, 401, "{path}: {}", r.text);
         assert_eq!(r.body["error"]["code"], "unauthorized", "{path}");
     }
+    // A wrong key, malformed body: 401 too, before the body.
+    for (path, header) in [
+        ("/v1/users", "x-admin-key"),
+        ("/v1/tokens", "x-admin-key"),
+        ("/v1/discounts", "x-admin-key"),
+        ("/v1/feedback", "x-api-key"),
+    ] {
+        let wrong = vec![(header, "wrong-key-0123456789abcdef".to_owned())];
+        let r = raw(path, wrong, Some("application/json"), b"{not json").await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text);
+        assert_eq!(r.body["error"]["code"], "unauthorized", "{path}");
+    }
     let admin = vec![("x-admin-key", s.admin_key.clone())];
     // Malformed JSON: 400 bad_json, as JSON.
     let r = raw(
@@ -433,24 +445,42 @@ async fn every_error_is_json_with_a_stable_code() {
 #[tokio::test]
 async fn lists_are_paginated_and_orders_can_be_found() {
     let s = TestServer::start(|_| {});
-    let mut made = Vec::new();
-    for n in 0..7 {
-        made.push(s.user(&format!("U{n}")).await.0.to_string());
-    }
-    let mut seen = Vec::new();
-    let mut path = "/v1/users?limit=3".to_owned();
-    loop {
-        let r = s.admin("GET", &path, None).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let items = r.body["items"].as_array().unwrap();
-        assert!(items.len() <= 3);
-        seen.extend(items.iter().map(|u| u["id"].as_str().unwrap().to_owned()));
-        match r.body["next"].as_str() {
-            Some(next) => path = format!("/v1/users?limit=3&after={next}"),
-            None => break,
+    // Follows `next` from `first` to the end: every page at most `limit` long, and the
+    // `key` of every item in the order given.
+    let walk = |first: String, limit: usize, key: &'static str| {
+        let s = &s;
+        async move {
+            let mut seen = Vec::new();
+            let mut path = first.clone();
+            loop {
+                let r = s.admin("GET", &path, None).await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                let items = r.body["items"].as_array().unwrap();
+                assert!(items.len() <= limit, "{}", r.text);
+                seen.extend(items.iter().map(|i| i[key].as_str().unwrap().to_owned()));
+                match r.body["next"].as_str() {
+                    Some(next) => path = format!("{first}&after={next}"),
+                    None => return seen,
+                }
+            }
         }
+    };
+    let mut users = Vec::new();
+    let mut associates = Vec::new();
+    for n in 0..7 {
+        users.push(s.user(&format!("U{n}")).await.0.to_string());
+        associates.push(
+            s.associate(&format!("A{n}"), &["errand"])
+                .await
+                .0
+                .to_string(),
+        );
     }
-    assert_eq!(seen, made);
+    assert_eq!(walk("/v1/users?limit=3".into(), 3, "id").await, users);
+    assert_eq!(
+        walk("/v1/associates?limit=2".into(), 2, "id").await,
+        associates
+    );
 
     let mut p = crate::harness::parties(&s).await;
     let order = crate::steps::allot(&mut p, None).await;
@@ -490,6 +520,34 @@ async fn lists_are_paginated_and_orders_can_be_found() {
         .admin("GET", &format!("/v1/orders?from_ms={}", now + 1), None)
         .await;
     assert!(r.body["items"].as_array().unwrap().is_empty(), "{}", r.text);
+    // Three orders of one user, walked two at a time.
+    let mut orders = vec![order.order_id.to_string()];
+    for _ in 0..2 {
+        let last = orders.last().unwrap();
+        let r = s
+            .admin(
+                "POST",
+                &format!("/v1/orders/{last}/cancel"),
+                Some(json!({ "reason": "paging test" })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        crate::steps::state_update(
+            &mut p.a,
+            last.parse().unwrap(),
+            wire::model::OrderState::Cancelled,
+        )
+        .await;
+        orders.push(crate::steps::allot(&mut p, None).await.order_id.to_string());
+    }
+    let mut walked = walk(
+        format!("/v1/orders?user_id={}&limit=2", p.user),
+        2,
+        "order_id",
+    )
+    .await;
+    walked.sort();
+    assert_eq!(walked, orders);
 }
 
 #[tokio::test]
@@ -560,5 +618,63 @@ fn http_md_covers_every_route_of_the_document() {
                 "docs/HTTP.md does not cover {method} {path}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn a_party_reads_only_its_own_order_and_the_associate_never_sees_the_pin() {
+    let s = TestServer::start(|_| {});
+    let (user, user_token) = s.user("Asha").await;
+    let (associate, associate_token) = s.associate("Ravi", &["companion"]).await;
+    let mut a = s.connect(&associate_token).await;
+    crate::harness::go_online(&mut a, crate::harness::at(12.9726, 77.5946)).await;
+    let u = s.connect(&user_token).await;
+    let mut p = crate::harness::Parties {
+        u,
+        a,
+        user,
+        associate,
+    };
+    let order = crate::steps::allot(&mut p, None).await;
+    let (_, stranger) = s.user("Meera").await;
+    let path = format!("/v1/orders/{}", order.order_id);
+    let get = |auth: Option<String>| {
+        let path = path.clone();
+        async move {
+            let headers: Vec<(&str, String)> = auth
+                .map(|t| vec![("authorization", format!("Bearer {t}"))])
+                .unwrap_or_default();
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            http_api::request(s.addr, "GET", &path, &headers, None)
+                .await
+                .unwrap()
+        }
+    };
+    // The user sees their order with its PIN; the associate sees it without.
+    let r = get(Some(user_token.clone())).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["order"]["order_id"], json!(order.order_id));
+    assert_eq!(r.body["order"]["pin"], json!(order.pin));
+    let r = get(Some(associate_token)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["order"]["pin"], "", "as documented: {}", r.text);
+    // Anyone else: not found (whether it exists is not theirs to know).
+    let r = get(Some(stranger)).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{}",
+        r.text
+    );
+    // A token that is not one, or none: 401.
+    for auth in [Some("not-a-token".to_owned()), None] {
+        let r = get(auth).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{}",
+            r.text
+        );
     }
 }
