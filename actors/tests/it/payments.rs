@@ -72,8 +72,8 @@ fn party(id: uuid::Uuid) -> PartySummary {
     }
 }
 
-/// A billed order with a card payment pending, as a killed engine leaves them.
-fn billed_with_pending_payment(store: &storage::Store) -> (storage::OrderRecord, PaymentId) {
+/// A billed order of 400.00, waiting for its payment.
+fn billed(store: &storage::Store) -> storage::OrderRecord {
     let (user, associate) = (UserId::new(), AssociateId::new());
     let order = storage::OrderRecord {
         order_id: OrderId::new(),
@@ -140,6 +140,13 @@ fn billed_with_pending_payment(store: &storage::Store) -> (storage::OrderRecord,
         )
         .wait()
         .unwrap();
+    order
+}
+
+/// A billed order with a card payment pending, as a killed engine leaves them.
+fn billed_with_pending_payment(store: &storage::Store) -> (storage::OrderRecord, PaymentId) {
+    let order = billed(store);
+    let user = order.user_id;
     let payment = storage::PaymentRecord {
         payment_id: PaymentId::new(),
         order_id: order.order_id,
@@ -228,4 +235,118 @@ async fn a_payment_left_pending_by_a_restart_guards_its_order_until_it_settles()
     assert_eq!(payments[0].status, PaymentStatus::Succeeded);
     assert!(store.pending_payments().unwrap().is_empty());
     assert!(gateway.asked.lock().unwrap().contains(&pending.to_string()));
+}
+
+/// A gateway that captures every charge, and says whether the charge's payment was
+/// already stored when it was asked.
+struct Witness {
+    store: storage::Store,
+    order: OrderId,
+    charged: tokio::sync::mpsc::UnboundedSender<bool>,
+}
+
+impl PaymentGateway for Witness {
+    fn charge(&self, r: ChargeRequest) -> BoxFuture<'static, Result<ChargeStatus, GatewayError>> {
+        let stored = self.store.payments_for(self.order).is_ok_and(|payments| {
+            payments
+                .iter()
+                .any(|p| p.payment_id.to_string() == r.key && p.status == PaymentStatus::Pending)
+        });
+        let _ = self.charged.send(stored);
+        Box::pin(async move {
+            Ok(ChargeStatus::Captured {
+                transaction_ref: format!("ref-{}", r.key),
+            })
+        })
+    }
+
+    fn lookup(&self, _: String) -> BoxFuture<'static, Result<Option<ChargeStatus>, GatewayError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn void(&self, _: String) -> BoxFuture<'static, Result<Option<ChargeStatus>, GatewayError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+#[actix_rt::test]
+async fn a_card_is_charged_only_once_its_pending_payment_is_synced() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    // A sync hook that, once armed, reports each sync and holds it until released.
+    let armed = Arc::new(AtomicBool::new(false));
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let hook_armed = armed.clone();
+    let hook = storage::SyncHook(Arc::new(move || {
+        if hook_armed.load(Ordering::SeqCst) {
+            let _ = entered_tx.send(());
+            let _ = release_rx.lock().unwrap().recv();
+        }
+    }));
+    let store = storage::Store::open(&storage::StoreConfig {
+        path: Some(dir.path().to_path_buf()),
+        cache_bytes: 8 * 1024 * 1024,
+        sync_hook: Some(hook),
+        ..storage::StoreConfig::default()
+    })
+    .unwrap();
+    let order = billed(&store);
+    let dispatch = Dispatch::new(
+        DispatchConfig::default(),
+        catalog(),
+        Sessions::default(),
+        Clock::system(),
+        vec![],
+        store.clone(),
+    )
+    .unwrap();
+    let (charged_tx, mut charged) = tokio::sync::mpsc::unbounded_channel();
+    let (orders, _) = Orders::start(
+        store.clone(),
+        dispatch,
+        Arc::new(Witness {
+            store: store.clone(),
+            order: order.order_id,
+            charged: charged_tx,
+        }),
+        OrderConfig::default(),
+        PaymentConfig::default(),
+    )
+    .unwrap();
+    // From now on every sync is held until released.
+    armed.store(true, Ordering::SeqCst);
+    let pay = wire::Pay {
+        order_id: order.order_id,
+        method: PaymentMethod::Card,
+        instrument: "4242424242424242".into(),
+        idempotency_key: "k1".into(),
+        tip_minor: None,
+    };
+    let o = orders.clone();
+    let user = PartyId::User(order.user_id);
+    let paying = actix_rt::spawn(async move { o.pay(user, pay).await });
+    let held = tokio::task::spawn_blocking(move || {
+        entered.recv_timeout(Duration::from_secs(10)).map(|_| entered)
+    })
+    .await
+    .unwrap()
+    .expect("the payment's write reaches the sync");
+    // Held in the sync: the gateway must not be asked yet.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), charged.recv())
+            .await
+            .is_err(),
+        "the card was charged before its pending payment was synced"
+    );
+    armed.store(false, Ordering::SeqCst);
+    release.send(()).unwrap();
+    drop(held);
+    let stored_first = tokio::time::timeout(Duration::from_secs(10), charged.recv())
+        .await
+        .expect("charged once the sync returned")
+        .unwrap();
+    assert!(stored_first, "the pending payment was on record when the gateway was asked");
+    assert_eq!(paying.await.unwrap(), Ok(()));
 }

@@ -160,6 +160,114 @@ async fn an_open_request_resumes_after_a_kill_and_never_goes_back_to_who_decline
 }
 both!(an_open_request_resumes_after_a_kill_and_never_goes_back_to_who_declined);
 
+/// Now, in wall-clock milliseconds.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The user's request, acknowledged.
+async fn requested(u: &mut Client, client_ref: &str) -> wire::RequestReceived {
+    u.send(wire::TaskRequest {
+        client_ref: client_ref.into(),
+        ..request(None)
+    })
+    .await
+    .unwrap();
+    expect(u, "request_received", |m| match m {
+        ServerMessage::RequestReceived(r) if r.client_ref == client_ref => Some(r),
+        _ => None,
+    })
+    .await
+}
+
+/// Nobody to serve them: resumed requests end at their first deadline or when cancelled,
+/// and one whose deadline passed while the engine was down is gone.
+async fn resumed_requests_keep_their_deadline_and_can_be_cancelled(backend: Backend) {
+    let dir = backend.data_dir();
+    write_config(
+        dir.path(),
+        "[dispatch]\nretry_interval_ms = 50\nrequest_timeout_ms = 6000\n",
+    );
+    let e = Engine::start(dir.path());
+    let (_, a_token) = e.user("Asha").await;
+    let (_, b_token) = e.user("Bela").await;
+    let (_, c_token) = e.user("Chitra").await;
+    let mut a = e.connect(&a_token).await;
+    let mut b = e.connect(&b_token).await;
+    let ra = requested(&mut a, "a-1").await;
+    let rb = requested(&mut b, "b-1").await;
+    e.kill();
+
+    let e = Engine::start(dir.path());
+    // Cancelled after the restart: the resumed request is the user's to cancel.
+    let mut b = e.connect(&b_token).await;
+    let again = expect(&mut b, "request_received again", |m| match m {
+        ServerMessage::RequestReceived(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    assert_eq!(again, rb);
+    b.send(wire::CancelRequest {
+        request_id: rb.request_id,
+    })
+    .await
+    .unwrap();
+    expect(&mut b, "request_cancelled", |m| match m {
+        ServerMessage::RequestCancelled(r) if r.request_id == rb.request_id => Some(()),
+        _ => None,
+    })
+    .await;
+    // Left alone: `no_associate` comes at the deadline given before the kill, not a full
+    // timeout after the restart.
+    let mut a = e.connect(&a_token).await;
+    let again = expect(&mut a, "request_received again", |m| match m {
+        ServerMessage::RequestReceived(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    assert_eq!(again, ra);
+    expect(&mut a, "no_associate", |m| match m {
+        ServerMessage::NoAssociate(n) if n.request_id == ra.request_id => Some(()),
+        _ => None,
+    })
+    .await;
+    let at = wall_ms();
+    assert!(
+        at + 50 >= ra.expires_at_ms && at <= ra.expires_at_ms + 1_500,
+        "no_associate at {at}, the deadline was {}",
+        ra.expires_at_ms
+    );
+
+    // A request whose deadline passes while the engine is down is dropped at the start.
+    let mut c = e.connect(&c_token).await;
+    let rc = requested(&mut c, "c-1").await;
+    e.kill();
+    let wait = rc.expires_at_ms.saturating_sub(wall_ms()) + 100;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let e = Engine::start(dir.path());
+    let mut c = e.connect(&c_token).await;
+    c.send(wire::CancelRequest {
+        request_id: rc.request_id,
+    })
+    .await
+    .unwrap();
+    let code = expect(&mut c, "the answer to cancel_request", |m| match m {
+        ServerMessage::RequestReceived(r) => panic!("an expired request resumed: {r:?}"),
+        ServerMessage::Error(err) => Some(err.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, ErrorCode::UnknownRequest);
+    // The user is free to ask again.
+    let fresh = requested(&mut c, "c-2").await;
+    assert_ne!(fresh.request_id, rc.request_id);
+    e.kill();
+}
+both!(resumed_requests_keep_their_deadline_and_can_be_cancelled);
+
 /// A user and an online associate on a fresh engine, as `Parties`.
 async fn pair(e: &Engine, n: usize) -> (Parties, String, String) {
     let (user, user_token) = e.user(&format!("User {n}")).await;
@@ -201,7 +309,12 @@ fn captures(e: &Engine) -> std::collections::HashMap<String, u32> {
 
 async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once(backend: Backend) {
     let dir = backend.data_dir();
-    write_config(dir.path(), FAST);
+    // The periodic re-check is a minute away: what a restart left pending must settle
+    // right after the start, not at the first re-check.
+    write_config(
+        dir.path(),
+        &FAST.replace("reconcile_every_ms = 100", "reconcile_every_ms = 60000"),
+    );
     let e = Engine::start(dir.path());
     let (mut p, user_token, associate_token) = pair(&e, 1).await;
 
@@ -303,6 +416,22 @@ async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once
         "voided at the gateway before being called failed"
     );
     let mut u = e.connect(&user_token).await;
+    // The app does what PROTOCOL.md says on reconnect: resend `pay` with the same key.
+    // It is told the payment failed, and nothing is charged.
+    u.send(pay(
+        order.order_id,
+        test_instruments::CARD_TIMEOUT,
+        "stall-1",
+    ))
+    .await
+    .unwrap();
+    let told = loop {
+        let result = payment_result(&mut u).await;
+        if result.payment_id == pending.payment_id {
+            break result;
+        }
+    };
+    assert_eq!(told.status, PaymentStatus::Failed, "{told:?}");
     u.send(pay(order.order_id, "4242424242424242", "after-void"))
         .await
         .unwrap();
