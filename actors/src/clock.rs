@@ -20,8 +20,8 @@ pub struct Clock {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    /// The system's wall clock, read at every call.
-    System,
+    /// A wall clock, read at every call: the system's, or a stand-in (tests).
+    Wall(fn() -> UnixMs),
     /// `origin_ms` at `origin`, advancing with tokio's clock (tests).
     Following { origin_ms: UnixMs, origin: Instant },
 }
@@ -37,7 +37,15 @@ fn system_now_ms() -> UnixMs {
 impl Clock {
     /// The system's wall clock.
     pub fn system() -> Self {
-        Self { kind: Kind::System }
+        Self::wall(system_now_ms)
+    }
+
+    /// A clock that reads `source` at every call, as the system clock reads the system's
+    /// (for tests that step the wall clock).
+    pub fn wall(source: fn() -> UnixMs) -> Self {
+        Self {
+            kind: Kind::Wall(source),
+        }
     }
 
     /// A clock that reads `origin_ms` now and advances with tokio's clock (for tests
@@ -54,7 +62,7 @@ impl Clock {
     /// Now, in Unix milliseconds.
     pub fn now_ms(&self) -> UnixMs {
         match self.kind {
-            Kind::System => system_now_ms(),
+            Kind::Wall(read) => read(),
             Kind::Following { origin_ms, origin } => {
                 origin_ms + origin.elapsed().as_millis() as UnixMs
             }
@@ -90,6 +98,30 @@ mod tests {
         let read = clock.now_ms();
         let after = system_now_ms();
         assert!((before..=after).contains(&read));
+    }
+
+    /// A wall clock that tests step by hand, as NTP or an operator may step the real one.
+    static WALL_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn stepped_wall() -> UnixMs {
+        WALL_MS.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wall_clock_step_moves_stored_times_and_the_timers_set_from_them() {
+        use std::sync::atomic::Ordering::SeqCst;
+        use std::time::Duration;
+        WALL_MS.store(1_000_000, SeqCst);
+        let clock = Clock::wall(stepped_wall);
+        // A window stored as a wall time a minute ahead.
+        let deadline_ms = clock.now_ms() + 60_000;
+        assert_eq!(clock.instant_at(deadline_ms), Instant::now() + Duration::from_secs(60));
+        // The wall clock is corrected 30 s forward with no monotonic time passing (an
+        // anchor taken at boot would not see it): readings and timers follow it.
+        WALL_MS.store(1_030_000, SeqCst);
+        assert_eq!(clock.now_ms(), 1_030_000);
+        assert_eq!(clock.instant_at(deadline_ms), Instant::now() + Duration::from_secs(30));
+        assert_eq!(clock.ms_at(Instant::now() + Duration::from_secs(5)), 1_035_000);
     }
 
     #[tokio::test(start_paused = true)]
