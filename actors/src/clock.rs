@@ -115,13 +115,22 @@ mod tests {
         let clock = Clock::wall(stepped_wall);
         // A window stored as a wall time a minute ahead.
         let deadline_ms = clock.now_ms() + 60_000;
-        assert_eq!(clock.instant_at(deadline_ms), Instant::now() + Duration::from_secs(60));
+        assert_eq!(
+            clock.instant_at(deadline_ms),
+            Instant::now() + Duration::from_secs(60)
+        );
         // The wall clock is corrected 30 s forward with no monotonic time passing (an
         // anchor taken at boot would not see it): readings and timers follow it.
         WALL_MS.store(1_030_000, SeqCst);
         assert_eq!(clock.now_ms(), 1_030_000);
-        assert_eq!(clock.instant_at(deadline_ms), Instant::now() + Duration::from_secs(30));
-        assert_eq!(clock.ms_at(Instant::now() + Duration::from_secs(5)), 1_035_000);
+        assert_eq!(
+            clock.instant_at(deadline_ms),
+            Instant::now() + Duration::from_secs(30)
+        );
+        assert_eq!(
+            clock.ms_at(Instant::now() + Duration::from_secs(5)),
+            1_035_000
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -328,7 +328,9 @@ async fn a_card_is_charged_only_once_its_pending_payment_is_synced() {
     let user = PartyId::User(order.user_id);
     let paying = actix_rt::spawn(async move { o.pay(user, pay).await });
     let held = tokio::task::spawn_blocking(move || {
-        entered.recv_timeout(Duration::from_secs(10)).map(|_| entered)
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .map(|_| entered)
     })
     .await
     .unwrap()
@@ -347,6 +349,9 @@ async fn a_card_is_charged_only_once_its_pending_payment_is_synced() {
         .await
         .expect("charged once the sync returned")
         .unwrap();
-    assert!(stored_first, "the pending payment was on record when the gateway was asked");
+    assert!(
+        stored_first,
+        "the pending payment was on record when the gateway was asked"
+    );
     assert_eq!(paying.await.unwrap(), Ok(()));
 }

@@ -73,8 +73,13 @@ pub fn fresh_database() -> String {
         std::process::id(),
         DATABASES.fetch_add(1, Ordering::Relaxed)
     );
-    let admin = server.url("postgres");
-    let create = format!("CREATE DATABASE {name}");
+    execute(&server.url("postgres"), &format!("CREATE DATABASE {name}"));
+    server.url(&name)
+}
+
+/// Runs `sql` (any number of statements) on the database at `url`; panics on an error.
+pub fn execute(url: &str, sql: &str) {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
     // On a thread of its own: the caller may be inside an async runtime.
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -82,19 +87,18 @@ pub fn fresh_database() -> String {
             .build()
             .expect("a runtime");
         runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                 .await
-                .unwrap_or_else(|e| panic!("connecting to the test server at {admin}: {e}"));
+                .unwrap_or_else(|e| panic!("connecting to the test server at {url}: {e}"));
             tokio::spawn(connection);
             client
-                .batch_execute(&create)
+                .batch_execute(&sql)
                 .await
-                .unwrap_or_else(|e| panic!("{create}: {e}"));
+                .unwrap_or_else(|e| panic!("{}: {e}", sql.chars().take(200).collect::<String>()));
         });
     })
     .join()
-    .expect("creating a test database");
-    server.url(&name)
+    .expect("running SQL on the test server");
 }
 
 fn start() -> Result<Server, String> {
