@@ -16,7 +16,7 @@ use crate::records as r;
 /// A value the store keeps, with the layout it is kept in.
 pub(crate) trait Stored: Sized {
     /// The on-disk layout.
-    type Layout: Serialize + DeserializeOwned;
+    type Layout: Serialize + DeserializeOwned + std::fmt::Debug + Send + Sync;
     /// The layout of this value.
     fn to_layout(&self) -> Self::Layout;
     /// The value a layout holds.

@@ -4,6 +4,10 @@
 //! only the conversions in `convert.rs` (which the compiler forces to stay exhaustive),
 //! never what is on disk.
 //!
+//! The same types are the JSON bodies of the Postgres backend's rows, so there too the
+//! protocol cannot change what is stored. Their serde names (fields, and enum variants:
+//! snake_case but for `FeedbackSource`) are part of that format; bincode does not see them.
+//!
 //! Rules: a type is never edited in place. A new enum variant may be appended (old
 //! data never holds it); anything else (a field added, removed, reordered or retyped)
 //! is a new type, a new schema version and a migration in `migrate.rs`. Each type says
@@ -21,6 +25,7 @@ pub(crate) struct Point {
 
 /// A party's role (schema 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Role {
     User,
     Associate,
@@ -28,6 +33,7 @@ pub(crate) enum Role {
 
 /// An associate's service zone (schema 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Zone {
     Circle { centre: Point, radius_m: u32 },
     Cells { cells: Vec<String> },
@@ -35,6 +41,7 @@ pub(crate) enum Zone {
 
 /// An order's lifecycle state (schema 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum OrderState {
     Allotted,
     EnRoute,
@@ -60,6 +67,7 @@ pub(crate) struct PartySummary {
 /// Who cancelled (schema 2). Schema 1 wrote a `Role` here, whose two variants encode
 /// exactly as the first two below, so schema 1 data reads unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum CancelledBy {
     User,
     Associate,
@@ -76,6 +84,7 @@ pub(crate) struct Cancellation {
 
 /// What an invoice line is for (schema 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum LineKind {
     BaseFare,
     Time,
@@ -105,6 +114,7 @@ pub(crate) struct TaxLine {
 
 /// How a payment was made (schema 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum PaymentMethod {
     Card,
     Upi,
@@ -114,6 +124,7 @@ pub(crate) enum PaymentMethod {
 
 /// Where a payment stands (schema 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum PaymentStatus {
     Pending,
     Succeeded,
@@ -155,6 +166,7 @@ pub(crate) struct OrderEvent {
 
 /// What happened to an order (schema 1; the last five from schema 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum OrderEventKind {
     Allotted {
         user_id: Uuid,
@@ -249,6 +261,7 @@ pub(crate) struct PricingSettings {
 
 /// What a discount takes off (schema 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum DiscountKind {
     Percent { rate_bp: u32, cap_minor: i64 },
     Flat { amount_minor: i64 },
@@ -368,6 +381,7 @@ pub(crate) struct PaymentRecord {
 
 /// Where feedback came from (schema 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Written by its variant names as they are (Postgres schema 2 did).
 pub(crate) enum FeedbackSource {
     App,
     External { source: String },

@@ -1,8 +1,6 @@
 //! Every operation as SQL, run by the worker inside a batch's transaction. Each checks
 //! what it may refuse before its first write (see `worker.rs`).
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 use wire::model::{
@@ -13,6 +11,7 @@ use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserI
 use super::worker::Session;
 use crate::ack::Ticket;
 use crate::backend::{FeedbackOutcome, PaymentStart};
+use crate::embedded::convert::Stored;
 use crate::error::StorageError;
 use crate::lifecycle::{Committed, SideWrite, created, leaves_open, step};
 use crate::query::{MAX_PAGE, OrderQuery, Page};
@@ -23,18 +22,19 @@ pub(crate) fn big(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The record in column `i` (jsonb).
-pub(crate) fn body<T: DeserializeOwned>(row: &Row, i: usize) -> Result<T, StorageError> {
-    let Json(value) = row.try_get::<_, Json<T>>(i)?;
-    Ok(value)
+/// The record in column `i` (jsonb, in storage's own layout).
+pub(crate) fn body<T: Stored>(row: &Row, i: usize) -> Result<T, StorageError> {
+    let Json(layout) = row.try_get::<_, Json<T::Layout>>(i)?;
+    Ok(T::from_layout(layout))
 }
 
-fn bodies<T: DeserializeOwned>(rows: &[Row]) -> Result<Vec<T>, StorageError> {
+fn bodies<T: Stored>(rows: &[Row]) -> Result<Vec<T>, StorageError> {
     rows.iter().map(|r| body(r, 0)).collect()
 }
 
-fn json<T: Serialize>(value: &T) -> Json<&T> {
-    Json(value)
+/// A record as the jsonb body of its row: its storage layout, never its wire form.
+pub(crate) fn json<T: Stored>(value: &T) -> Json<T::Layout> {
+    Json(value.to_layout())
 }
 
 // --- Profiles ---
@@ -84,7 +84,7 @@ pub(crate) const ASSOCIATES: ProfileTable = ProfileTable {
 };
 
 /// Inserts or replaces a profile; with `only_new`, `AlreadyExists` if it exists.
-pub(crate) async fn put_profile<P: Serialize + std::fmt::Debug + Sync>(
+pub(crate) async fn put_profile<P: Stored + std::fmt::Debug + Sync>(
     s: Session,
     table: &ProfileTable,
     id: uuid::Uuid,
@@ -107,7 +107,7 @@ pub(crate) async fn put_profile<P: Serialize + std::fmt::Debug + Sync>(
 }
 
 /// The record `sql` (selecting `body` by one uuid) finds, if any.
-pub(crate) async fn one<T: DeserializeOwned>(
+pub(crate) async fn one<T: Stored>(
     s: Session,
     sql: &'static str,
     id: uuid::Uuid,
@@ -119,7 +119,7 @@ pub(crate) async fn one<T: DeserializeOwned>(
 }
 
 /// A page of profiles after `after`, in id order.
-pub(crate) async fn profiles_page<T: DeserializeOwned>(
+pub(crate) async fn profiles_page<T: Stored>(
     s: Session,
     table: &ProfileTable,
     after: Option<uuid::Uuid>,
@@ -133,10 +133,7 @@ pub(crate) async fn profiles_page<T: DeserializeOwned>(
     page(bodies(&rows)?, limit, id)
 }
 
-pub(crate) async fn all<T: DeserializeOwned>(
-    s: Session,
-    sql: &'static str,
-) -> Result<Vec<T>, StorageError> {
+pub(crate) async fn all<T: Stored>(s: Session, sql: &'static str) -> Result<Vec<T>, StorageError> {
     bodies(&s.query(sql, &[]).await?)
 }
 
@@ -383,7 +380,7 @@ pub(crate) async fn insert_tax_invoice(s: &Session, tax: &TaxInvoice) -> Result<
             &tax.tax_minor,
             &tax.total_minor,
             &big(tax.issued_at_ms),
-            &json(&tax),
+            &json(tax),
         ],
     )
     .await?;
@@ -512,6 +509,7 @@ pub(crate) async fn tax_invoice(
 
 /// Inserts or replaces a payment.
 pub(crate) async fn upsert_payment(s: &Session, p: &PaymentRecord) -> Result<(), StorageError> {
+    let body = json(p);
     s.execute(
         "INSERT INTO payments (id, order_id, user_id, idempotency_key, method, amount_minor,
                                tip_minor, status, created_at_ms, updated_at_ms, body)
@@ -527,21 +525,21 @@ pub(crate) async fn upsert_payment(s: &Session, p: &PaymentRecord) -> Result<(),
             &p.order_id.0,
             &p.user_id.0,
             &p.idempotency_key,
-            &snake(&p.method),
+            &snake(&body.0.method),
             &p.amount_minor,
             &p.tip_minor,
-            &snake(&p.status),
+            &snake(&body.0.status),
             &big(p.created_at_ms),
             &big(p.updated_at_ms),
-            &json(p),
+            &body,
         ],
     )
     .await?;
     Ok(())
 }
 
-/// A unit enum's serde name ("pending", "card"), as the columns store it.
-fn snake<T: Serialize>(value: &T) -> String {
+/// A unit enum's name in its storage layout ("pending", "card"), as the columns store it.
+fn snake<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

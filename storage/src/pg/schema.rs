@@ -18,10 +18,15 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "one_order_per_request",
         include_str!("../../migrations/0002_one_order_per_request.sql"),
     ),
+    (
+        3,
+        "bodies_in_storage_layouts",
+        include_str!("../../migrations/0003_bodies_in_storage_layouts.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const PG_SCHEMA_VERSION: u32 = 2;
+pub const PG_SCHEMA_VERSION: u32 = 3;
 
 /// The advisory lock key migrations hold (any fixed number; "SPEEDY" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5350_4545_4459;
@@ -65,7 +70,10 @@ async fn migrate_in_transaction(client: &Client) -> Result<u32, StorageError> {
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > found) {
         client.batch_execute(sql).await.map_err(|e| {
-            StorageError::Schema(format!("migration {version} ({name}) failed: {e}"))
+            let why = e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.to_string());
+            StorageError::Schema(format!("migration {version} ({name}) failed: {why}"))
         })?;
         client
             .execute(

@@ -25,7 +25,6 @@ use crate::ack::{BoxFuture, DURABLE_WRITE_SECONDS};
 use crate::error::StorageError;
 use crate::queue::Queue;
 use crate::records::OrderRecord;
-use tokio_postgres::types::Json;
 use wire::model::OrderEvent;
 
 type Answer = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
@@ -194,7 +193,9 @@ impl Session {
                 .collect::<Vec<_>>(),
             c.iter().map(|(_, epoch)| *epoch).collect::<Vec<_>>(),
             c.iter().map(|(o, _)| o.next_seq as i32).collect::<Vec<_>>(),
-            c.iter().map(|(o, _)| Json(o)).collect::<Vec<_>>(),
+            c.iter()
+                .map(|(o, _)| super::ops::json(o))
+                .collect::<Vec<_>>(),
         );
         let m = &queued.moved;
         let moved = (
@@ -209,7 +210,9 @@ impl Session {
             m.iter()
                 .map(|(o, _, _)| o.next_seq as i32)
                 .collect::<Vec<_>>(),
-            m.iter().map(|(o, _, _)| Json(o)).collect::<Vec<_>>(),
+            m.iter()
+                .map(|(o, _, _)| super::ops::json(o))
+                .collect::<Vec<_>>(),
             m.iter().map(|(_, _, epoch)| *epoch).collect::<Vec<_>>(),
         );
         let e = &queued.events;
@@ -221,7 +224,9 @@ impl Session {
             e.iter()
                 .map(|(ev, _)| ev.state.as_str())
                 .collect::<Vec<_>>(),
-            e.iter().map(|(ev, _)| Json(ev)).collect::<Vec<_>>(),
+            e.iter()
+                .map(|(ev, _)| super::ops::json(ev))
+                .collect::<Vec<_>>(),
         );
         let client = &self.client;
         // Sent in this order on one connection (pipelined): rows before their events.
