@@ -79,6 +79,14 @@ pub fn fresh_database() -> String {
 
 /// Runs `sql` (any number of statements) on the database at `url`; panics on an error.
 pub fn execute(url: &str, sql: &str) {
+    if let Err(e) = try_execute(url, sql) {
+        panic!("{}: {e}", sql.chars().take(200).collect::<String>());
+    }
+}
+
+/// Runs `sql` (any number of statements) on the database at `url`: the database's
+/// error message if it refuses.
+pub fn try_execute(url: &str, sql: &str) -> Result<(), String> {
     let (url, sql) = (url.to_owned(), sql.to_owned());
     // On a thread of its own: the caller may be inside an async runtime.
     std::thread::spawn(move || {
@@ -91,14 +99,14 @@ pub fn execute(url: &str, sql: &str) {
                 .await
                 .unwrap_or_else(|e| panic!("connecting to the test server at {url}: {e}"));
             tokio::spawn(connection);
-            client
-                .batch_execute(&sql)
-                .await
-                .unwrap_or_else(|e| panic!("{}: {e}", sql.chars().take(200).collect::<String>()));
-        });
+            client.batch_execute(&sql).await.map_err(|e| {
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+            })
+        })
     })
     .join()
-    .expect("running SQL on the test server");
+    .expect("running SQL on the test server")
 }
 
 fn start() -> Result<Server, String> {

@@ -131,3 +131,83 @@ fn handles_of_one_store_fence_each_other_even_inside_one_batch() {
     let sled = crate::Kind::Sled.store();
     assert_eq!(sled.fenced(9).kind(), "sled");
 }
+
+/// The rules the schema states hold in the database itself, whoever writes: raw SQL that
+/// breaks one is refused.
+#[test]
+fn the_database_refuses_what_breaks_the_rules_whoever_writes() {
+    let url = storage::pg::testing::fresh_database();
+    drop(Store::postgres(&PgConfig::new(&url)).unwrap());
+    let run = |sql: &str| storage::pg::testing::try_execute(&url, sql);
+    let order = |id: u8, request: u8| {
+        format!(
+            "INSERT INTO orders (id, request_id, user_id, associate_id, state, allotted_at_ms,
+                                 open, next_seq, epoch, body)
+             VALUES ('00000000-0000-7000-8000-0000000000{id:02}',
+                     '00000000-0000-7000-8000-0000000001{request:02}',
+                     '00000000-0000-7000-8000-000000000201', '00000000-0000-7000-8000-000000000301',
+                     'allotted', 1, true, 1, 1, '{{}}')"
+        )
+    };
+    let event = |order: u8, seq: u32, feed: u32| {
+        format!(
+            "INSERT INTO order_events (order_id, seq, feed_seq, at_ms, state, body)
+             VALUES ('00000000-0000-7000-8000-0000000000{order:02}', {seq}, {feed}, 1,
+                     'allotted', '{{}}')"
+        )
+    };
+    let payment = |id: u8, key: &str| {
+        format!(
+            "INSERT INTO payments (id, order_id, user_id, idempotency_key, method, amount_minor,
+                                   tip_minor, status, created_at_ms, updated_at_ms, body)
+             VALUES ('00000000-0000-7000-8000-0000000004{id:02}',
+                     '00000000-0000-7000-8000-000000000001', '00000000-0000-7000-8000-000000000201',
+                     '{key}', 'card', 100, 0, 'pending', 1, 1, '{{}}')"
+        )
+    };
+    let rating = |id: u8, stars: u8| {
+        format!(
+            "INSERT INTO feedback (id, order_id, about, source, rating, at_ms, body)
+             VALUES ('00000000-0000-7000-8000-0000000005{id:02}',
+                     '00000000-0000-7000-8000-000000000001', 'associate', 'app', {stars}, 1, '{{}}')"
+        )
+    };
+    let refused = |sql: String, why: &str| {
+        let e = run(&sql).expect_err(&sql);
+        assert!(e.contains(why), "{sql}\n→ {e}");
+    };
+    // One order per request.
+    run(&order(1, 1)).unwrap();
+    refused(order(2, 1), "orders_one_per_request");
+    // An order's events are numbered 0, 1, 2… and never changed.
+    refused(event(1, 1, 0), "expects event 0 next, not 1");
+    run(&event(1, 0, 0)).unwrap();
+    refused(event(1, 0, 1), "expects event 1 next, not 0");
+    refused("UPDATE order_events SET at_ms = 2".into(), "append-only");
+    refused("DELETE FROM order_events".into(), "append-only");
+    // One payment per (user, idempotency key).
+    run(&payment(1, "k1")).unwrap();
+    refused(payment(2, "k1"), "payments_user_id_idempotency_key_key");
+    // One rating per order, side and source, of 1 to 5 stars.
+    refused(rating(1, 6), "feedback_rating_check");
+    run(&rating(1, 5)).unwrap();
+    refused(rating(2, 4), "feedback_order_id_about_source_key");
+    // An older epoch may not overwrite a newer one's order.
+    refused(
+        "UPDATE orders SET epoch = 0".into(),
+        "a write from epoch 0 is refused",
+    );
+    // Money is whole minor units in bigint, everywhere.
+    run("DO $$ BEGIN
+           IF EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = 'public' AND column_name LIKE '%\\_minor'
+                        AND data_type <> 'bigint') THEN
+             RAISE EXCEPTION 'a money column is not bigint';
+           END IF;
+           IF (SELECT count(*) FROM information_schema.columns
+               WHERE table_schema = 'public' AND column_name LIKE '%\\_minor') < 8 THEN
+             RAISE EXCEPTION 'the money columns are missing';
+           END IF;
+         END $$")
+    .unwrap();
+}
