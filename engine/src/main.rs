@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use engine::{Config, Overrides};
 use wire::{AssociateId, PartyId, UserId};
 
-/// The Speedy Cheers dispatch engine: HTTP and WebSocket on one port, sled storage.
+/// The Speedy Cheers dispatch engine: HTTP and WebSocket on one port, records in embedded
+/// sled (the default) or PostgreSQL, optionally one node of a cluster over NATS.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {

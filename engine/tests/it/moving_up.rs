@@ -36,6 +36,20 @@ fn migrate_brings_an_empty_database_up_and_is_idempotent() {
         )),
         "{text}"
     );
+    // The URL may come from SPEEDY_DATABASE_URL instead of the flag.
+    let url = storage::pg::testing::fresh_database();
+    let from_env = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .arg("migrate")
+        .env_remove("SPEEDY_CONFIG")
+        .env("SPEEDY_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(from_env.status.success(), "{from_env:?}");
+    let text = String::from_utf8_lossy(&from_env.stdout);
+    assert!(
+        text.contains(&format!("version 0 -> {}", storage::pg::PG_SCHEMA_VERSION)),
+        "{text}"
+    );
     // A URL that is not Postgres is refused up front, naming the setting.
     let bad = engine(&["--database", "mysql://x", "migrate"]);
     assert!(!bad.status.success());
