@@ -1,7 +1,7 @@
 // Logs in to a running engine's ops console and saves a screenshot once the map shows
 // associates: how docs/ops-console.png is made during a simulator run.
 //   NODE_PATH=<node_modules> BASE=http://127.0.0.1:18080 ADMIN_KEY=... OUT=docs/ops-console.png \
-//     node engine/tests/browser/screenshot.cjs
+//     node loadtest/tests/browser/screenshot.cjs
 "use strict";
 const { chromium } = require("playwright-core");
 
