@@ -163,6 +163,11 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// Each node's data directory (its sandbox gateway ledger is there).
+    pub fn data_dirs(&self) -> Vec<PathBuf> {
+        self.nodes.iter().map(|n| n.dir.clone()).collect()
+    }
+
     /// The HTTP addresses of the running nodes.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.nodes.iter().filter_map(|n| n.addr).collect()

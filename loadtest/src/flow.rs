@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use wire::client::{Client, ClientReceiver, ConnectOptions};
+use wire::client::{Client, ClientReceiver, ClientSender, ConnectOptions, http_api};
 use wire::model::{OrderState, PaymentMethod, PaymentStatus, Point};
 use wire::{ClientMessage, Encoding, ErrorCode, OrderId, RequestId, ServerMessage};
 
@@ -63,6 +63,9 @@ pub struct FlowConfig {
     pub encoding: EncodingChoice,
     /// Random seed.
     pub seed: u64,
+    /// Apps whose connection drops reconnect (to the next node, for a cluster) and resync,
+    /// instead of counting a protocol error.
+    pub reconnect: bool,
 }
 
 /// Which encoding apps use.
@@ -92,6 +95,7 @@ impl Default for FlowConfig {
             source_ips: 0,
             encoding: EncodingChoice::Json,
             seed: 7,
+            reconnect: false,
         }
     }
 }
@@ -143,6 +147,10 @@ struct World {
     /// Offers that arrived before their request's start was known.
     early_offers: DashMap<RequestId, Instant>,
     first_offer_seen: DashSet<RequestId>,
+    /// The last step the associate's app took on each order (to resend after a reconnect).
+    progress: DashMap<OrderId, OrderState>,
+    /// The last `pay` each order's user sent (resent, same key, after a reconnect).
+    last_pay: DashMap<OrderId, wire::Pay>,
     arrivals_over: AtomicBool,
     finished: AtomicBool,
     seed: AtomicI64,
@@ -224,10 +232,16 @@ impl World {
     fn error(&self, who: &str, code: ErrorCode, message: &str) {
         self.stats.errors.bump(code.as_str());
         // Answers that lose a race with a window or a cancel are part of the game.
+        // So are `overloaded` refusals, which the apps send again (PROTOCOL.md: nothing
+        // was changed), and, for apps that reconnect and so send what queued up during
+        // the outage at once, `rate_limited` ones, sent again too.
         let expected = matches!(
             code,
-            ErrorCode::NotYourOffer | ErrorCode::UnknownRequest | ErrorCode::InvalidState
-        );
+            ErrorCode::NotYourOffer
+                | ErrorCode::UnknownRequest
+                | ErrorCode::InvalidState
+                | ErrorCode::Overloaded
+        ) || (self.cfg.reconnect && code == ErrorCode::RateLimited);
         if !expected {
             self.stats
                 .protocol_errors
@@ -263,13 +277,29 @@ fn step(from: LatLng, to: LatLng, metres: f64) -> LatLng {
     .unwrap_or(to)
 }
 
-/// A connected app: a writer task fed by a queue, and the receiving half.
+/// A connected app: a writer task fed by a queue that outlives connections, and the
+/// receiving half of the current connection.
 struct App {
     out: mpsc::UnboundedSender<ClientMessage>,
     rx: ClientReceiver,
+    /// Hands the writer a new connection's sending half after a reconnect.
+    sinks: mpsc::UnboundedSender<ClientSender>,
+    /// The node index the app connects to (the next one after a reconnect).
+    index: usize,
+    token: String,
+    /// A retry after `overloaded` or `rate_limited` is on its way.
+    retrying: Arc<AtomicBool>,
 }
 
-async fn connect(world: &Arc<World>, index: usize, token: &str) -> anyhow::Result<App> {
+/// What an app hears next.
+enum Incoming {
+    /// A frame.
+    Frame(ServerMessage),
+    /// The connection dropped and a new one is up: time to resync.
+    Reconnected,
+}
+
+async fn open(world: &World, index: usize, token: &str) -> anyhow::Result<Client> {
     let options = ConnectOptions {
         url: world.target.ws_url_for(index),
         token: token.to_owned(),
@@ -277,21 +307,71 @@ async fn connect(world: &Arc<World>, index: usize, token: &str) -> anyhow::Resul
         local_ip: source_ip(index, world.cfg.source_ips),
         recv_buffer_bytes: None,
     };
-    let client = Client::connect_with(&options).await?;
+    Ok(Client::connect_with(&options).await?)
+}
+
+async fn connect(world: &Arc<World>, mut index: usize, token: &str) -> anyhow::Result<App> {
+    let mut client = open(world, index, token).await;
+    // With reconnecting apps, a node that is down is skipped for the next.
+    let tries = if world.cfg.reconnect {
+        world.target.more_nodes.len()
+    } else {
+        0
+    };
+    for _ in 0..tries {
+        if client.is_ok() {
+            break;
+        }
+        index += 1;
+        client = open(world, index, token).await;
+    }
+    let client = client?;
     world.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let (mut tx, rx) = client.split();
+    let (tx, rx) = client.split();
     let (out, mut queue) = mpsc::unbounded_channel::<ClientMessage>();
+    let (sinks, mut new_sinks) = mpsc::unbounded_channel::<ClientSender>();
     let stats = world.stats.clone();
     tokio::spawn(async move {
+        let mut sink = Some(tx);
         while let Some(frame) = queue.recv().await {
             stats.sent.bump(frame.type_name());
-            if tx.send(frame).await.is_err() {
-                break;
+            // A frame that fails on a dead connection goes out on the next one.
+            loop {
+                while let Ok(fresh) = new_sinks.try_recv() {
+                    sink = Some(fresh);
+                }
+                let Some(current) = sink.as_mut() else {
+                    // A position from before the outage is stale: the app sends a fresh
+                    // one once it is back.
+                    if matches!(frame, ClientMessage::Location(_)) {
+                        break;
+                    }
+                    match new_sinks.recv().await {
+                        Some(fresh) => {
+                            sink = Some(fresh);
+                            continue;
+                        }
+                        None => return,
+                    }
+                };
+                if current.send(frame.clone()).await.is_ok() {
+                    break;
+                }
+                sink = None;
             }
         }
-        let _ = tx.close().await;
+        if let Some(mut s) = sink {
+            let _ = s.close().await;
+        }
     });
-    Ok(App { out, rx })
+    Ok(App {
+        out,
+        rx,
+        sinks,
+        index,
+        token: token.to_owned(),
+        retrying: Arc::new(AtomicBool::new(false)),
+    })
 }
 
 impl App {
@@ -308,27 +388,49 @@ impl App {
             let _ = out.send(frame);
         });
     }
+
+    /// Connects again, to the next node that answers, within 30 s.
+    async fn reconnect(&mut self, world: &World) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && !world.finished.load(Ordering::Relaxed) {
+            self.index += 1;
+            if let Ok(client) = open(world, self.index, &self.token).await {
+                let (tx, rx) = client.split();
+                self.rx = rx;
+                let _ = self.sinks.send(tx);
+                world.stats.outcomes.bump("reconnects");
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
 }
 
-/// Receives the next frame, counting it; none once the connection ends or the run is over.
-async fn next(world: &World, rx: &mut ClientReceiver) -> Option<ServerMessage> {
+/// Receives the next frame, counting it; none once the connection ends (and, with
+/// `reconnect`, cannot be made again) or the run is over.
+async fn next(world: &World, app: &mut App) -> Option<Incoming> {
     loop {
         if world.finished.load(Ordering::Relaxed) {
             return None;
         }
-        match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+        match tokio::time::timeout(Duration::from_millis(200), app.rx.recv()).await {
             Err(_) => continue,
             Ok(Ok(frame)) => {
                 world.stats.received.bump(frame.type_name());
-                return Some(frame);
+                return Some(Incoming::Frame(frame));
             }
             Ok(Err(e)) => {
-                if !world.finished.load(Ordering::Relaxed) {
-                    world
-                        .stats
-                        .protocol_errors
-                        .bump(&format!("connection lost: {e}"));
+                if world.finished.load(Ordering::Relaxed) {
+                    return None;
                 }
+                if world.cfg.reconnect && app.reconnect(world).await {
+                    return Some(Incoming::Reconnected);
+                }
+                world
+                    .stats
+                    .protocol_errors
+                    .bump(&format!("connection lost: {e}"));
                 return None;
             }
         }
@@ -361,6 +463,9 @@ async fn run_associate(world: Arc<World>, index: usize, token: String) {
     );
     // 30 km/h on the road.
     let speed_mps = 8.3;
+    // Orders taken, and the last answer to an offer (sent again after `overloaded`).
+    let mut mine: Vec<OrderId> = Vec::new();
+    let mut last_answer: Option<ClientMessage> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -370,29 +475,48 @@ async fn run_associate(world: Arc<World>, index: usize, token: String) {
                 }
                 app.send(wire::Location { point: here.into(), accuracy_m: Some(10) });
             }
-            frame = next(&world, &mut app.rx) => {
-                let Some(frame) = frame else { break };
+            incoming = next(&world, &mut app) => {
+                let frame = match incoming {
+                    None => break,
+                    // Available again once the engine knows where they are.
+                    Some(Incoming::Reconnected) => {
+                        app.send(wire::Location { point: here.into(), accuracy_m: Some(10) });
+                        continue;
+                    }
+                    Some(Incoming::Frame(frame)) => frame,
+                };
                 match frame {
                     ServerMessage::Offer(offer) => {
                         world.first_offer(offer.request_id);
                         let roll: f64 = rng.random();
                         let think = world.real(rng.random_range(1.0..15.0));
-                        if roll < world.cfg.accept_p {
-                            app.later(think, wire::Accept { request_id: offer.request_id });
+                        let answer: Option<ClientMessage> = if roll < world.cfg.accept_p {
+                            Some(wire::Accept { request_id: offer.request_id }.into())
                         } else if roll < world.cfg.accept_p + world.cfg.decline_p {
-                            app.later(think, wire::Decline { request_id: offer.request_id });
+                            Some(wire::Decline { request_id: offer.request_id }.into())
+                        } else {
+                            None
+                        };
+                        if let Some(answer) = answer {
+                            last_answer = Some(answer.clone());
+                            app.later(think, answer);
                         }
                     }
                     ServerMessage::Allotted(a) => {
-                        let order = a.order.order_id;
-                        world.allotted(order);
-                        let pickup = a.order.pickup.to_latlng().unwrap_or(here);
-                        heading = pickup;
-                        let travel_s = (here.distance_m(&pickup) / speed_mps).clamp(60.0, 1_200.0);
-                        let world2 = world.clone();
-                        let out = app.out.clone();
-                        let work_s = rng.random_range(900.0..3_600.0);
-                        tokio::spawn(async move { run_order(world2, out, order, travel_s, work_s).await });
+                        heading = a.order.pickup.to_latlng().unwrap_or(here);
+                        take_order(&world, &app, &a.order, here, &mut rng);
+                        mine.push(a.order.order_id);
+                    }
+                    // After a reconnect: the order they are on, as the engine has it.
+                    ServerMessage::Order(o) => {
+                        if !world.progress.contains_key(&o.order.order_id) {
+                            heading = o.order.pickup.to_latlng().unwrap_or(here);
+                            take_order(&world, &app, &o.order, here, &mut rng);
+                        } else {
+                            let total = o.order.invoice.as_ref().map(|i| i.total_minor);
+                            catch_up(&world, &app.out, o.order.order_id, o.order.state, total);
+                        }
+                        mine.push(o.order.order_id);
                     }
                     ServerMessage::Invoice(i) => {
                         let order = i.invoice.order_id;
@@ -405,7 +529,12 @@ async fn run_associate(world: Arc<World>, index: usize, token: String) {
                     ServerMessage::FeedbackRequest(f) => {
                         app.later(world.real(rng.random_range(5.0..60.0)), wire::Feedback { order_id: f.order_id, rating: rng.random_range(3..=5), comment: None });
                     }
-                    ServerMessage::Error(e) => world.error("associate", e.code, &e.message),
+                    ServerMessage::Error(e) => {
+                        if matches!(e.code, ErrorCode::Overloaded | ErrorCode::RateLimited) {
+                            retry_later(&world, &app, &mine, true, last_answer.clone());
+                        }
+                        world.error("associate", e.code, &e.message);
+                    }
                     ServerMessage::Shutdown(_) => break,
                     _ => {}
                 }
@@ -413,6 +542,135 @@ async fn run_associate(world: Arc<World>, index: usize, token: String) {
         }
     }
     world.stats.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The associate takes an order allotted to them: the order runs on its own task.
+fn take_order(
+    world: &Arc<World>,
+    app: &App,
+    order: &wire::model::OrderSnapshot,
+    here: LatLng,
+    rng: &mut StdRng,
+) {
+    let id = order.order_id;
+    world.allotted(id);
+    if world.progress.insert(id, OrderState::Allotted).is_some() {
+        return;
+    }
+    let pickup = order.pickup.to_latlng().unwrap_or(here);
+    let travel_s = (here.distance_m(&pickup) / 8.3).clamp(60.0, 1_200.0);
+    let work_s = rng.random_range(900.0..3_600.0);
+    let (world, out) = (world.clone(), app.out.clone());
+    tokio::spawn(async move { run_order(world, out, id, travel_s, work_s).await });
+}
+
+/// After a reconnect, or a frame refused with `overloaded` (nothing changed: send it
+/// again): the steps the associate took that the engine has not applied are taken
+/// again, in order, and cash is confirmed again for a billed cash order. `state` and
+/// `invoice_total` are the order as the engine has it.
+fn catch_up(
+    world: &World,
+    out: &mpsc::UnboundedSender<ClientMessage>,
+    id: OrderId,
+    state: OrderState,
+    invoice_total: Option<i64>,
+) {
+    let send = |m: ClientMessage| {
+        let _ = out.send(m);
+    };
+    let taken = world.progress.get(&id).map(|p| *p);
+    for step in [
+        OrderState::EnRoute,
+        OrderState::Arrived,
+        OrderState::Started,
+        OrderState::Completed,
+    ] {
+        if state >= step || taken.is_none_or(|t| t < step) {
+            continue;
+        }
+        match step {
+            OrderState::EnRoute => send(wire::EnRoute { order_id: id }.into()),
+            OrderState::Arrived => send(wire::Arrived { order_id: id }.into()),
+            OrderState::Started => {
+                if let Some(pin) = world.pins.get(&id).map(|p| p.clone()) {
+                    send(wire::Start { order_id: id, pin }.into());
+                }
+            }
+            _ => send(wire::Complete { order_id: id }.into()),
+        }
+    }
+    if state == OrderState::Billed
+        && world.plan(id).cash
+        && let Some(total) = invoice_total
+    {
+        send(
+            wire::CashReceived {
+                order_id: id,
+                amount_minor: total,
+            }
+            .into(),
+        );
+    }
+}
+
+/// An order as the engine has it, read over HTTP with the party's own token: its state
+/// and invoice total, if it has one.
+async fn order_state(
+    world: &World,
+    token: &str,
+    order: OrderId,
+) -> Option<(OrderState, Option<i64>)> {
+    let auth = format!("Bearer {token}");
+    let r = http_api::request(
+        world.target.http,
+        "GET",
+        &format!("/v1/orders/{order}"),
+        &[("authorization", &auth)],
+        None,
+    )
+    .await
+    .ok()?;
+    let state = serde_json::from_value(r.body["order"]["state"].clone()).ok()?;
+    Some((state, r.body["invoice"]["total_minor"].as_i64()))
+}
+
+/// After `overloaded` or `rate_limited` (nothing changed: send it again), once at a time:
+/// a moment later, every open order of the app is brought up to date
+/// (`associate`: its steps and cash; a user: the payment resent with its key), and the
+/// associate's last answer to an offer is sent again.
+fn retry_later(
+    world: &Arc<World>,
+    app: &App,
+    mine: &[OrderId],
+    associate: bool,
+    last_answer: Option<ClientMessage>,
+) {
+    if app.retrying.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (world, out, token) = (world.clone(), app.out.clone(), app.token.clone());
+    let retrying = app.retrying.clone();
+    let mine: Vec<OrderId> = mine
+        .iter()
+        .copied()
+        .filter(|o| world.orders.get(o).is_some_and(|t| t.terminal.is_none()))
+        .collect();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Some(answer) = last_answer {
+            let _ = out.send(answer);
+        }
+        for order in mine {
+            if associate {
+                if let Some((state, total)) = order_state(&world, &token, order).await {
+                    catch_up(&world, &out, order, state, total);
+                }
+            } else if let Some(pay) = world.last_pay.get(&order).map(|p| p.clone()) {
+                let _ = out.send(pay.into());
+            }
+        }
+        retrying.store(false, Ordering::SeqCst);
+    });
 }
 
 /// The associate's side of an order: set out, arrive, start with the user's PIN, work,
@@ -427,8 +685,13 @@ async fn run_order(
     let send = |m: ClientMessage| {
         let _ = out.send(m);
     };
+    let took = |state: OrderState| {
+        world.progress.insert(order, state);
+    };
+    took(OrderState::EnRoute);
     send(wire::EnRoute { order_id: order }.into());
     tokio::time::sleep(world.real(travel_s)).await;
+    took(OrderState::Arrived);
     send(wire::Arrived { order_id: order }.into());
     // The user shows the PIN in person: wait for it to be known.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -446,6 +709,7 @@ async fn run_order(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    took(OrderState::Started);
     send(
         wire::Start {
             order_id: order,
@@ -454,7 +718,46 @@ async fn run_order(
         .into(),
     );
     tokio::time::sleep(world.real(work_s)).await;
+    took(OrderState::Completed);
     send(wire::Complete { order_id: order }.into());
+}
+
+/// The user's first card payment of `order` (declined first if the plan says so), after
+/// `delay`; remembered, to be sent again with the same key after a reconnect.
+fn pay_for(world: &World, app: &App, order: OrderId, delay: Option<Duration>) {
+    let plan = world.plan(order);
+    let pay = wire::Pay {
+        order_id: order,
+        method: PaymentMethod::Card,
+        instrument: if plan.declined_first {
+            DECLINED_CARD
+        } else {
+            GOOD_CARD
+        }
+        .into(),
+        idempotency_key: format!("{order}-1"),
+        tip_minor: Some(plan.tip),
+    };
+    world.last_pay.entry(order).or_insert_with(|| pay.clone());
+    match delay {
+        Some(delay) => app.later(delay, pay),
+        None => app.send(pay),
+    }
+}
+
+/// After a reconnect: the user's orders that ended while the app was away, as the engine
+/// has them (an app reads its order over HTTP with its own token).
+async fn settle_ended(world: &World, app: &App, mine: &[OrderId]) {
+    for order in mine {
+        if world.orders.get(order).is_none_or(|t| t.terminal.is_some()) {
+            continue;
+        }
+        if let Some((state @ (OrderState::Closed | OrderState::Cancelled), _)) =
+            order_state(world, &app.token, *order).await
+        {
+            world.ended(*order, state);
+        }
+    }
 }
 
 async fn run_user(world: Arc<World>, index: usize, token: String, first_arrival: Duration) {
@@ -502,7 +805,35 @@ async fn run_user(world: Arc<World>, index: usize, token: String, first_arrival:
         }
         gap.map(|g| Duration::from_secs_f64(g.sample(rng)))
     };
-    while let Some(frame) = next(&world, &mut app.rx).await {
+    // Orders of this user, to look up after a reconnect.
+    let mut mine: Vec<OrderId> = Vec::new();
+    while let Some(incoming) = next(&world, &mut app).await {
+        let frame = match incoming {
+            Incoming::Reconnected => {
+                settle_ended(&world, &app, &mine).await;
+                continue;
+            }
+            Incoming::Frame(frame) => frame,
+        };
+        // An order the engine sends on reconnect that the app never heard allotted is
+        // taken as allotted now.
+        let frame = match frame {
+            ServerMessage::Order(o) if world.orders.contains_key(&o.order.order_id) => {
+                let order = *o.order;
+                if order.state == OrderState::Billed && !world.plan(order.order_id).cash {
+                    match world.last_pay.get(&order.order_id).map(|p| p.clone()) {
+                        Some(pay) => app.send(pay),
+                        None => pay_for(&world, &app, order.order_id, None),
+                    }
+                }
+                continue;
+            }
+            ServerMessage::Order(o) => ServerMessage::Allotted(wire::Allotted {
+                client_ref: None,
+                order: o.order,
+            }),
+            other => other,
+        };
         match frame {
             ServerMessage::RequestReceived(r) => {
                 if let Some((_, t0)) = pending_ref.as_ref().filter(|(c, _)| *c == r.client_ref) {
@@ -524,6 +855,7 @@ async fn run_user(world: Arc<World>, index: usize, token: String, first_arrival:
                 world.open_requests.fetch_sub(1, Ordering::SeqCst);
                 let order = a.order.order_id;
                 world.allotted(order);
+                mine.push(order);
                 if let Some(pin) = a.order.pin.clone() {
                     world.pins.insert(order, pin);
                 }
@@ -554,21 +886,12 @@ async fn run_user(world: Arc<World>, index: usize, token: String, first_arrival:
                 first_result = None;
                 retried = false;
                 if !plan.cash {
-                    let card = if plan.declined_first {
-                        DECLINED_CARD
-                    } else {
-                        GOOD_CARD
-                    };
                     pay_started = Some(Instant::now());
-                    app.later(
-                        world.real(rng.random_range(5.0..60.0)),
-                        wire::Pay {
-                            order_id: order,
-                            method: PaymentMethod::Card,
-                            instrument: card.into(),
-                            idempotency_key: format!("{order}-1"),
-                            tip_minor: Some(plan.tip),
-                        },
+                    pay_for(
+                        &world,
+                        &app,
+                        order,
+                        Some(world.real(rng.random_range(5.0..60.0))),
                     );
                 }
             }
@@ -586,13 +909,15 @@ async fn run_user(world: Arc<World>, index: usize, token: String, first_arrival:
                 match (p.status, &first_result) {
                     (PaymentStatus::Failed, _) if !plan.cash => {
                         pay_started = Some(Instant::now());
-                        app.send(wire::Pay {
+                        let pay = wire::Pay {
                             order_id: p.order_id,
                             method: PaymentMethod::Card,
                             instrument: GOOD_CARD.into(),
                             idempotency_key: format!("{}-2", p.order_id),
                             tip_minor: Some(plan.tip),
-                        });
+                        };
+                        world.last_pay.insert(p.order_id, pay.clone());
+                        app.send(pay);
                     }
                     (PaymentStatus::Succeeded, None) => {
                         first_result = Some(p.clone());
@@ -644,7 +969,12 @@ async fn run_user(world: Arc<World>, index: usize, token: String, first_arrival:
                     None => break,
                 }
             }
-            ServerMessage::Error(e) => world.error("user", e.code, &e.message),
+            ServerMessage::Error(e) => {
+                if matches!(e.code, ErrorCode::Overloaded | ErrorCode::RateLimited) {
+                    retry_later(&world, &app, &mine, false, None);
+                }
+                world.error("user", e.code, &e.message);
+            }
             ServerMessage::Shutdown(_) => break,
             _ => {}
         }
@@ -717,6 +1047,8 @@ pub async fn run(
         request_started: DashMap::new(),
         early_offers: DashMap::new(),
         first_offer_seen: DashSet::new(),
+        progress: DashMap::new(),
+        last_pay: DashMap::new(),
         arrivals_over: AtomicBool::new(false),
         finished: AtomicBool::new(false),
         seed: AtomicI64::new(1),

@@ -72,6 +72,10 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Apps whose connection drops reconnect (to the next `--url` node) and resync,
+        /// instead of counting a protocol error: for runs that kill a node.
+        #[arg(long)]
+        reconnect: bool,
     },
     /// Node loss, repeated: starts a cluster of engine processes on the NATS server and
     /// PostgreSQL database `--config` names, kills one node per round with SIGKILL, and
@@ -284,6 +288,7 @@ fn main() -> anyhow::Result<()> {
                 report_dir,
                 quiet,
                 seed,
+                reconnect,
             } => {
                 let mut engine = None;
                 let target = match url.split_first() {
@@ -312,6 +317,7 @@ fn main() -> anyhow::Result<()> {
                     source_ips,
                     encoding: if binary { EncodingChoice::Binary } else { EncodingChoice::Json },
                     seed,
+                    reconnect,
                     ..FlowConfig::default()
                 };
                 let stats = Arc::new(Stats::default());
