@@ -4,8 +4,10 @@
 //! asks for a task there at once. Two times are measured from the kill: until the
 //! survivors hold every cell between them (the lease plus an ownership round), and until
 //! the associate is offered the new request (the request durable at once, resumed by the
-//! cell's new owner). The node then restarts and the cluster settles before the next
-//! round.
+//! cell's new owner). The node then restarts (on the same address) and the cluster
+//! settles before the next round. With a flow, the simulator runs across the nodes the
+//! whole time, its apps reconnecting to the survivors, and [`audit`] checks afterwards
+//! that nothing the engine promises was broken.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -34,6 +36,19 @@ pub struct FailoverConfig {
     pub nodes: usize,
     /// Rounds (one kill each).
     pub kills: usize,
+    /// A simulator flow to run across the nodes during the rounds (its apps reconnect).
+    pub flow: Option<crate::flow::FlowConfig>,
+}
+
+/// What [`audit`] found across a cluster's records: all of it held, or it says what not.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Audit {
+    /// Orders in the engine.
+    pub orders: usize,
+    /// The most orders one associate had (one after another).
+    pub busiest_associate: usize,
+    /// Card captures across every node's sandbox ledger.
+    pub captures: usize,
 }
 
 /// One round's times from the kill.
@@ -52,10 +67,15 @@ struct Node {
     dir: PathBuf,
     child: Option<Child>,
     addr: Option<SocketAddr>,
+    last_addr: Option<SocketAddr>,
 }
 
 impl Node {
     fn start(&mut self, engine: &Path, config: &Path) -> anyhow::Result<()> {
+        // A restarted node comes back on the address it had, for apps that reconnect.
+        if let Some(addr) = self.addr.or(self.last_addr) {
+            self.listen = addr.to_string();
+        }
         let mut child = Command::new(engine)
             .arg("--config")
             .arg(config)
@@ -86,6 +106,7 @@ impl Node {
         std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
         self.child = Some(child);
         self.addr = Some(addr);
+        self.last_addr = Some(addr);
         Ok(())
     }
 
@@ -150,6 +171,7 @@ impl LocalCluster {
                     dir: dirs.path().join(format!("node-{i}")),
                     child: None,
                     addr: None,
+                    last_addr: None,
                 })
                 .collect(),
             cells,
@@ -250,9 +272,113 @@ async fn wait_for<T>(
         .map_err(|e| anyhow::anyhow!("waiting for {what}: {e}"))
 }
 
-/// Runs the rounds; the times of each.
-pub async fn run(cfg: FailoverConfig, admin_key: String) -> anyhow::Result<Vec<Round>> {
+/// Checks what the engine holds after node losses, through `target` (admin), and the
+/// sandbox ledgers in `data_dirs`: one order per request; each associate's orders one
+/// after another (the next allotted only once the last was over); at most one successful
+/// payment per order; no payment key captured twice at any node's gateway.
+pub async fn audit(target: &Target, data_dirs: &[PathBuf]) -> anyhow::Result<Audit> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut orders = Vec::new();
+    let mut after = String::new();
+    loop {
+        let r = target
+            .admin("GET", &format!("/v1/orders?limit=500{after}"), None)
+            .await?;
+        if r.status != 200 {
+            bail!("listing orders: {} {}", r.status, r.text);
+        }
+        for o in r.body["items"].as_array().context("items")? {
+            let id = o["order_id"].as_str().context("order id")?;
+            orders.push(
+                target
+                    .admin("GET", &format!("/v1/orders/{id}"), None)
+                    .await?
+                    .body,
+            );
+        }
+        match r.body["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    let mut by_request: HashMap<String, usize> = HashMap::new();
+    let mut by_associate: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for o in &orders {
+        let order = &o["order"];
+        *by_request
+            .entry(order["request_id"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+        let over = o["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["state"] == "closed" || e["state"] == "cancelled")
+            .and_then(|e| e["at_ms"].as_u64())
+            .unwrap_or(u64::MAX);
+        by_associate
+            .entry(
+                order["associate_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default()
+            .push((order["allotted_at_ms"].as_u64().unwrap_or_default(), over));
+        let paid = o["payments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["status"] == "succeeded")
+            .count();
+        if paid > 1 {
+            bail!("order {} has {paid} successful payments", order["order_id"]);
+        }
+    }
+    if let Some((request, n)) = by_request.iter().find(|(_, n)| **n > 1) {
+        bail!("request {request} became {n} orders");
+    }
+    for (associate, spans) in &mut by_associate {
+        spans.sort();
+        if let Some(pair) = spans.windows(2).find(|p| p[1].0 < p[0].1) {
+            bail!("associate {associate} held two orders at once: {pair:?}");
+        }
+    }
+    let mut captured: HashMap<String, usize> = HashMap::new();
+    for dir in data_dirs {
+        let ledger = actors::orders::gateway::SandboxGateway::ledger_path(dir);
+        for line in actors::orders::gateway::read_ledger(&ledger)? {
+            if let actors::orders::gateway::LedgerLine::Captured { key, .. } = line {
+                *captured.entry(key).or_default() += 1;
+            }
+        }
+    }
+    if let Some((key, n)) = captured.iter().find(|(_, n)| **n > 1) {
+        bail!("payment key {key} was captured {n} times");
+    }
+    Ok(Audit {
+        orders: orders.len(),
+        busiest_associate: by_associate.values().map(Vec::len).max().unwrap_or(0),
+        captures: captured.len(),
+    })
+}
+
+/// Runs the rounds; the times of each, and with a flow, its result and the audit.
+pub async fn run(
+    cfg: FailoverConfig,
+    admin_key: String,
+) -> anyhow::Result<(Vec<Round>, Option<(crate::flow::FlowResult, Audit)>)> {
     let mut cluster = LocalCluster::start(&cfg.engine, &cfg.config, cfg.nodes).await?;
+    let addrs = cluster.addrs();
+    let flow = cfg.flow.clone().map(|mut flow| {
+        flow.reconnect = true;
+        let target = Target {
+            http: addrs[0],
+            admin_key: admin_key.clone(),
+            more_nodes: addrs[1..].to_vec(),
+        };
+        let stats = std::sync::Arc::new(crate::stats::Stats::default());
+        tokio::spawn(crate::flow::run(target, flow, stats, |_, _, _| {}))
+    });
     let mut rounds = Vec::new();
     for round in 0..cfg.kills {
         let victim = round % cfg.nodes;
@@ -331,7 +457,17 @@ pub async fn run(cfg: FailoverConfig, admin_key: String) -> anyhow::Result<Vec<R
         cluster.restart(victim)?;
         cluster.settled().await?;
     }
-    Ok(rounds)
+    let Some(flow) = flow else {
+        return Ok((rounds, None));
+    };
+    let result = flow.await??;
+    let target = Target {
+        http: addrs[0],
+        admin_key,
+        more_nodes: addrs[1..].to_vec(),
+    };
+    let audit = audit(&target, &cluster.data_dirs()).await?;
+    Ok((rounds, Some((result, audit))))
 }
 
 /// The `q` quantile of `times` (nearest rank).

@@ -97,6 +97,20 @@ enum Command {
         /// The admin key in the config.
         #[arg(long, env = "SPEEDY_ADMIN_KEY", hide_env_values = true)]
         admin_key: String,
+        /// Simulated associates of a flow running across the nodes through every kill
+        /// (its apps reconnect; checked afterwards); 0 for none.
+        #[arg(long, default_value_t = 0)]
+        flow_associates: usize,
+        /// Simulated users of that flow.
+        #[arg(long, default_value_t = 100)]
+        flow_users: usize,
+        /// Real seconds users arrive during; the engine's windows must be compressed by
+        /// `--compression` (`loadtest engine-config`).
+        #[arg(long, default_value_t = 120)]
+        flow_seconds: u64,
+        /// Simulated seconds per real second, as the engine's config.
+        #[arg(long, default_value_t = 60.0)]
+        compression: f64,
     },
     /// Location ingest: CPU per frame of the engine against a bare WebSocket server, each
     /// its own process pinned to `--server-cores`, fed by this process (run it pinned to
@@ -359,10 +373,28 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Failover { config, engine, nodes, kills, admin_key } => {
+            Command::Failover { config, engine, nodes, kills, admin_key, flow_associates, flow_users, flow_seconds, compression } => {
                 let engine = engine.unwrap_or_else(loadtest::target::sibling_engine);
-                let cfg = loadtest::failover::FailoverConfig { engine, config, nodes: nodes.max(2), kills };
-                let rounds = loadtest::failover::run(cfg, admin_key).await?;
+                let flow = (flow_associates > 0).then(|| FlowConfig {
+                    associates: flow_associates,
+                    users: flow_users,
+                    duration: Duration::from_secs(flow_seconds),
+                    drain: Duration::from_secs(60),
+                    compression,
+                    ..FlowConfig::default()
+                });
+                let cfg = loadtest::failover::FailoverConfig { engine, config, nodes: nodes.max(2), kills, flow };
+                let (rounds, flow) = loadtest::failover::run(cfg, admin_key).await?;
+                if let Some((result, audit)) = flow {
+                    println!(
+                        "flow through the kills: {} orders seen, unfinished {}, lost {}, protocol errors {:?}; audit {audit:?}",
+                        result.orders_seen,
+                        result.unfinished.len(),
+                        result.lost.len(),
+                        result.protocol_errors
+                    );
+                    anyhow::ensure!(result.clean(), "the flow through the kills was not clean: {result:#?}");
+                }
                 let owned: Vec<Duration> = rounds.iter().map(|r| r.cells_owned).collect();
                 let offered: Vec<Duration> = rounds.iter().map(|r| r.first_offer).collect();
                 use loadtest::failover::quantile;
