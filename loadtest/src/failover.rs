@@ -247,7 +247,9 @@ impl LocalCluster {
             .iter()
             .filter(|&&c| cluster::rendezvous::owner(c, &live) == Some(id))
             .filter_map(|&c| geo::ShardId::from_u64(c))
-            .min_by(|a, b| {
+            // The farthest from the centre: away from a flow's apps (which live within
+            // ~18 km of it), so the round's request reaches the round's associate.
+            .max_by(|a, b| {
                 a.centre()
                     .distance_m(&self.centre)
                     .total_cmp(&b.centre().distance_m(&self.centre))
@@ -377,10 +379,28 @@ pub async fn run(
             more_nodes: addrs[1..].to_vec(),
         };
         let stats = std::sync::Arc::new(crate::stats::Stats::default());
-        tokio::spawn(crate::flow::run(target, flow, stats, |_, _, _| {}))
+        let (associates, spread) = (flow.associates, flow.duration);
+        let run = tokio::spawn(crate::flow::run(target, flow, stats.clone(), |_, _, _| {}));
+        (run, stats, associates, spread)
     });
+    // With a flow: its parties made and its associates connected first, then the kills
+    // spread over its arrivals.
+    let started = Instant::now();
+    if let Some((run, stats, associates, _)) = &flow {
+        while stats.connections.load(std::sync::atomic::Ordering::Relaxed) < *associates as u64 {
+            if run.is_finished() || started.elapsed() > PATIENCE * 4 {
+                bail!("the flow did not get its associates connected");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let started = Instant::now();
     let mut rounds = Vec::new();
     for round in 0..cfg.kills {
+        if let Some((_, _, _, spread)) = &flow {
+            let due = started + spread.mul_f64(round as f64 / cfg.kills as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
         let victim = round % cfg.nodes;
         let at = cluster.point_of(victim)?;
         let survivors: Vec<SocketAddr> = cluster
@@ -457,7 +477,7 @@ pub async fn run(
         cluster.restart(victim)?;
         cluster.settled().await?;
     }
-    let Some(flow) = flow else {
+    let Some((flow, ..)) = flow else {
         return Ok((rounds, None));
     };
     let result = flow.await??;

@@ -613,16 +613,17 @@ fn catch_up(
     }
 }
 
-/// An order as the engine has it, read over HTTP with the party's own token: its state
-/// and invoice total, if it has one.
+/// An order as the engine has it, read over HTTP from the node the app is on (`index`)
+/// with the party's own token: its state and invoice total, if it has one.
 async fn order_state(
     world: &World,
+    index: usize,
     token: &str,
     order: OrderId,
 ) -> Option<(OrderState, Option<i64>)> {
     let auth = format!("Bearer {token}");
     let r = http_api::request(
-        world.target.http,
+        world.target.node_for(index),
         "GET",
         &format!("/v1/orders/{order}"),
         &[("authorization", &auth)],
@@ -648,7 +649,7 @@ fn retry_later(
     if app.retrying.swap(true, Ordering::SeqCst) {
         return;
     }
-    let (world, out, token) = (world.clone(), app.out.clone(), app.token.clone());
+    let (world, out, token, index) = (world.clone(), app.out.clone(), app.token.clone(), app.index);
     let retrying = app.retrying.clone();
     let mine: Vec<OrderId> = mine
         .iter()
@@ -662,7 +663,7 @@ fn retry_later(
         }
         for order in mine {
             if associate {
-                if let Some((state, total)) = order_state(&world, &token, order).await {
+                if let Some((state, total)) = order_state(&world, index, &token, order).await {
                     catch_up(&world, &out, order, state, total);
                 }
             } else if let Some(pay) = world.last_pay.get(&order).map(|p| p.clone()) {
@@ -753,7 +754,7 @@ async fn settle_ended(world: &World, app: &App, mine: &[OrderId]) {
             continue;
         }
         if let Some((state @ (OrderState::Closed | OrderState::Cancelled), _)) =
-            order_state(world, &app.token, *order).await
+            order_state(world, app.index, &app.token, *order).await
         {
             world.ended(*order, state);
         }

@@ -379,7 +379,8 @@ fn main() -> anyhow::Result<()> {
                     associates: flow_associates,
                     users: flow_users,
                     duration: Duration::from_secs(flow_seconds),
-                    drain: Duration::from_secs(60),
+                    // At 60× an order takes up to ~80 s: long enough for the last ones.
+                    drain: Duration::from_secs(180),
                     compression,
                     ..FlowConfig::default()
                 });

@@ -38,13 +38,18 @@ impl Target {
         format!("ws://{}/v1/ws", self.http)
     }
 
-    /// The WebSocket URL app number `index` connects to: the nodes in turn.
-    pub fn ws_url_for(&self, index: usize) -> String {
+    /// The node app number `index` uses: the nodes in turn.
+    pub fn node_for(&self, index: usize) -> SocketAddr {
         let n = self.more_nodes.len() + 1;
         match index % n {
-            0 => self.ws_url(),
-            i => format!("ws://{}/v1/ws", self.more_nodes[i - 1]),
+            0 => self.http,
+            i => self.more_nodes[i - 1],
         }
+    }
+
+    /// The WebSocket URL app number `index` connects to: the nodes in turn.
+    pub fn ws_url_for(&self, index: usize) -> String {
+        format!("ws://{}/v1/ws", self.node_for(index))
     }
 
     /// An admin HTTP call.
