@@ -22,6 +22,10 @@ use wire::{ClientMessage, Encoding, ErrorCode, OrderId, RequestId, ServerMessage
 use crate::stats::Stats;
 use crate::target::{Target, source_ip};
 
+/// Clock and delivery noise allowed when checking that offers of one request never
+/// overlap: the apps see an offer a little after the engine sends it, and answer it a
+/// little before the engine counts it answered.
+const OFFER_SLACK_MS: u64 = 50;
 /// The metro box the simulation lives in.
 const METRO: ((f64, f64), (f64, f64)) = ((12.85, 13.10), (77.45, 77.75));
 /// The engine's task types the simulation uses.
@@ -151,6 +155,9 @@ struct World {
     progress: DashMap<OrderId, OrderState>,
     /// The last `pay` each order's user sent (resent, same key, after a reconnect).
     last_pay: DashMap<OrderId, wire::Pay>,
+    /// Each request's offers as the associates held them: (associate, from, until) in
+    /// wall-clock milliseconds, to check that no two were open at once.
+    offers_held: DashMap<RequestId, Vec<(usize, u64, u64)>>,
     arrivals_over: AtomicBool,
     finished: AtomicBool,
     seed: AtomicI64,
@@ -196,6 +203,38 @@ impl World {
                 self.early_offers.insert(request, now);
             }
         }
+    }
+
+    /// Associate `who` holds an offer of `request` from now until `expires_at_ms`.
+    fn offer_held(&self, request: RequestId, who: usize, expires_at_ms: u64) {
+        self.offers_held
+            .entry(request)
+            .or_default()
+            .push((who, wall_ms(), expires_at_ms));
+    }
+
+    /// Associate `who` let their offer of `request` go at `at_ms` (answered or ended).
+    fn offer_let_go(&self, request: RequestId, who: usize, at_ms: u64) {
+        if let Some(mut held) = self.offers_held.get_mut(&request)
+            && let Some(last) = held.iter_mut().rev().find(|h| h.0 == who)
+        {
+            last.2 = last.2.min(at_ms);
+        }
+    }
+
+    /// Requests that two associates held offers of at the same time (beyond `slack_ms`
+    /// of clock and delivery noise), with who and when.
+    fn offered_twice_at_once(&self, slack_ms: u64) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in self.offers_held.iter() {
+            for (a, b, early_ms) in overlaps(entry.value(), slack_ms) {
+                found.push(format!(
+                    "{}: associate {b} offered {early_ms} ms before associate {a}'s offer ended",
+                    entry.key()
+                ));
+            }
+        }
+        found
     }
 
     fn request_known(&self, request: RequestId, t0: Instant) {
@@ -255,6 +294,29 @@ impl World {
             EncodingChoice::Binary => Encoding::Binary,
         }
     }
+}
+
+/// Offers of one request, `(associate, from, until)`, that overlap by more than
+/// `slack_ms`: `(earlier associate, later associate, by how much)`.
+fn overlaps(held: &[(usize, u64, u64)], slack_ms: u64) -> Vec<(usize, usize, u64)> {
+    let mut held = held.to_vec();
+    held.sort_by_key(|h| h.1);
+    let mut found = Vec::new();
+    for (i, &(a, _, a_until)) in held.iter().enumerate() {
+        for &(b, b_from, _) in &held[i + 1..] {
+            if a != b && b_from + slack_ms < a_until {
+                found.push((a, b, a_until - b_from));
+            }
+        }
+    }
+    found
+}
+
+/// Now, in wall-clock milliseconds (the engine's clock on this machine).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn random_point(rng: &mut impl Rng) -> LatLng {
@@ -488,6 +550,7 @@ async fn run_associate(world: Arc<World>, index: usize, token: String) {
                 match frame {
                     ServerMessage::Offer(offer) => {
                         world.first_offer(offer.request_id);
+                        world.offer_held(offer.request_id, index, offer.expires_at_ms);
                         let roll: f64 = rng.random();
                         let think = world.real(rng.random_range(1.0..15.0));
                         let answer: Option<ClientMessage> = if roll < world.cfg.accept_p {
@@ -500,7 +563,12 @@ async fn run_associate(world: Arc<World>, index: usize, token: String) {
                         if let Some(answer) = answer {
                             last_answer = Some(answer.clone());
                             app.later(think, answer);
+                            let answered = wall_ms() + think.as_millis() as u64;
+                            world.offer_let_go(offer.request_id, index, answered);
                         }
+                    }
+                    ServerMessage::OfferEnded(ended) => {
+                        world.offer_let_go(ended.request_id, index, wall_ms());
                     }
                     ServerMessage::Allotted(a) => {
                         heading = a.order.pickup.to_latlng().unwrap_or(here);
@@ -996,6 +1064,8 @@ pub struct FlowResult {
     pub lost: Vec<String>,
     /// Protocol errors, by description.
     pub protocol_errors: std::collections::BTreeMap<String, u64>,
+    /// Requests two associates held offers of at once, as the apps saw them.
+    pub offered_twice: Vec<String>,
     /// Real seconds the run took.
     pub elapsed_s: f64,
 }
@@ -1003,7 +1073,10 @@ pub struct FlowResult {
 impl FlowResult {
     /// Whether the run is clean: no protocol error, nothing lost, nothing unfinished.
     pub fn clean(&self) -> bool {
-        self.unfinished.is_empty() && self.lost.is_empty() && self.protocol_errors.is_empty()
+        self.unfinished.is_empty()
+            && self.lost.is_empty()
+            && self.protocol_errors.is_empty()
+            && self.offered_twice.is_empty()
     }
 }
 
@@ -1050,6 +1123,7 @@ pub async fn run(
         first_offer_seen: DashSet::new(),
         progress: DashMap::new(),
         last_pay: DashMap::new(),
+        offers_held: DashMap::new(),
         arrivals_over: AtomicBool::new(false),
         finished: AtomicBool::new(false),
         seed: AtomicI64::new(1),
@@ -1148,6 +1222,31 @@ pub async fn run(
         unfinished,
         lost,
         protocol_errors: world.stats.protocol_errors.snapshot(),
+        offered_twice: world.offered_twice_at_once(OFFER_SLACK_MS),
         elapsed_s: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlaps;
+
+    #[test]
+    fn offers_one_after_another_pass_and_overlapping_ones_are_caught() {
+        // 1 declines at 1 000, 2 is offered at 1 010 and lets it expire at 1 750, 3 next.
+        assert!(overlaps(&[(1, 0, 1_000), (2, 1_010, 1_750), (3, 1_760, 2_500)], 50).is_empty());
+        // Within the slack: delivery noise.
+        assert!(overlaps(&[(1, 0, 1_000), (2, 980, 1_750)], 50).is_empty());
+        // 3 offered while 2 still held theirs (and 1's, held to the end, overlaps both).
+        assert_eq!(
+            overlaps(&[(2, 1_010, 1_750), (3, 1_200, 1_900), (1, 0, 1_000)], 50),
+            [(2, 3, 550)]
+        );
+        assert_eq!(
+            overlaps(&[(1, 0, 2_000), (2, 500, 900)], 50),
+            [(1, 2, 1_500)]
+        );
+        // The same associate offered again (after a restart) is not two at once.
+        assert!(overlaps(&[(1, 0, 1_000), (1, 500, 1_500)], 50).is_empty());
+    }
 }

@@ -75,7 +75,8 @@ impl FlowReport {
             "{} orders seen; outcomes {:?}\n\
              frames/s: {:.0} to the engine, {:.0} from it\n\
              request -> first offer: {}\nrequest -> allotment: {}\npay -> result: {}\n\
-             fulfilment {:.1}%; unfinished {}, lost {}, protocol errors {}",
+             fulfilment {:.1}%; unfinished {}, lost {}, protocol errors {}, \
+             requests offered to two at once {}",
             self.result.orders_seen,
             self.outcomes,
             total_out,
@@ -87,6 +88,7 @@ impl FlowReport {
             self.result.unfinished.len(),
             self.result.lost.len(),
             self.result.protocol_errors.values().sum::<u64>(),
+            self.result.offered_twice.len(),
         )
     }
 
