@@ -157,7 +157,14 @@ impl Round {
             }
         }
         if !live.contains(&me) {
-            // Not in the live set (our lease ran out): claim nothing until it is back.
+            // Our own heartbeat has not been seen for a lease: cut off from NATS (the
+            // nodes bucket's watch is stalled, not failed, while the client reconnects),
+            // or frozen. The others may hold our cells by now: stop serving every one of
+            // them, and claim nothing until we are back in the live set.
+            if !self.held.is_empty() {
+                tracing::warn!(node = %me, cells = self.held.len(), "cut off from NATS for a lease: dropping every cell");
+                self.held.clear();
+            }
             self.publish.send_replace(self.held.clone());
             return;
         }

@@ -1,7 +1,8 @@
 //! Cluster mode: three engine processes on 127.0.0.1, .2 and .3 sharing a private
 //! nats-server (JetStream) and a private PostgreSQL database. An order whose parties and
 //! pickup cell sit on three different nodes runs end to end; a node killed with SIGKILL
-//! loses nothing; a node paused past its lease is fenced and rejoins.
+//! loses nothing; a node paused past its lease is fenced and rejoins; a node cut off from
+//! NATS (through a proxy the test cuts) drops its cells and comes back when NATS does.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,11 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 impl Cluster {
     /// Starts `n` nodes and waits until they share the market's cells.
     async fn start(n: usize) -> Self {
+        Self::start_via(n, |_, url| url.to_owned()).await
+    }
+
+    /// As `start`, node `i` reaching NATS at `nats_for(i, url)`.
+    async fn start_via(n: usize, nats_for: impl Fn(usize, &str) -> String) -> Self {
         let turn = ONE_AT_A_TIME.lock().await;
         let nats = cluster::testing::NatsServer::start();
         let database = storage::pg::testing::fresh_database();
@@ -63,7 +69,10 @@ impl Cluster {
                      [payments]\nsandbox_latency_ms = 1\n\
                      [cluster]\nnats = {:?}\nnode_id = {id:?}\n\
                      [cluster.market]\nlat = {}\nlng = {}\nradius_km = {}\n",
-                    nats.url, MARKET.0, MARKET.1, MARKET.2
+                    nats_for(i, &nats.url),
+                    MARKET.0,
+                    MARKET.1,
+                    MARKET.2
                 ),
             )
             .unwrap();
@@ -572,4 +581,107 @@ async fn a_paused_node_is_fenced_and_rejoins() {
     let mut q = c.parties(2, 2, pickup).await;
     q.u.send(request_at(pickup, "after")).await.unwrap();
     accept_offer(&mut q).await;
+}
+
+/// A TCP proxy in front of NATS for one node: cutting it drops every connection through
+/// it and refuses new ones, as a network partition would; restoring lets them through.
+struct Proxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    /// A proxy on a free port of 127.0.0.1 to `upstream` (`host:port`).
+    fn to(upstream: String, runtime: &tokio::runtime::Handle) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, l) = (cut.clone(), links.clone());
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                l.lock().unwrap().push(link);
+            }
+        });
+        Self { port, cut, links }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_nats_drops_its_cells_and_rejoins() {
+    // Node 2 reaches NATS through a proxy, set up once the cluster has started NATS.
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None::<Proxy>));
+    let (put, runtime) = (slot.clone(), tokio::runtime::Handle::current());
+    let c = Cluster::start_via(3, move |i, url| {
+        if i != 2 {
+            return url.to_owned();
+        }
+        let proxy = Proxy::to(url.trim_start_matches("nats://").to_owned(), &runtime);
+        let via = proxy.url();
+        *put.lock().unwrap() = Some(proxy);
+        via
+    })
+    .await;
+    let proxy = slot.lock().unwrap().take().unwrap();
+    let all = c.live();
+    let others: Vec<String> = all.iter().filter(|id| *id != "node-2").cloned().collect();
+    let pickup = c.point_owned_by(2, &all);
+
+    // Cut off, node 2 keeps running but hears nothing: the others take its cells within
+    // the lease and a second, and it lets go of every cell it held.
+    proxy.cut();
+    let cut = Instant::now();
+    let want = c.shares(&others);
+    loop {
+        let (a, b, mine) = (c.held_by(0).await, c.held_by(1).await, c.held_by(2).await);
+        if a == Some(want[0]) && b == Some(want[1]) && mine == Some(0) {
+            break;
+        }
+        assert!(
+            cut.elapsed() < WAIT,
+            "after the cut: node 0 holds {a:?}, node 1 {b:?} (want {want:?}), node 2 {mine:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let moved = cut.elapsed();
+    assert!(moved <= LEASE + Duration::from_secs(1), "took {moved:?}");
+    assert!(
+        !c.node(2).lines_with("cut off from NATS").is_empty(),
+        "node 2 did not say it was cut off"
+    );
+    // A request in what was node 2's cell is served by its new owner.
+    let mut p = c.parties(0, 1, pickup).await;
+    p.u.send(request_at(pickup, "after-cut")).await.unwrap();
+    accept_offer(&mut p).await;
+
+    // NATS is back for node 2: it rejoins and takes its share again.
+    proxy.restore();
+    c.settled(&all).await;
 }
