@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use wire::model::{Availability, OfferEnd};
 use wire::{AssociateId, Offer, OfferEnded, OrderId, RequestId, Status};
 
-use crate::dispatch::lane::{IndexOp, PositionSlot, Route};
+use crate::dispatch::lane::{Generation, IndexOp, PositionSlot, Route};
 use crate::dispatch::messages::{
     AcceptOutcome, AnswerOffer, AssociateView, Connected, Disconnected, GoOffline, GoOnline,
     MarkBusy, Moved, Refusal, RefusedBy, Reindex, Release, RequestRef, Reserve, SetZone, Withdraw,
@@ -43,6 +43,8 @@ pub struct AssociateActor {
     phase: Phase,
     /// The shard whose index holds this associate, if any.
     indexed_in: Option<ShardId>,
+    /// This actor's generation, on every index change it makes.
+    generation: u64,
     /// The newest reported position, and where the next report goes.
     position: Arc<PositionSlot>,
     /// When the last message arrived.
@@ -72,6 +74,7 @@ impl AssociateActor {
             connected: false,
             phase: Phase::Free,
             indexed_in: None,
+            generation: Generation::next(),
             position,
             last_activity: Instant::now(),
             mailbox,
@@ -148,7 +151,8 @@ impl AssociateActor {
     fn sync_index(&mut self) {
         self.position.set_availability(self.availability());
         let eligible = self.availability() == Availability::Available && !self.skills.is_empty();
-        let (id, skills, dispatch) = (self.id, self.skills, &self.dispatch);
+        let (id, skills, dispatch, generation) =
+            (self.id, self.skills, &self.dispatch, self.generation);
         let indexed_in = &mut self.indexed_in;
         self.position.route(|latest| {
             let want = match (eligible, latest) {
@@ -160,12 +164,20 @@ impl AssociateActor {
             {
                 // It holds this associate, so it runs: it cannot retire with a
                 // non-empty index.
-                dispatch.to_existing_lane(old, IndexOp::Remove { id });
+                dispatch.to_existing_lane(old, IndexOp::Remove { id, generation });
                 *indexed_in = None;
             }
             match want {
                 Some((shard, point)) => {
-                    dispatch.to_lane(shard, IndexOp::Upsert { id, point, skills });
+                    dispatch.to_lane(
+                        shard,
+                        IndexOp::Upsert {
+                            id,
+                            point,
+                            skills,
+                            generation,
+                        },
+                    );
                     *indexed_in = Some(shard);
                     Route::Lane(shard)
                 }

@@ -10,7 +10,7 @@
 //! batch per shard, never behind thousands of single updates.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use geo::{LatLng, ShardDisc, ShardId, Skills};
 use wire::AssociateId;
@@ -27,6 +27,8 @@ pub(crate) enum IndexOp {
         point: LatLng,
         /// What they do.
         skills: Skills,
+        /// The generation of the actor that sent it (see [`Generation`]).
+        generation: u64,
     },
     /// Move an associate already in the index; nothing if they are not.
     Move {
@@ -39,7 +41,36 @@ pub(crate) enum IndexOp {
     Remove {
         /// The associate.
         id: AssociateId,
+        /// The generation of the actor that sent it.
+        generation: u64,
     },
+}
+
+/// Which of an associate's actors, over time and across nodes, an index change comes
+/// from: a newer actor (the same associate reconnected, maybe through another node) has a
+/// larger generation. A shard applies an `Upsert` or `Remove` only if no newer actor's
+/// has come before it: the changes of two actors reach a shard's owner by different
+/// routes, so an old actor's `Remove` (its session replaced) may arrive after the new
+/// actor's `Upsert`, and must not take the associate out of the index.
+pub(crate) struct Generation;
+
+impl Generation {
+    /// A generation above every one this process handed out before, and above the wall
+    /// clock in microseconds (so above those of actors other nodes made earlier).
+    pub(crate) fn next() -> u64 {
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let mut last = LAST.load(Ordering::Relaxed);
+        loop {
+            let next = wall_us.max(last + 1);
+            match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
 }
 
 /// Index changes for one shard, in the order they were made.
@@ -242,7 +273,7 @@ mod tests {
     fn a_lane_gives_back_its_changes_in_order_and_wakes_once_per_drain() {
         let lane = IndexLane::default();
         let id = AssociateId(uuid::Uuid::nil());
-        assert!(lane.push(IndexOp::Remove { id }));
+        assert!(lane.push(IndexOp::Remove { id, generation: 1 }));
         assert!(!lane.push(IndexOp::Move {
             id,
             point: at(12.9)
@@ -252,7 +283,7 @@ mod tests {
         assert_eq!(
             batch,
             [
-                IndexOp::Remove { id },
+                IndexOp::Remove { id, generation: 1 },
                 IndexOp::Move {
                     id,
                     point: at(12.9)
@@ -260,7 +291,10 @@ mod tests {
             ]
         );
         assert!(lane.is_empty());
-        assert!(lane.push(IndexOp::Remove { id }), "re-armed by the drain");
+        assert!(
+            lane.push(IndexOp::Remove { id, generation: 2 }),
+            "re-armed by the drain"
+        );
     }
 
     #[test]

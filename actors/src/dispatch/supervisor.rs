@@ -19,10 +19,16 @@ use crate::dispatch::request::RequestActor;
 use crate::registry::{MAILBOX_CAPACITY, Mailbox};
 use crate::telemetry;
 
+/// Removed associates whose generations are remembered before they are forgotten.
+const FORGET_AFTER: usize = 4_096;
+
 /// The supervisor of one shard cell.
 pub struct ShardSupervisor {
     shard: ShardId,
     index: AvailabilityIndex<AssociateId>,
+    /// The newest actor generation each associate's changes came from (for those in the
+    /// index, and recently removed ones).
+    generations: rustc_hash::FxHashMap<AssociateId, u64>,
     /// Index changes not yet applied, in order.
     lane: Arc<IndexLane>,
     /// The batch being applied (kept to reuse its allocation).
@@ -48,6 +54,7 @@ impl ShardSupervisor {
             shard,
             // expect: Dispatch::new validated the bucket size.
             index: AvailabilityIndex::new(IndexConfig { bucket_m }).expect("validated bucket size"),
+            generations: Default::default(),
             lane,
             batch: Vec::new(),
             live_requests: 0,
@@ -88,7 +95,15 @@ impl ShardSupervisor {
         self.lane.take(&mut batch);
         for op in batch.drain(..) {
             match op {
-                IndexOp::Upsert { id, point, skills } => {
+                IndexOp::Upsert {
+                    id,
+                    point,
+                    skills,
+                    generation,
+                } => {
+                    if self.newer_than(id, generation) {
+                        continue;
+                    }
                     let was = self.index.len();
                     self.index.upsert(id, point, skills);
                     telemetry::index_updated(self.index.len() != was);
@@ -98,7 +113,10 @@ impl ShardSupervisor {
                         telemetry::index_updated(false);
                     }
                 }
-                IndexOp::Remove { id } => {
+                IndexOp::Remove { id, generation } => {
+                    if self.newer_than(id, generation) {
+                        continue;
+                    }
                     if self.index.remove(&id).is_some() {
                         telemetry::index_left();
                     }
@@ -106,6 +124,22 @@ impl ShardSupervisor {
             }
         }
         self.batch = batch;
+        // Forget the generations of associates long gone (the index holds the rest).
+        if self.generations.len() > self.index.len() + FORGET_AFTER {
+            let index = &self.index;
+            self.generations.retain(|id, _| index.contains(id));
+        }
+    }
+
+    /// Whether a newer actor of `id` than `generation` changed the index already; if
+    /// not, `generation` is now the newest.
+    fn newer_than(&mut self, id: AssociateId, generation: u64) -> bool {
+        let newest = self.generations.entry(id).or_insert(generation);
+        if *newest > generation {
+            return true;
+        }
+        *newest = generation;
+        false
     }
 
     /// Searches this shard's index, with every queued change applied first.
@@ -216,5 +250,62 @@ impl Handler<RequestDone> for ShardSupervisor {
     fn handle(&mut self, _: RequestDone, _: &mut Context<Self>) {
         self.received();
         self.live_requests = self.live_requests.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use geo::{LatLng, Skills, TaskType};
+    use wire::{AssociateId, TaskCatalog};
+
+    use crate::dispatch::lane::IndexOp;
+    use crate::dispatch::messages::LocalNearest;
+    use crate::{Clock, Dispatch, DispatchConfig, Sessions};
+
+    #[actix_rt::test]
+    async fn an_older_actors_change_never_undoes_a_newer_ones() {
+        let dispatch = Dispatch::new(
+            DispatchConfig::default(),
+            TaskCatalog::new(["companion"]).unwrap(),
+            Sessions::default(),
+            Clock::system(),
+            vec![],
+            storage::Store::temporary().unwrap(),
+        )
+        .unwrap();
+        let task = TaskType::new(0).unwrap();
+        let skills = Skills::default().with(task);
+        let point = LatLng::new(12.97, 77.59).unwrap();
+        let shard = dispatch.shared.map.shard_of(point);
+        let id = AssociateId::new();
+        let found = |dispatch: Dispatch| async move {
+            let search = LocalNearest {
+                point,
+                task,
+                radius_m: 1_000.0,
+                k: 5,
+                exclude: vec![],
+            };
+            let near = dispatch.search_here(shard, search).await;
+            near.iter().map(|n| n.id).collect::<Vec<_>>()
+        };
+        // The associate reconnected elsewhere (generation 2); the old actor's removal
+        // (generation 1) arrives after the new one's upsert, and is ignored, as is the
+        // old one's late upsert after the new one's removal.
+        let upsert = |generation| IndexOp::Upsert {
+            id,
+            point,
+            skills,
+            generation,
+        };
+        dispatch.to_lane(shard, upsert(2));
+        dispatch.to_lane(shard, IndexOp::Remove { id, generation: 1 });
+        assert_eq!(found(dispatch.clone()).await, [id]);
+        dispatch.to_lane(shard, IndexOp::Remove { id, generation: 2 });
+        dispatch.to_lane(shard, upsert(1));
+        assert!(found(dispatch.clone()).await.is_empty());
+        // A newer actor still can.
+        dispatch.to_lane(shard, upsert(3));
+        assert_eq!(found(dispatch).await, [id]);
     }
 }

@@ -685,3 +685,66 @@ async fn a_node_cut_off_from_nats_drops_its_cells_and_rejoins() {
     proxy.restore();
     c.settled(&all).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_connection_on_another_node_takes_the_session_over() {
+    let c = Cluster::start(3).await;
+    let all = c.live();
+    let pickup = c.point_owned_by(2, &all);
+    // The associate is online through node 0, then opens the app again through node 1.
+    let mut p = c.parties(0, 0, pickup).await;
+    let (_, token) = c.node(0).associate("Kiran", &["companion"]).await;
+    // A little farther from the pickup than the first associate, so offered second.
+    let farther = Point {
+        lat: pickup.lat + 0.002,
+        lng: pickup.lng,
+    };
+    let mut old = c.node(0).connect(&token).await;
+    online_at(&mut old, farther).await;
+    let mut new = c.node(1).connect(&token).await;
+    // The old socket is closed as replaced, wherever the new one is.
+    let reason = loop {
+        match old.recv_timeout(WAIT).await {
+            Ok(_) => continue,
+            Err(wire::client::ClientError::Closed(reason)) => break reason,
+            Err(other) => panic!("expected a close frame on the old socket, got {other:?}"),
+        }
+    };
+    assert!(reason.contains("replaced"), "{reason}");
+    // The new connection is the one that gets offers: the first associate declines, and
+    // the request reaches Kiran through node 1.
+    online_at(&mut new, farther).await;
+    p.u.send(request_at(pickup, "takeover")).await.unwrap();
+    let first = expect(&mut p.a, "the first offer", |m| match m {
+        ServerMessage::Offer(o) => Some(o),
+        _ => None,
+    })
+    .await;
+    p.a.send(wire::Decline {
+        request_id: first.request_id,
+    })
+    .await
+    .unwrap();
+    let got = new
+        .recv_until(WAIT, |m| match m {
+            ServerMessage::Offer(o) => Some(o),
+            _ => None,
+        })
+        .await;
+    if got.is_err() {
+        for i in 0..3 {
+            eprintln!("node {i}: {:#?}", c.node(i).lines_with(""));
+        }
+    }
+    let offer = got.unwrap();
+    assert_eq!(offer.request_id, first.request_id);
+    new.send(wire::Accept {
+        request_id: offer.request_id,
+    })
+    .await
+    .unwrap();
+    expect(&mut p.u, "allotted", |m| {
+        matches!(m, ServerMessage::Allotted(_)).then_some(())
+    })
+    .await;
+}
