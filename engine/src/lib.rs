@@ -80,6 +80,7 @@ pub fn open_store(config: &Config) -> Result<storage::Store, storage::StorageErr
             epoch: 1,
             group_commit_wait,
             queue_capacity: config.storage.commit_queue,
+            commit_hook: None,
         }),
         None => storage::Store::open(&storage::StoreConfig {
             path: Some(config.data_dir.join("db")),

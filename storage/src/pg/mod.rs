@@ -43,6 +43,9 @@ pub struct PgConfig {
     pub group_commit_wait: Duration,
     /// How many operations may wait for the committer; beyond that, callers wait.
     pub queue_capacity: usize,
+    /// Run just before each `COMMIT`, before any operation of the transaction is
+    /// answered: a seam for tests that check the order of commit and acknowledgement.
+    pub commit_hook: Option<crate::SyncHook>,
 }
 
 impl PgConfig {
@@ -53,6 +56,7 @@ impl PgConfig {
             epoch: 1,
             group_commit_wait: Duration::ZERO,
             queue_capacity: crate::DEFAULT_QUEUE_CAPACITY,
+            commit_hook: None,
         }
     }
 }
@@ -78,6 +82,7 @@ impl PgStore {
                 url: config.url.clone(),
                 max_wait: config.group_commit_wait,
                 capacity: config.queue_capacity,
+                commit_hook: config.commit_hook.clone(),
             },
             |client| async move { schema::migrate(&client).await },
         )?;
@@ -94,6 +99,7 @@ impl PgStore {
                 url: url.to_string(),
                 max_wait: Duration::ZERO,
                 capacity: 1,
+                commit_hook: None,
             },
             |client| async move { schema::migrate(&client).await },
         )?;

@@ -410,6 +410,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) url: String,
     pub(crate) max_wait: Duration,
     pub(crate) capacity: usize,
+    pub(crate) commit_hook: Option<crate::SyncHook>,
 }
 
 impl Worker {
@@ -583,14 +584,19 @@ fn run(
                     Err(e) => tracing::warn!(error = %e, "could not reconnect to postgres"),
                 }
             }
-            commit_batch(&session, batch, &latency).await;
+            commit_batch(&session, batch, &latency, config.commit_hook.as_ref()).await;
         });
     }
 }
 
 /// Runs a batch in one transaction; on a database error, each operation on its own.
-async fn commit_batch(session: &Session, batch: Vec<Job>, latency: &metrics::Histogram) {
-    match attempt(session, &batch).await {
+async fn commit_batch(
+    session: &Session,
+    batch: Vec<Job>,
+    latency: &metrics::Histogram,
+    hook: Option<&crate::SyncHook>,
+) {
+    match attempt(session, &batch, hook).await {
         Ok(()) => {
             for job in batch {
                 job.finish(Ok(()), latency);
@@ -606,7 +612,7 @@ async fn commit_batch(session: &Session, batch: Vec<Job>, latency: &metrics::His
             tracing::debug!(error = %e, jobs = batch.len(), "a batch failed: running its operations one by one");
             rollback(session).await;
             for job in batch {
-                let outcome = attempt(session, std::slice::from_ref(&job)).await;
+                let outcome = attempt(session, std::slice::from_ref(&job), hook).await;
                 if outcome.is_err() {
                     rollback(session).await;
                 }
@@ -616,7 +622,11 @@ async fn commit_batch(session: &Session, batch: Vec<Job>, latency: &metrics::His
     }
 }
 
-async fn attempt(session: &Session, jobs: &[Job]) -> Result<(), StorageError> {
+async fn attempt(
+    session: &Session,
+    jobs: &[Job],
+    hook: Option<&crate::SyncHook>,
+) -> Result<(), StorageError> {
     session.begin(jobs).await?;
     for job in jobs {
         (job.run)(session.clone()).await?;
@@ -628,6 +638,9 @@ async fn attempt(session: &Session, jobs: &[Job]) -> Result<(), StorageError> {
         }
     }
     session.settle().await?;
+    if let Some(hook) = hook {
+        (hook.0)();
+    }
     session.client.batch_execute("COMMIT").await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Acknowledged means synced: nothing resolves before the committer's `fdatasync` has
-//! returned, and the committer's queue stays bounded when it falls behind.
+//! Acknowledged means durable: nothing resolves before the committer's `fdatasync` (sled)
+//! or `COMMIT` (Postgres) has returned, and the committer's queue stays bounded when it
+//! falls behind. Each test runs on both backends, the hook holding the sync or the commit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -18,7 +19,7 @@ struct Gate {
     release: mpsc::Sender<()>,
 }
 
-fn gated_store(dir: &std::path::Path, queue_capacity: usize) -> (Store, Gate) {
+fn gated_store(kind: crate::Kind, dir: &std::path::Path, queue_capacity: usize) -> (Store, Gate) {
     let armed = Arc::new(AtomicBool::new(false));
     let (entered_tx, entered) = mpsc::channel();
     let (release, release_rx) = mpsc::channel::<()>();
@@ -30,13 +31,20 @@ fn gated_store(dir: &std::path::Path, queue_capacity: usize) -> (Store, Gate) {
             let _ = release_rx.lock().unwrap().recv();
         }
     }));
-    let store = Store::open(&StoreConfig {
-        path: Some(dir.to_path_buf()),
-        cache_bytes: 8 * 1024 * 1024,
-        queue_capacity,
-        sync_hook: Some(hook),
-        ..StoreConfig::default()
-    })
+    let store = match kind {
+        crate::Kind::Sled => Store::open(&StoreConfig {
+            path: Some(dir.to_path_buf()),
+            cache_bytes: 8 * 1024 * 1024,
+            queue_capacity,
+            sync_hook: Some(hook),
+            ..StoreConfig::default()
+        }),
+        crate::Kind::Postgres => Store::postgres(&storage::pg::PgConfig {
+            queue_capacity,
+            commit_hook: Some(hook),
+            ..storage::pg::PgConfig::new(storage::pg::testing::fresh_database())
+        }),
+    }
     .unwrap();
     (
         store,
@@ -50,10 +58,9 @@ fn gated_store(dir: &std::path::Path, queue_capacity: usize) -> (Store, Gate) {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[test]
-fn nothing_is_acknowledged_before_the_sync_returns() {
+fn nothing_is_acknowledged_before_the_sync_returns(kind: crate::Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, gate) = gated_store(dir.path(), 1_024);
+    let (store, gate) = gated_store(kind, dir.path(), 1_024);
     gate.armed.store(true, Ordering::SeqCst);
     let order = new_order(UserId::new(), AssociateId::new(), 1);
     let write = store.create_order_durable(order.clone());
@@ -82,12 +89,14 @@ fn nothing_is_acknowledged_before_the_sync_returns() {
     assert_eq!(got, [("order", true), ("user", true)]);
     assert!(store.order(order.order_id).unwrap().is_some());
 }
+crate::both!(nothing_is_acknowledged_before_the_sync_returns);
 
-#[test]
-fn a_committer_that_falls_behind_makes_writers_wait_instead_of_queueing_without_bound() {
+fn a_committer_that_falls_behind_makes_writers_wait_instead_of_queueing_without_bound(
+    kind: crate::Kind,
+) {
     let dir = tempfile::tempdir().unwrap();
     const CAPACITY: usize = 4;
-    let (store, gate) = gated_store(dir.path(), CAPACITY);
+    let (store, gate) = gated_store(kind, dir.path(), CAPACITY);
     gate.armed.store(true, Ordering::SeqCst);
     // The first write's batch holds the committer in its sync.
     let first = store.create_order_durable(new_order(UserId::new(), AssociateId::new(), 1));
@@ -135,3 +144,4 @@ fn a_committer_that_falls_behind_makes_writers_wait_instead_of_queueing_without_
     }
     assert_eq!(store.commit_queue().0, 0);
 }
+crate::both!(a_committer_that_falls_behind_makes_writers_wait_instead_of_queueing_without_bound);
