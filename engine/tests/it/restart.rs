@@ -344,7 +344,16 @@ async fn payments_in_flight_at_a_kill_are_settled_after_restart_and_charged_once
     assert_eq!(error(&mut p.a).await, ErrorCode::PaymentPending);
     e.kill();
 
-    let e = Engine::start(dir.path());
+    let e = Engine::start_logged(dir.path());
+    // Recovery says what it found: the billed order and its payment in flight.
+    e.logged(&[
+        "recovered",
+        "open_orders=1",
+        "pending_payments=1",
+        "open_requests=0",
+        "took_ms=",
+    ])
+    .await;
     // Settled as paid (the gateway had captured it), without anyone reconnecting.
     let seen = e
         .until(order.order_id, "closed", |o| {
