@@ -99,6 +99,10 @@ pub struct Reading {
     pub open_requests: f64,
     /// `speedy_connections` of both roles.
     pub connections: f64,
+    /// Samples in /metrics (series, counting each histogram bucket).
+    pub series: usize,
+    /// Of those, labelled by shard cell (none may be: cells come and go without bound).
+    pub per_cell_series: usize,
 }
 
 /// What the soak found.
@@ -148,7 +152,17 @@ async fn read(target: &Target, engine: &ChildEngine, cycles: u64) -> anyhow::Res
         order_actors: gauge("speedy_order_actors"),
         open_requests: gauge("speedy_open_requests"),
         connections: gauge("speedy_connections"),
+        series: samples(&text).count(),
+        per_cell_series: samples(&text)
+            .filter(|l| l.contains("shard=\"") || l.contains("cell=\""))
+            .count(),
     })
+}
+
+/// The sample lines of a Prometheus exposition.
+fn samples(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 /// Signs tokens as the engine does (the soak starts the engine with its secret).

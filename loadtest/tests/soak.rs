@@ -49,4 +49,14 @@ async fn churn_leaves_nothing_behind() {
     );
     assert_eq!(report.end.order_actors, report.baseline.order_actors);
     assert_eq!(report.end.open_requests, report.baseline.open_requests);
+    // Requests from many cells left no series per cell behind: /metrics stays bounded.
+    assert_eq!(report.peak.per_cell_series, 0);
+    assert_eq!(report.end.per_cell_series, 0);
+    assert!(
+        report.end.series < report.warm.series + report.request_cells,
+        "{} series at the end, {} after warm-up, {} cells visited",
+        report.end.series,
+        report.warm.series,
+        report.request_cells
+    );
 }
