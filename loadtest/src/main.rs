@@ -423,7 +423,7 @@ fn main() -> anyhow::Result<()> {
                     workers,
                     source_ips,
                 };
-                let report = loadtest::paced::run(&binary, cfg).await?;
+                let report = loadtest::paced::run(&binary, &std::env::current_exe()?, cfg).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }

@@ -344,10 +344,16 @@ pub async fn engine_frames(target: &Target) -> anyhow::Result<u64> {
 }
 
 /// Runs the bare server, then the engine binary, each pinned to the server core.
-pub async fn run(engine_binary: &Path, cfg: PacedConfig) -> anyhow::Result<PacedReport> {
-    let me = std::env::current_exe()?;
+///
+/// `loadtest_binary` serves the floor with its `bare-server` command (this process's own
+/// binary when run as `loadtest ingest`).
+pub async fn run(
+    engine_binary: &Path,
+    loadtest_binary: &Path,
+    cfg: PacedConfig,
+) -> anyhow::Result<PacedReport> {
     // The floor: the bare server, same client, same frames.
-    let bare = BareChild::start(&me, cfg.server_cores.as_deref(), cfg.workers)?;
+    let bare = BareChild::start(loadtest_binary, cfg.server_cores.as_deref(), cfg.workers)?;
     let url = format!("ws://{}/", bare.addr);
     let clients = connect_all(
         &url,
