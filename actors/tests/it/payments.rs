@@ -169,10 +169,13 @@ fn billed_with_pending_payment(store: &storage::Store) -> (storage::OrderRecord,
     (order, payment.payment_id)
 }
 
-#[actix_rt::test]
-async fn a_payment_left_pending_by_a_restart_guards_its_order_until_it_settles() {
-    let store = storage::Store::temporary().unwrap();
-    let (order, pending) = billed_with_pending_payment(&store);
+/// Dispatch and the order actors over `store`, paying through `gateway`; what they
+/// recovered from the store.
+fn orders_over(
+    store: &storage::Store,
+    gateway: Arc<dyn PaymentGateway>,
+    payments: PaymentConfig,
+) -> (Orders, actors::Recovered) {
     let dispatch = Dispatch::new(
         DispatchConfig::default(),
         catalog(),
@@ -182,18 +185,29 @@ async fn a_payment_left_pending_by_a_restart_guards_its_order_until_it_settles()
         store.clone(),
     )
     .unwrap();
-    let gateway = Flaky::default();
-    let (orders, recovered) = Orders::start(
+    Orders::start(
         store.clone(),
         dispatch,
-        Arc::new(gateway.clone()),
+        gateway,
         OrderConfig::default(),
+        payments,
+    )
+    .unwrap()
+}
+
+#[actix_rt::test]
+async fn a_payment_left_pending_by_a_restart_guards_its_order_until_it_settles() {
+    let store = storage::Store::temporary().unwrap();
+    let (order, pending) = billed_with_pending_payment(&store);
+    let gateway = Flaky::default();
+    let (orders, recovered) = orders_over(
+        &store,
+        Arc::new(gateway.clone()),
         PaymentConfig {
             reconcile_every: Duration::from_millis(20),
             ..PaymentConfig::default()
         },
-    )
-    .unwrap();
+    );
     assert_eq!((recovered.open_orders, recovered.pending_payments), (1, 1));
     let user = PartyId::User(order.user_id);
     // The gateway is down: the payment stays pending, and nothing else may charge.
@@ -293,28 +307,13 @@ async fn a_card_is_charged_only_once_its_pending_payment_is_synced() {
     })
     .unwrap();
     let order = billed(&store);
-    let dispatch = Dispatch::new(
-        DispatchConfig::default(),
-        catalog(),
-        Sessions::default(),
-        Clock::system(),
-        vec![],
-        store.clone(),
-    )
-    .unwrap();
     let (charged_tx, mut charged) = tokio::sync::mpsc::unbounded_channel();
-    let (orders, _) = Orders::start(
-        store.clone(),
-        dispatch,
-        Arc::new(Witness {
-            store: store.clone(),
-            order: order.order_id,
-            charged: charged_tx,
-        }),
-        OrderConfig::default(),
-        PaymentConfig::default(),
-    )
-    .unwrap();
+    let witness = Witness {
+        store: store.clone(),
+        order: order.order_id,
+        charged: charged_tx,
+    };
+    let (orders, _) = orders_over(&store, Arc::new(witness), PaymentConfig::default());
     // From now on every sync is held until released.
     armed.store(true, Ordering::SeqCst);
     let pay = wire::Pay {
