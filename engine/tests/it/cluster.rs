@@ -704,13 +704,7 @@ async fn a_newer_connection_on_another_node_takes_the_session_over() {
     online_at(&mut old, farther).await;
     let mut new = c.node(1).connect(&token).await;
     // The old socket is closed as replaced, wherever the new one is.
-    let reason = loop {
-        match old.recv_timeout(WAIT).await {
-            Ok(_) => continue,
-            Err(wire::client::ClientError::Closed(reason)) => break reason,
-            Err(other) => panic!("expected a close frame on the old socket, got {other:?}"),
-        }
-    };
+    let reason = crate::harness::closed_with(&mut old).await;
     assert!(reason.contains("replaced"), "{reason}");
     // The new connection is the one that gets offers: the first associate declines, and
     // the request reaches Kiran through node 1.
@@ -726,26 +720,8 @@ async fn a_newer_connection_on_another_node_takes_the_session_over() {
     })
     .await
     .unwrap();
-    let got = new
-        .recv_until(WAIT, |m| match m {
-            ServerMessage::Offer(o) => Some(o),
-            _ => None,
-        })
-        .await;
-    if got.is_err() {
-        for i in 0..3 {
-            eprintln!("node {i}: {:#?}", c.node(i).lines_with(""));
-        }
-    }
-    let offer = got.unwrap();
-    assert_eq!(offer.request_id, first.request_id);
-    new.send(wire::Accept {
-        request_id: offer.request_id,
-    })
-    .await
-    .unwrap();
-    expect(&mut p.u, "allotted", |m| {
-        matches!(m, ServerMessage::Allotted(_)).then_some(())
-    })
-    .await;
+    // Kiran, on the new connection, is offered the request and takes it.
+    p.a = new;
+    let order = accept_offer(&mut p).await;
+    assert_eq!(order.request_id, first.request_id);
 }

@@ -8,24 +8,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use wire::model::{OrderState, PaymentMethod};
 use wire::{ErrorCode, ServerMessage};
 
-use crate::harness::{TestServer, WAIT, at, expect, parties};
+use crate::harness::{TestServer, WAIT, at, closed_with, expect, parties};
 use crate::steps::{allot, error, request, state_update, work};
 
 fn refusal(m: ServerMessage) -> Option<wire::ErrorFrame> {
     match m {
         ServerMessage::Error(e) => Some(e),
         _ => None,
-    }
-}
-
-/// The close code the engine ended the socket with.
-async fn closed_with(c: &mut wire::client::Client) -> String {
-    loop {
-        match c.recv_timeout(WAIT).await {
-            Ok(_) => continue,
-            Err(wire::client::ClientError::Closed(reason)) => return reason,
-            Err(other) => panic!("expected a close frame, got {other:?}"),
-        }
     }
 }
 

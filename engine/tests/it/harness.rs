@@ -404,3 +404,14 @@ pub async fn parties(s: &TestServer) -> Parties {
         associate,
     }
 }
+
+/// The close code the engine ended the socket with.
+pub async fn closed_with(c: &mut wire::client::Client) -> String {
+    loop {
+        match c.recv_timeout(WAIT).await {
+            Ok(_) => continue,
+            Err(wire::client::ClientError::Closed(reason)) => return reason,
+            Err(other) => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
