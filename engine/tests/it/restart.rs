@@ -221,7 +221,7 @@ async fn resumed_requests_keep_their_deadline_and_can_be_cancelled(backend: Back
     })
     .await;
     // Left alone: `no_associate` comes at the deadline given before the kill, not a full
-    // timeout after the restart.
+    // timeout (6 s) after the restart: within 3 s of it, for a busy machine.
     let mut a = e.connect(&a_token).await;
     let again = expect(&mut a, "request_received again", |m| match m {
         ServerMessage::RequestReceived(r) => Some(r),
@@ -236,7 +236,7 @@ async fn resumed_requests_keep_their_deadline_and_can_be_cancelled(backend: Back
     .await;
     let at = wall_ms();
     assert!(
-        at + 50 >= ra.expires_at_ms && at <= ra.expires_at_ms + 1_500,
+        at + 50 >= ra.expires_at_ms && at <= ra.expires_at_ms + 3_000,
         "no_associate at {at}, the deadline was {}",
         ra.expires_at_ms
     );
