@@ -26,6 +26,8 @@ use crate::target::{Target, source_ip};
 /// overlap: the apps see an offer a little after the engine sends it, and answer it a
 /// little before the engine counts it answered.
 const OFFER_SLACK_MS: u64 = 50;
+/// How fast associates move: 30 km/h on the road.
+const SPEED_MPS: f64 = 8.3;
 /// The metro box the simulation lives in.
 const METRO: ((f64, f64), (f64, f64)) = ((12.85, 13.10), (77.45, 77.75));
 /// The engine's task types the simulation uses.
@@ -523,15 +525,13 @@ async fn run_associate(world: Arc<World>, index: usize, token: String) {
         tokio::time::Instant::now() + every.mul_f64(rng.random()),
         every,
     );
-    // 30 km/h on the road.
-    let speed_mps = 8.3;
     // Orders taken, and the last answer to an offer (sent again after `overloaded`).
     let mut mine: Vec<OrderId> = Vec::new();
     let mut last_answer: Option<ClientMessage> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                here = step(here, heading, speed_mps * world.cfg.location_every_s);
+                here = step(here, heading, SPEED_MPS * world.cfg.location_every_s);
                 if here == heading {
                     heading = random_point(&mut rng);
                 }
@@ -626,7 +626,7 @@ fn take_order(
         return;
     }
     let pickup = order.pickup.to_latlng().unwrap_or(here);
-    let travel_s = (here.distance_m(&pickup) / 8.3).clamp(60.0, 1_200.0);
+    let travel_s = (here.distance_m(&pickup) / SPEED_MPS).clamp(60.0, 1_200.0);
     let work_s = rng.random_range(900.0..3_600.0);
     let (world, out) = (world.clone(), app.out.clone());
     tokio::spawn(async move { run_order(world, out, id, travel_s, work_s).await });

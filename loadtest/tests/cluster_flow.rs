@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::assert_clean;
 use loadtest::failover::LocalCluster;
-use loadtest::flow::{self, FlowConfig, FlowResult};
-use loadtest::report::FlowReport;
+use loadtest::flow::{self, FlowConfig};
 use loadtest::stats::Stats;
 use loadtest::target::Target;
 
@@ -76,20 +78,6 @@ fn flow_config(reconnect: bool) -> FlowConfig {
         reconnect,
         ..FlowConfig::default()
     }
-}
-
-/// A clean run with enough orders to mean anything.
-fn assert_clean(stats: &Stats, result: FlowResult) -> FlowReport {
-    let report = FlowReport::new(stats, result);
-    println!("{}", report.summary());
-    assert!(report.result.clean(), "{:#?}", report.result);
-    assert!(
-        report.result.orders_seen >= 10,
-        "too few orders to mean anything: {}",
-        report.result.orders_seen
-    );
-    assert!(report.outcomes.get("closed").copied().unwrap_or(0) >= 10);
-    report
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
