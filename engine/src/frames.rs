@@ -60,7 +60,7 @@ impl Session {
                 if let Some(code) = &r.discount_code {
                     self.check_discount(code, user)?;
                 }
-                dispatch.request(user, r).await?;
+                dispatch.request_on_actor_thread(user, r).await?;
             }
             M::CancelRequest(c) => {
                 let PartyId::User(user) = party else {

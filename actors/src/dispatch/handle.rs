@@ -652,6 +652,31 @@ impl Dispatch {
         Ok(open.filter(|o| !o.owes_fee()).map(|o| o.order_id))
     }
 
+    /// `request`, run on an actor thread: its durable write and the start of its offer
+    /// loop then never wait in a busy socket worker's queue behind location sessions.
+    pub async fn request_on_actor_thread(
+        &self,
+        user: UserId,
+        frame: TaskRequest,
+    ) -> Result<RequestReceived, ActorError> {
+        if self.shared.arbiters.is_empty() {
+            return self.request(user, frame).await;
+        }
+        let i =
+            self.shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.shared.arbiters.len();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let dispatch = self.clone();
+        // Runs to its end even if the asking session goes away meanwhile: a request is
+        // never left half made (the user learns its outcome when they resume).
+        let spawned = self.shared.arbiters[i].spawn(async move {
+            let _ = tx.send(dispatch.request(user, frame).await);
+        });
+        if !spawned {
+            return Err(ActorError::ShuttingDown);
+        }
+        rx.await.unwrap_or(Err(ActorError::ShuttingDown))
+    }
+
     /// A user asks for a task (frame already validated). The request is durable before
     /// the `request_received` frame is queued for the user and dispatch begins.
     pub async fn request(
