@@ -180,12 +180,18 @@ impl Dispatch {
     where
         A: Actor<Context = actix::Context<A>>,
     {
-        if self.shared.arbiters.is_empty() {
-            return make().start();
+        match self.next_arbiter() {
+            Some(arbiter) => A::start_in_arbiter(arbiter, move |_| make()),
+            None => make().start(),
         }
-        let i =
-            self.shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.shared.arbiters.len();
-        A::start_in_arbiter(&self.shared.arbiters[i], move |_| make())
+    }
+
+    /// The next arbiter in turn, if there are any.
+    fn next_arbiter(&self) -> Option<&ArbiterHandle> {
+        let arbiters = &self.shared.arbiters;
+        (!arbiters.is_empty()).then(|| {
+            &arbiters[self.shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len()]
+        })
     }
 
     /// Asks the supervisor of `shard`, started on first use.
@@ -659,16 +665,14 @@ impl Dispatch {
         user: UserId,
         frame: TaskRequest,
     ) -> Result<RequestReceived, ActorError> {
-        if self.shared.arbiters.is_empty() {
+        let Some(arbiter) = self.next_arbiter() else {
             return self.request(user, frame).await;
-        }
-        let i =
-            self.shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.shared.arbiters.len();
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let dispatch = self.clone();
         // Runs to its end even if the asking session goes away meanwhile: a request is
         // never left half made (the user learns its outcome when they resume).
-        let spawned = self.shared.arbiters[i].spawn(async move {
+        let spawned = arbiter.spawn(async move {
             let _ = tx.send(dispatch.request(user, frame).await);
         });
         if !spawned {
