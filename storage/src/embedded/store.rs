@@ -95,6 +95,8 @@ pub(crate) struct Inner {
     /// The trees an order write may touch, at the positions `orders.rs` names.
     pub(crate) order_trees: Vec<sled::Tree>,
     pub(crate) committer: Committer,
+    /// The database directory; none for a temporary store.
+    pub(crate) path: Option<PathBuf>,
 }
 
 impl SledStore {
@@ -187,10 +189,25 @@ impl SledStore {
             committer,
             order_trees,
             db,
+            path: config.path.clone(),
         };
         Ok(Self {
             inner: Arc::new(inner),
         })
+    }
+
+    /// The files in the store's directory that survive power loss once a flush has
+    /// been acknowledged: the ones it syncs itself and the blob files each sync covers
+    /// (sled syncs its snapshots on its own). Empty for a temporary store.
+    pub fn synced_files(&self) -> Vec<PathBuf> {
+        let Some(dir) = &self.inner.path else {
+            return Vec::new();
+        };
+        let mut files = crate::embedded::sync::synced_files(dir);
+        if let Ok(blobs) = std::fs::read_dir(dir.join("blobs")) {
+            files.extend(blobs.flatten().map(|entry| entry.path()));
+        }
+        files
     }
 
     /// A store in a temporary directory, removed when the last clone drops.

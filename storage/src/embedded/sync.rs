@@ -5,7 +5,8 @@
 //! without syncing them at all. The committer therefore calls [`Syncer::sync`] after
 //! every flush and before acknowledging anything that flush covered: `fdatasync` on the
 //! log file, on every blob file it has not synced yet, and on the blob directory when
-//! blobs appeared.
+//! blobs appeared. sled writes its `conf` file once, when it creates the directory,
+//! without syncing it either; [`Syncer::open`] syncs it and the directory naming it.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -31,6 +32,11 @@ pub(crate) struct Syncer {
     hook: Option<SyncHook>,
 }
 
+/// The files of a sled directory that the syncer keeps durable (blobs aside).
+pub(crate) fn synced_files(dir: &Path) -> Vec<PathBuf> {
+    vec![dir.join("conf"), dir.join("db")]
+}
+
 struct Files {
     log: File,
     blobs: PathBuf,
@@ -47,7 +53,12 @@ impl Syncer {
                     .read(true)
                     .write(true)
                     .open(dir.join("db"))?;
-                // The directory entries of the log and the blob directory, once.
+                // sled's configuration, written once at creation and never synced by
+                // sled: without it a store reopened after power loss warns that it
+                // found an empty configuration file.
+                File::open(dir.join("conf"))?.sync_all()?;
+                // The directory entries of the log, the configuration and the blob
+                // directory, once.
                 sync_dir(dir)?;
                 Some(Files {
                     log,

@@ -7,6 +7,7 @@ mod lifecycle;
 mod lists;
 mod money;
 mod postgres;
+mod power_cut;
 
 use storage::pg::PgConfig;
 use storage::{OrderRecord, StorageError, Store, StoreConfig};
