@@ -125,6 +125,12 @@ struct Round {
 }
 
 impl Round {
+    /// How long one NATS call of a round may take: a third of the lease, the rounds'
+    /// own period.
+    fn call_limit(&self) -> std::time::Duration {
+        self.config.ttl / 3
+    }
+
     async fn run(&mut self) {
         let me = self.config.id.clone();
         let live = match self.membership.live().await {
@@ -171,21 +177,37 @@ impl Round {
         for &cell in &self.config.cells {
             let mine = rendezvous::owner(cell, &live) == Some(me.as_str());
             match (mine, self.held.get(&cell).copied()) {
-                (true, None) => match self
-                    .cells
-                    .claim_seen(cell, &me, &live, self.view.get(cell))
-                    .await
-                {
-                    Ok(claim) => {
-                        self.held.insert(cell, claim.epoch);
+                (true, None) => {
+                    // Bounded, so a round never outlives the check above: a call caught
+                    // by a cut connection must not keep the node serving past a lease.
+                    let claim = self.cells.claim_seen(cell, &me, &live, self.view.get(cell));
+                    match tokio::time::timeout(self.call_limit(), claim).await {
+                        Ok(Ok(claim)) => {
+                            self.held.insert(cell, claim.epoch);
+                        }
+                        Ok(Err(
+                            ClusterError::OwnedElsewhere { .. } | ClusterError::Lost { .. },
+                        )) => {}
+                        Ok(Err(e)) => tracing::debug!(node = %me, error = %e, "claim failed"),
+                        Err(_) => {
+                            tracing::debug!(node = %me, cell, "claim timed out");
+                            return;
+                        }
                     }
-                    Err(ClusterError::OwnedElsewhere { .. } | ClusterError::Lost { .. }) => {}
-                    Err(e) => tracing::debug!(node = %me, error = %e, "claim failed"),
-                },
+                }
                 (false, Some(epoch)) => {
-                    // Stop serving first, then hand the cell over.
+                    // Stop serving first, then hand the cell over (the lease frees it
+                    // should the release not get through).
                     self.held.remove(&cell);
-                    let _ = self.cells.release(Claim { cell, epoch }).await;
+                    let release = self.cells.release(Claim { cell, epoch });
+                    if tokio::time::timeout(self.call_limit(), release)
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!(node = %me, cell, "release timed out");
+                        self.publish.send_replace(self.held.clone());
+                        return;
+                    }
                 }
                 _ => {}
             }

@@ -466,8 +466,13 @@ sandbox_latency_ms = 3
             })
             .await
             .unwrap();
+            // The result of this payment: an earlier one still being settled after the
+            // restart may report first.
+            let key = format!("key-{keys}");
             let paid = expect(&mut u, "payment", |m| match m {
-                ServerMessage::PaymentResult(p) => Some(*p.payment),
+                ServerMessage::PaymentResult(p) if p.payment.idempotency_key == key => {
+                    Some(*p.payment)
+                }
                 _ => None,
             })
             .await;
