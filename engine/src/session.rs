@@ -170,9 +170,13 @@ pub(crate) async fn upgrade(
         .read_buffer_size(socket.read_buffer_bytes)
         .write_buffer_size(0)
         .max_write_buffer_size(socket.max_frame_bytes * 64)
-        // The engine enforces the frame limit itself (with an error frame); this is the backstop.
-        .max_message_size(socket.max_frame_bytes * 4)
-        .max_frame_size(socket.max_frame_bytes * 4);
+        // The engine enforces the frame limit itself, on the whole message (with an error
+        // frame and 1009, reading on until the client's close). This is the backstop, so
+        // wide that ordinary oversized messages (200 fragments of 1 KiB, say) reach the
+        // engine's check: past it the WebSocket stream ends at once and the close frame
+        // may be lost to a reset.
+        .max_message_size(socket.max_frame_bytes * BACKSTOP_FACTOR)
+        .max_frame_size(socket.max_frame_bytes * BACKSTOP_FACTOR);
     let encoding = ws
         .selected_protocol()
         .and_then(|p| p.to_str().ok())
@@ -467,20 +471,27 @@ impl Session {
         if end != End::ClientClosed {
             metrics::counter!(telemetry::DISCONNECTS, "reason" => end.label()).increment(1);
         }
+        let mut close_sent = false;
         if let Some(code) = code {
             let frame = CloseFrame {
                 code,
                 reason: Utf8Bytes::from_static(end.label()),
             };
-            let _ = tokio::time::timeout(write_timeout, tx.send(Message::Close(Some(frame)))).await;
+            close_sent = tokio::time::timeout(write_timeout, tx.send(Message::Close(Some(frame))))
+                .await
+                .is_ok_and(|r| r.is_ok());
         }
-        let _ = tokio::time::timeout(write_timeout, tx.close()).await;
         metrics::gauge!(telemetry::CONNECTIONS, "role" => role).decrement(1.0);
         if sessions.detach(self.party, connection)
             && let PartyId::Associate(a) = self.party
         {
             self.state.dispatch.associate_disconnected(a);
         }
+        // The party is gone from the engine already; only the socket waits.
+        if close_sent && end != End::Shutdown {
+            linger(&mut rx).await;
+        }
+        let _ = tokio::time::timeout(write_timeout, tx.close()).await;
     }
 
     async fn write(
@@ -595,4 +606,31 @@ impl Session {
         telemetry::frame_handled(name, arrived.elapsed());
         Ok(())
     }
+}
+
+/// The WebSocket layer's own message limit, as a multiple of the engine's frame limit.
+const BACKSTOP_FACTOR: usize = 16;
+
+/// How long a refused client has to answer the engine's close before the socket goes.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Reads and drops what the client still sends after the engine's close, until its close
+/// answer, its end, or [`CLOSE_LINGER`]: closing with unread data would reset the
+/// connection, and a client still writing (the rest of an oversized message, say) would
+/// lose the close frame that explains why (RFC 6455 §7.1.1).
+async fn linger(rx: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(read) = rx.next().await {
+            match read {
+                Ok(Message::Close(_)) => break,
+                Ok(_) => {}
+                Err(e) => match read_failure(e) {
+                    // The rest of a message over the limit: each fragment is refused again.
+                    ReadFailure::TooBig => {}
+                    ReadFailure::InvalidUtf8 | ReadFailure::Gone => break,
+                },
+            }
+        }
+    })
+    .await;
 }

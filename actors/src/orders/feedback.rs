@@ -108,9 +108,12 @@ impl Handler<Rate> for FeedbackActor {
 
     /// Records a party's rating of the other side of a closed order, once.
     fn handle(&mut self, msg: Rate, _: &mut Context<Self>) -> Self::Result {
-        let side = match closed_order(&self.orders, msg.order_id)
-            .and_then(|o| side_of(&o, msg.party).ok_or(ActorError::NotYourOrder))
-        {
+        // Whose it is comes first: a stranger learns nothing of the order's state.
+        let side = match stored_order(&self.orders, msg.order_id).and_then(|o| {
+            let side = side_of(&o, msg.party).ok_or(ActorError::NotYourOrder)?;
+            closed(&o)?;
+            Ok(side)
+        }) {
             Ok(side) => side,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
@@ -151,7 +154,7 @@ impl Handler<External> for FeedbackActor {
 
     /// Records feedback from elsewhere about a party of a closed order, once per source.
     fn handle(&mut self, msg: External, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = closed_order(&self.orders, msg.order_id) {
+        if let Err(e) = stored_order(&self.orders, msg.order_id).and_then(|o| closed(&o)) {
             return Box::pin(async move { Err(e) });
         }
         self.store(storage::FeedbackRecord {
@@ -166,13 +169,17 @@ impl Handler<External> for FeedbackActor {
     }
 }
 
-/// The order, if it exists and is closed (feedback opens at close).
-fn closed_order(orders: &Orders, id: OrderId) -> Result<storage::OrderRecord, ActorError> {
-    let order = orders.store().order(id)?.ok_or(ActorError::NotYourOrder)?;
+/// The stored order (`not_your_order` when there is none).
+fn stored_order(orders: &Orders, id: OrderId) -> Result<storage::OrderRecord, ActorError> {
+    orders.store().order(id)?.ok_or(ActorError::NotYourOrder)
+}
+
+/// Whether the order is closed (feedback opens at close).
+fn closed(order: &storage::OrderRecord) -> Result<(), ActorError> {
     if order.state != OrderState::Closed {
         return Err(ActorError::InvalidState(
             "feedback opens when the order closes".into(),
         ));
     }
-    Ok(order)
+    Ok(())
 }

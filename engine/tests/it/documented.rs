@@ -330,3 +330,315 @@ fn protocol_md_states_the_defaults() {
         assert!(doc.contains(&text), "PROTOCOL.md does not say {text:?}");
     }
 }
+
+/// Every frame that names an order, as a party of none of it would send it.
+fn order_frames(order: wire::OrderId, pin: &str) -> Vec<(&'static str, wire::ClientMessage)> {
+    vec![
+        ("en_route", wire::EnRoute { order_id: order }.into()),
+        ("arrived", wire::Arrived { order_id: order }.into()),
+        (
+            "start",
+            wire::Start {
+                order_id: order,
+                pin: pin.into(),
+            }
+            .into(),
+        ),
+        ("complete", wire::Complete { order_id: order }.into()),
+        (
+            "cancel_order",
+            wire::CancelOrder {
+                order_id: order,
+                reason: None,
+            }
+            .into(),
+        ),
+        (
+            "pay",
+            wire::Pay {
+                order_id: order,
+                method: PaymentMethod::Card,
+                instrument: "4242424242424242".into(),
+                idempotency_key: format!("nosy-{order}-{pin}"),
+                tip_minor: None,
+            }
+            .into(),
+        ),
+        (
+            "cash_received",
+            wire::CashReceived {
+                order_id: order,
+                amount_minor: 1_000_000,
+            }
+            .into(),
+        ),
+        (
+            "feedback",
+            wire::Feedback {
+                order_id: order,
+                rating: 1,
+                comment: None,
+            }
+            .into(),
+        ),
+    ]
+}
+
+/// Each stranger sends every order frame for `order` and for an order that does not
+/// exist: the answers match (the frame reveals nothing of the order) and are
+/// `not_your_order`, or `wrong_role` for a frame the sender's role never sends.
+async fn strangers_learn_nothing(
+    strangers: &mut [(&str, &mut wire::client::Client)],
+    order: &wire::model::OrderSnapshot,
+    stage: &str,
+) {
+    let pin = order.pin.clone().unwrap();
+    let unknown = wire::OrderId::new();
+    for (who, c) in strangers.iter_mut() {
+        let frames = order_frames(order.order_id, &pin)
+            .into_iter()
+            .zip(order_frames(unknown, &pin));
+        for ((frame, message), (_, control)) in frames {
+            c.send(control).await.unwrap();
+            let blind = expect(c, "error", refusal).await.code;
+            c.send(message).await.unwrap();
+            let e = expect(c, "error", refusal).await;
+            assert!(
+                matches!(e.code, ErrorCode::NotYourOrder | ErrorCode::WrongRole),
+                "{who} sent {frame} on an order {stage}: {:?} {}",
+                e.code,
+                e.message
+            );
+            assert_eq!(
+                e.code, blind,
+                "{who} sent {frame} on an order {stage}: {} (on no order: {blind:?})",
+                e.message
+            );
+        }
+    }
+}
+
+async fn every_order_frame_from_a_stranger_gets_not_your_order_whatever_the_state(
+    backend: crate::harness::Backend,
+) {
+    // Each stranger sends 48 frames, beyond the default burst.
+    let s = TestServer::start_on(backend, |c| c.socket.frames_burst = 200);
+    let mut p = parties(&s).await;
+    let (_, token) = s.user("Nosy user").await;
+    let mut user = s.connect(&token).await;
+    let (_, token) = s.associate("Nosy associate", &["companion"]).await;
+    let mut associate = s.connect(&token).await;
+    let order = allot(&mut p, None).await;
+    strangers_learn_nothing(
+        &mut [("a user", &mut user), ("an associate", &mut associate)],
+        &order,
+        "just allotted",
+    )
+    .await;
+    let invoice = work(&mut p, &order).await;
+    strangers_learn_nothing(
+        &mut [("a user", &mut user), ("an associate", &mut associate)],
+        &order,
+        "billed",
+    )
+    .await;
+    p.a.send(wire::CashReceived {
+        order_id: order.order_id,
+        amount_minor: invoice.total_minor,
+    })
+    .await
+    .unwrap();
+    state_update(&mut p.u, order.order_id, OrderState::Closed).await;
+    strangers_learn_nothing(
+        &mut [("a user", &mut user), ("an associate", &mut associate)],
+        &order,
+        "closed",
+    )
+    .await;
+    // Nothing the strangers sent touched the order: its parties still rate it.
+    p.u.send(wire::Feedback {
+        order_id: order.order_id,
+        rating: 5,
+        comment: None,
+    })
+    .await
+    .unwrap();
+    expect(&mut p.u, "feedback recorded", |m| {
+        matches!(m, ServerMessage::FeedbackRecorded(_)).then_some(())
+    })
+    .await;
+}
+crate::both!(every_order_frame_from_a_stranger_gets_not_your_order_whatever_the_state);
+
+#[tokio::test]
+async fn a_message_over_the_limit_in_small_fragments_gets_its_error_and_1009() {
+    let s = TestServer::start(|_| {});
+    let (_, token) = s.user("Asha").await;
+    let mut c = s.connect(&token).await;
+    let fragment = vec![b'x'; 1024];
+    let mut first = br#"{"type":"heartbeat","pad":""#.to_vec();
+    first.extend_from_slice(&fragment);
+    c.send_raw(Message::Frame(Frame::message(
+        first,
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await
+    .unwrap();
+    for n in 1..200 {
+        let last = n == 199;
+        let mut payload = fragment.clone();
+        if last {
+            payload.extend_from_slice(br#""}"#);
+        }
+        // The engine reads on after refusing, so the client's writes do not fail.
+        c.send_raw(Message::Frame(Frame::message(
+            payload,
+            OpCode::Data(Data::Continue),
+            last,
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("fragment {n} could not be sent: {e}"));
+    }
+    assert_eq!(
+        expect(&mut c, "error", refusal).await.code,
+        ErrorCode::FrameTooLarge
+    );
+    let reason = closed_with(&mut c).await;
+    assert!(reason.starts_with("1009"), "{reason}");
+}
+
+/// A masked client frame (mask key zero, so the payload goes as is).
+fn raw_client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The server's frames in `bytes` (unmasked), as (opcode, payload), up to a cut-off one.
+fn raw_server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let opcode = bytes[0] & 0x0f;
+        let (len, head) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 if bytes.len() >= 10 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n if n < 126 => (n as usize, 2),
+            _ => break,
+        };
+        if bytes.len() < head + len {
+            break;
+        }
+        frames.push((opcode, bytes[head..head + len].to_vec()));
+        bytes = &bytes[head + len..];
+    }
+    frames
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_written_at_once_in_fragments_still_gets_1009() {
+    let s = TestServer::start(|_| {});
+    let (_, token) = s.user("Asha").await;
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let request = format!(
+        "GET /v1/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {token}\r\n\r\n",
+        s.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // The upgrade answer ends with its blank line; any frame after it is kept.
+    let mut got = Vec::new();
+    let body_at = loop {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed during the upgrade");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let mut frames = got.split_off(body_at);
+    // 200 fragments of 1 KiB in one go, as a client that writes without reading would.
+    let mut message = Vec::new();
+    let fragment = vec![b'x'; 1024];
+    for n in 0..200 {
+        let mut payload = if n == 0 {
+            br#"{"type":"heartbeat","pad":""#.to_vec()
+        } else {
+            Vec::new()
+        };
+        payload.extend_from_slice(&fragment);
+        if n == 199 {
+            payload.extend_from_slice(br#""}"#);
+        }
+        message.extend(raw_client_frame(
+            n == 199,
+            if n == 0 { 1 } else { 0 },
+            &payload,
+        ));
+    }
+    let (mut read, mut write) = tcp.into_split();
+    let writer = tokio::spawn(async move {
+        // The engine may stop reading before the end: a write error then is expected.
+        let _ = write.write_all(&message).await;
+        write
+    });
+    tokio::time::timeout(WAIT, async {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => frames.extend_from_slice(&buf[..n]),
+                Err(e) => panic!(
+                    "the connection was reset after {:?}: {e}",
+                    raw_server_frames(&frames)
+                ),
+            }
+            if raw_server_frames(&frames).iter().any(|(op, _)| *op == 8) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the engine answers within the wait");
+    let frames = raw_server_frames(&frames);
+    let text: Vec<String> = frames
+        .iter()
+        .filter(|(op, _)| *op == 1)
+        .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    assert!(
+        text.iter().any(|t| t.contains("frame_too_large")),
+        "no frame_too_large error in {text:?}"
+    );
+    let close = frames
+        .iter()
+        .find(|(op, _)| *op == 8)
+        .expect("a close frame");
+    assert_eq!(u16::from_be_bytes([close.1[0], close.1[1]]), 1009);
+    drop(writer.await);
+}
