@@ -28,7 +28,9 @@ pub use dispatch::associate::AssociateActor;
 pub use dispatch::messages::AssociateView;
 pub use dispatch::request::RequestActor;
 pub use dispatch::supervisor::ShardSupervisor;
-pub use dispatch::{AssociateProfileInfo, Dispatch, ZoneFilter, profile_info};
+pub use dispatch::{
+    AssociateProfileInfo, Dispatch, OfferStep, RequestTrail, ZoneFilter, profile_info,
+};
 pub use error::ActorError;
 pub use orders::{OrderConfig, Orders, Recovered};
 pub use sessions::{Outbound, Outbox, Relay, Sessions, Undelivered};

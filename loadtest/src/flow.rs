@@ -298,6 +298,81 @@ impl World {
     }
 }
 
+/// One offer as the engine recorded it: to whom, shown from, held until (engine ms).
+type Span = (String, u64, u64);
+
+/// Reads every request's offer trail from the node that ran it and judges, from the
+/// engine's times alone, that no request had two live offers and no associate held
+/// two: the findings, and how many requests no node had a trail of any more.
+async fn engine_overlaps(target: &Target, requests: &[RequestId]) -> (Vec<String>, usize) {
+    let nodes: Vec<_> = std::iter::once(target.http)
+        .chain(target.more_nodes.iter().copied())
+        .collect();
+    let mut found = Vec::new();
+    let mut missing = 0;
+    let mut by_associate: std::collections::HashMap<String, Vec<(u64, u64, RequestId)>> =
+        std::collections::HashMap::new();
+    for &request in requests {
+        // A request handed over with its cell has part of its trail on each owner.
+        let mut spans: Vec<Span> = Vec::new();
+        let mut seen = false;
+        for &node in &nodes {
+            let r = http_api::request(
+                node,
+                "GET",
+                &format!("/v1/requests/{request}/offers"),
+                &[("x-admin-key", &target.admin_key)],
+                None,
+            )
+            .await;
+            // A node that is down (killed in a failover run) holds nothing to read.
+            let Ok(r) = r else { continue };
+            if r.status != 200 {
+                continue;
+            }
+            seen = true;
+            for o in r.body["offers"].as_array().into_iter().flatten() {
+                let who = o["associate_id"].as_str().unwrap_or_default().to_owned();
+                let from = o["shown_at_ms"].as_u64().unwrap_or(0);
+                // Still open when read: held to this day.
+                let until = o["ended_at_ms"].as_u64().unwrap_or(u64::MAX);
+                spans.push((who, from, until));
+            }
+        }
+        if !seen {
+            missing += 1;
+            continue;
+        }
+        spans.sort_by_key(|s| s.1);
+        for pair in spans.windows(2) {
+            if pair[1].1 < pair[0].2 {
+                found.push(format!(
+                    "{request}: offered to {} at {} while {} held it until {}",
+                    pair[1].0, pair[1].1, pair[0].0, pair[0].2
+                ));
+            }
+        }
+        for (who, from, until) in spans {
+            by_associate
+                .entry(who)
+                .or_default()
+                .push((from, until, request));
+        }
+    }
+    for (who, mut spans) in by_associate {
+        spans.sort();
+        for pair in spans.windows(2) {
+            if pair[1].0 < pair[0].1 {
+                found.push(format!(
+                    "associate {who} held {} until {} and was shown {} at {}",
+                    pair[0].2, pair[0].1, pair[1].2, pair[1].0
+                ));
+            }
+        }
+    }
+    (found, missing)
+}
+
 /// Offers of one request, `(associate, from, until)`, that overlap by more than
 /// `slack_ms`: `(earlier associate, later associate, by how much)`.
 fn overlaps(held: &[(usize, u64, u64)], slack_ms: u64) -> Vec<(usize, usize, u64)> {
@@ -1064,8 +1139,14 @@ pub struct FlowResult {
     pub lost: Vec<String>,
     /// Protocol errors, by description.
     pub protocol_errors: std::collections::BTreeMap<String, u64>,
-    /// Requests two associates held offers of at once, as the apps saw them.
+    /// Requests two associates held offers of at once, or associates who held two
+    /// offers at once, judged from the engine's own offer trails.
     pub offered_twice: Vec<String>,
+    /// Requests two associates held offers of at once as the apps saw them (their
+    /// clocks and delivery delays included: a hint, not the verdict).
+    pub offered_twice_by_apps: Vec<String>,
+    /// Requests whose offer trail no node had any more (ended too long before the end).
+    pub trails_missing: usize,
     /// Real seconds the run took.
     pub elapsed_s: f64,
 }
@@ -1216,13 +1297,17 @@ pub async fn run(
             lost.push(format!("{order}: charged {succeeded} times"));
         }
     }
+    let requests: Vec<RequestId> = world.request_started.iter().map(|e| *e.key()).collect();
+    let (offered_twice, trails_missing) = engine_overlaps(&target, &requests).await;
     Ok(FlowResult {
         config: cfg,
         orders_seen: orders.len(),
         unfinished,
         lost,
         protocol_errors: world.stats.protocol_errors.snapshot(),
-        offered_twice: world.offered_twice_at_once(OFFER_SLACK_MS),
+        offered_twice,
+        offered_twice_by_apps: world.offered_twice_at_once(OFFER_SLACK_MS),
+        trails_missing,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
 }

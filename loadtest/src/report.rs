@@ -76,7 +76,8 @@ impl FlowReport {
              frames/s: {:.0} to the engine, {:.0} from it\n\
              request -> first offer: {}\nrequest -> allotment: {}\npay -> result: {}\n\
              fulfilment {:.1}%; unfinished {}, lost {}, protocol errors {}, \
-             requests offered to two at once {}",
+             offers held at once (engine's records) {} (as the apps saw them {}; \
+             trails missing {})",
             self.result.orders_seen,
             self.outcomes,
             total_out,
@@ -89,6 +90,8 @@ impl FlowReport {
             self.result.lost.len(),
             self.result.protocol_errors.values().sum::<u64>(),
             self.result.offered_twice.len(),
+            self.result.offered_twice_by_apps.len(),
+            self.result.trails_missing,
         )
     }
 

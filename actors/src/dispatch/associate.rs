@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use geo::{ShardId, Skills};
 use tokio::time::Instant;
-use wire::model::{Availability, OfferEnd};
+use wire::model::{Availability, OfferEnd, UnixMs};
 use wire::{AssociateId, Offer, OfferEnded, OrderId, RequestId, Status};
 
 use crate::dispatch::lane::{Generation, IndexOp, PositionSlot, Route};
@@ -28,8 +28,15 @@ const RESERVATION_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 enum Phase {
     Free,
-    Reserved { request: RequestRef, offer: Offer },
-    Busy { order: OrderId },
+    /// Holding `offer` since `since_ms` (the engine's clock, when it was shown).
+    Reserved {
+        request: RequestRef,
+        offer: Offer,
+        since_ms: UnixMs,
+    },
+    Busy {
+        order: OrderId,
+    },
 }
 
 /// One associate.
@@ -47,6 +54,8 @@ pub struct AssociateActor {
     generation: u64,
     /// The newest reported position, and where the next report goes.
     position: Arc<PositionSlot>,
+    /// The last reservation that ended, and when: what a late withdrawal is told.
+    last_ended: Option<(RequestId, UnixMs)>,
     /// When the last message arrived.
     last_activity: Instant,
     mailbox: Mailbox,
@@ -73,6 +82,7 @@ impl AssociateActor {
             online: resumed.is_some(),
             connected: false,
             phase: Phase::Free,
+            last_ended: None,
             indexed_in: None,
             generation: Generation::next(),
             position,
@@ -192,6 +202,7 @@ impl AssociateActor {
         match &self.phase {
             Phase::Reserved { offer, .. } if offer.request_id == request_id => {
                 self.phase = Phase::Free;
+                self.last_ended = Some((request_id, self.dispatch.now_ms()));
                 self.sync_index();
                 true
             }
@@ -218,6 +229,17 @@ fn permitted(asked: Skills, profile: Skills) -> Result<Skills, ActorError> {
 }
 
 impl AssociateActor {
+    /// Ends the reservation for `request_id` as refused `why`, and tells the request
+    /// when it was shown and when it ended.
+    fn refuse(&mut self, request: &RequestRef, request_id: RequestId, why: RefusedBy) {
+        let Phase::Reserved { since_ms, .. } = self.phase else {
+            return;
+        };
+        self.end_reservation(request_id);
+        let ended_ms = self.last_ended.map_or(since_ms, |(_, at)| at);
+        request.refused(self.id, why, since_ms, ended_ms);
+    }
+
     /// Stores whether they take offers (so a restart keeps it), then tells the app.
     fn persist_presence(&self) -> ResponseActFuture<Self, Result<AssociateView, ActorError>> {
         let catalog = self.dispatch.catalog();
@@ -282,10 +304,9 @@ impl Handler<Disconnected> for AssociateActor {
     fn handle(&mut self, _: Disconnected, _: &mut Context<Self>) {
         self.received();
         self.connected = false;
-        if let Phase::Reserved { request, offer } = &self.phase {
-            request.refused(self.id, RefusedBy::Disconnected);
-            let request_id = offer.request_id;
-            self.end_reservation(request_id);
+        if let Phase::Reserved { request, offer, .. } = &self.phase {
+            let (request, request_id) = (request.clone(), offer.request_id);
+            self.refuse(&request, request_id, RefusedBy::Disconnected);
         }
         self.sync_index();
     }
@@ -344,9 +365,10 @@ impl Handler<SetZone> for AssociateActor {
 }
 
 impl Handler<Reserve> for AssociateActor {
-    type Result = Result<(), Refusal>;
+    type Result = Result<UnixMs, Refusal>;
 
-    /// Grants the reservation only when free, eligible and in zone; then shows the offer.
+    /// Grants the reservation only when free, eligible and in zone; then shows the offer,
+    /// answering when (on the engine's clock) it was shown.
     /// Should the request's withdrawal never come (its node lost), the reservation ends
     /// by itself a grace period after the offer's window.
     fn handle(&mut self, msg: Reserve, ctx: &mut Context<Self>) -> Self::Result {
@@ -364,21 +386,23 @@ impl Handler<Reserve> for AssociateActor {
             .sessions()
             .to_associate(self.id, msg.offer.clone());
         let (request_id, expires_at_ms) = (msg.offer.request_id, msg.offer.expires_at_ms);
+        let since_ms = self.dispatch.now_ms();
         self.phase = Phase::Reserved {
             request: msg.request,
             offer: msg.offer,
+            since_ms,
         };
         self.sync_index();
         let lapse = self.dispatch.clock().instant_at(expires_at_ms) + RESERVATION_GRACE;
         ctx.run_later(
             lapse.saturating_duration_since(Instant::now()),
             move |act, _| {
-                if let Phase::Reserved { request, offer } = &act.phase
+                if let Phase::Reserved { request, offer, .. } = &act.phase
                     && offer.request_id == request_id
                 {
                     tracing::warn!(associate = %act.id, request = %request_id, "an offer outlived its window with no word from its request: ending it");
-                    request.refused(act.id, RefusedBy::Disconnected);
-                    act.end_reservation(request_id);
+                    let request = request.clone();
+                    act.refuse(&request, request_id, RefusedBy::Disconnected);
                     act.dispatch.sessions().to_associate(
                         act.id,
                         OfferEnded {
@@ -389,15 +413,16 @@ impl Handler<Reserve> for AssociateActor {
                 }
             },
         );
-        Ok(())
+        Ok(since_ms)
     }
 }
 
 impl Handler<Withdraw> for AssociateActor {
-    type Result = ();
+    type Result = Option<UnixMs>;
 
-    /// Ends the reservation if it is for that request and tells the app why.
-    fn handle(&mut self, msg: Withdraw, _: &mut Context<Self>) {
+    /// Ends the reservation if it is for that request and tells the app why; answers
+    /// when the request's reservation ended here (now, or earlier if it already had).
+    fn handle(&mut self, msg: Withdraw, _: &mut Context<Self>) -> Self::Result {
         self.received();
         if self.end_reservation(msg.request_id) {
             self.dispatch.sessions().to_associate(
@@ -408,6 +433,9 @@ impl Handler<Withdraw> for AssociateActor {
                 },
             );
         }
+        self.last_ended
+            .filter(|(request, _)| *request == msg.request_id)
+            .map(|(_, at)| at)
     }
 }
 
@@ -419,43 +447,47 @@ impl Handler<AnswerOffer> for AssociateActor {
     /// reservation under it.
     fn handle(&mut self, msg: AnswerOffer, _: &mut Context<Self>) -> Self::Result {
         self.received();
-        let request = match &self.phase {
-            Phase::Reserved { request, offer } if offer.request_id == msg.request_id => {
-                request.clone()
-            }
+        let (request, since_ms) = match &self.phase {
+            Phase::Reserved {
+                request,
+                offer,
+                since_ms,
+            } if offer.request_id == msg.request_id => (request.clone(), *since_ms),
             _ => return AtomicResponse::new(Box::pin(fut::ready(Err(ActorError::NotYourOffer)))),
         };
         if !msg.accept {
-            request.refused(self.id, RefusedBy::Declined);
-            self.end_reservation(msg.request_id);
+            self.refuse(&request, msg.request_id, RefusedBy::Declined);
             return AtomicResponse::new(Box::pin(fut::ready(Ok(None))));
         }
         let request_id = msg.request_id;
-        AtomicResponse::new(Box::pin(request.accept(self.id).into_actor(self).map(
-            move |outcome, act, _| match outcome {
-                Ok(AcceptOutcome::Allotted(order)) => {
-                    act.phase = Phase::Busy { order };
-                    act.sync_index();
-                    Ok(Some(order))
-                }
-                Ok(AcceptOutcome::TooLate) | Err(_) => {
-                    if act.end_reservation(request_id) {
-                        act.dispatch.sessions().to_associate(
-                            act.id,
-                            OfferEnded {
-                                request_id,
-                                reason: OfferEnd::Expired,
-                            },
-                        );
+        AtomicResponse::new(Box::pin(
+            request
+                .accept(self.id, since_ms)
+                .into_actor(self)
+                .map(move |outcome, act, _| match outcome {
+                    Ok(AcceptOutcome::Allotted(order)) => {
+                        act.phase = Phase::Busy { order };
+                        act.sync_index();
+                        Ok(Some(order))
                     }
-                    Err(ActorError::NotYourOffer)
-                }
-                Ok(AcceptOutcome::Failed(e)) => {
-                    act.end_reservation(request_id);
-                    Err(e)
-                }
-            },
-        )))
+                    Ok(AcceptOutcome::TooLate) | Err(_) => {
+                        if act.end_reservation(request_id) {
+                            act.dispatch.sessions().to_associate(
+                                act.id,
+                                OfferEnded {
+                                    request_id,
+                                    reason: OfferEnd::Expired,
+                                },
+                            );
+                        }
+                        Err(ActorError::NotYourOffer)
+                    }
+                    Ok(AcceptOutcome::Failed(e)) => {
+                        act.end_reservation(request_id);
+                        Err(e)
+                    }
+                }),
+        ))
     }
 }
 

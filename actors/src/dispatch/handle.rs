@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) requests: DashMap<RequestId, Addr<RequestActor>>,
     /// The offers each open request made here, for the ops console.
     trails: DashMap<RequestId, RequestTrail>,
+    /// Trails of requests that ended here, newest last.
+    ended_trails: std::sync::Mutex<std::collections::VecDeque<RequestTrail>>,
     /// Each user's open request, as told to them (re-sent when they reconnect).
     user_requests: DashMap<UserId, RequestReceived>,
     order_sink: OnceLock<Recipient<CreateOrder>>,
@@ -110,6 +112,7 @@ impl Dispatch {
                 associates: Registry::new(crate::telemetry::ASSOCIATE_ACTORS, "associate"),
                 requests: DashMap::new(),
                 trails: DashMap::new(),
+                ended_trails: Default::default(),
                 user_requests: DashMap::new(),
                 order_sink: OnceLock::new(),
                 peers: OnceLock::new(),
@@ -455,7 +458,7 @@ impl Dispatch {
         task: TaskType,
         pickup: LatLng,
         offer: Offer,
-    ) -> BoxFuture<'static, Result<(), Refusal>> {
+    ) -> BoxFuture<'static, Result<UnixMs, Refusal>> {
         if self.shared.associates.get(&associate).is_some() {
             return self.reserve_here(associate, request, task, pickup, offer);
         }
@@ -472,9 +475,11 @@ impl Dispatch {
         };
         let asked = peers.call::<Result<(), Refusal>>(subjects::associate(associate), &msg);
         let peers = peers.clone();
+        let clock = self.shared.clock;
         async move {
             match asked.await {
-                Ok(reply) => reply,
+                // Granted over there: shown no later than the answer arrived here.
+                Ok(reply) => reply.map(|()| clock.now_ms()),
                 Err(e) => {
                     if !matches!(e, crate::peers::PeerError::NoResponders(_)) {
                         peers.publish(
@@ -500,7 +505,7 @@ impl Dispatch {
         task: TaskType,
         pickup: LatLng,
         offer: Offer,
-    ) -> BoxFuture<'static, Result<(), Refusal>> {
+    ) -> BoxFuture<'static, Result<UnixMs, Refusal>> {
         let reserve = messages::Reserve {
             request,
             task,
@@ -527,6 +532,33 @@ impl Dispatch {
                 &ToAssociate::Withdraw { request, reason },
             );
         }
+    }
+
+    /// Withdraws `request`'s offer from `associate`, wherever their actor runs, and
+    /// answers once their reservation has ended, with when (the engine's clock); none if
+    /// that cannot be known (their actor is gone, or their node did not answer, in which
+    /// case their actor ends the reservation by itself a grace period after its window).
+    pub(crate) fn withdraw_confirmed(
+        &self,
+        associate: AssociateId,
+        request: RequestId,
+        reason: OfferEnd,
+    ) -> BoxFuture<'static, Option<UnixMs>> {
+        let withdraw = messages::Withdraw {
+            request_id: request,
+            reason,
+        };
+        if let Some(asked) = self.ask_associate(associate, withdraw) {
+            return async move { asked.await.ok().flatten() }.boxed();
+        }
+        let Some(peers) = self.peers() else {
+            return futures_util::future::ready(None).boxed();
+        };
+        let asked = peers.call::<Option<UnixMs>>(
+            subjects::associate(associate),
+            &ToAssociate::Withdraw { request, reason },
+        );
+        async move { asked.await.ok().flatten() }.boxed()
     }
 
     /// A message from another node for an associate whose actor runs here.
@@ -1072,38 +1104,100 @@ impl Dispatch {
                 lng: spec.pickup.lng(),
                 created_at_ms: spec.created_at_ms,
                 offers: Vec::new(),
+                outcome: None,
+                ended_at_ms: None,
             },
         );
     }
 
-    /// Notes an offer event of `request`: `sent` opens a step for `associate`, anything
-    /// else ends their open step with that outcome.
-    pub(crate) fn note_offer(
+    /// Opens an offer of `request` to `associate`, shown at `at_ms` until `expires_at_ms`.
+    pub(crate) fn offer_started(
         &self,
         request: RequestId,
         associate: AssociateId,
+        at_ms: UnixMs,
+        expires_at_ms: UnixMs,
+    ) {
+        if let Some(mut trail) = self.shared.trails.get_mut(&request) {
+            if trail.offers.len() >= MAX_TRAIL {
+                trail.offers.remove(0);
+            }
+            trail.offers.push(OfferStep {
+                associate,
+                at_ms,
+                expires_at_ms,
+                ended_at_ms: None,
+                outcome: "open",
+            });
+        }
+    }
+
+    /// Ends the open offer of `request` to `associate` at `at_ms` with `outcome`.
+    pub(crate) fn offer_ended(
+        &self,
+        request: RequestId,
+        associate: AssociateId,
+        at_ms: UnixMs,
         outcome: &'static str,
     ) {
-        let now = self.now_ms();
-        if let Some(mut trail) = self.shared.trails.get_mut(&request) {
-            if outcome == "sent" {
-                if trail.offers.len() >= MAX_TRAIL {
-                    trail.offers.remove(0);
-                }
-                trail.offers.push(OfferStep {
-                    associate,
-                    at_ms: now,
-                    outcome: "open",
-                });
-            } else if let Some(step) = trail
+        let end = |trail: &mut RequestTrail| {
+            if let Some(step) = trail
                 .offers
                 .iter_mut()
                 .rev()
                 .find(|s| s.associate == associate && s.outcome == "open")
             {
                 step.outcome = outcome;
+                step.ended_at_ms = Some(at_ms.max(step.at_ms));
             }
+        };
+        if let Some(mut trail) = self.shared.trails.get_mut(&request) {
+            end(&mut trail);
+            return;
         }
+        // Ended meanwhile (a confirmation that came after the request's end).
+        let mut recent = self
+            .shared
+            .ended_trails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(trail) = recent.iter_mut().rev().find(|t| t.request_id == request) {
+            end(trail);
+        }
+    }
+
+    /// Ends a request's trail with `outcome`, keeping it among the recent ones.
+    pub(crate) fn close_trail(&self, request: RequestId, outcome: &'static str) {
+        if let Some((_, mut trail)) = self.shared.trails.remove(&request) {
+            trail.outcome = Some(outcome);
+            trail.ended_at_ms = Some(self.now_ms());
+            let mut recent = self
+                .shared
+                .ended_trails
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if recent.len() >= MAX_ENDED_TRAILS {
+                recent.pop_front();
+            }
+            recent.push_back(trail);
+        }
+    }
+
+    /// The trail of a request whose offer loop runs here or ended here recently.
+    pub fn trail(&self, request: RequestId) -> Option<RequestTrail> {
+        if let Some(trail) = self.shared.trails.get(&request) {
+            return Some(trail.clone());
+        }
+        let recent = self
+            .shared
+            .ended_trails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent
+            .iter()
+            .rev()
+            .find(|t| t.request_id == request)
+            .cloned()
     }
 
     /// The open requests running here with their offers, at most `max`, oldest first.
@@ -1148,6 +1242,8 @@ impl Dispatch {
 
 /// Offers kept per request for the console (the oldest go first).
 const MAX_TRAIL: usize = 32;
+/// Ended requests whose trails are kept (the oldest go first).
+pub const MAX_ENDED_TRAILS: usize = 65_536;
 
 /// An open request and the offers it made, for the ops console.
 #[derive(Debug, Clone, PartialEq)]
@@ -1164,16 +1260,26 @@ pub struct RequestTrail {
     pub created_at_ms: UnixMs,
     /// Its offers, in order.
     pub offers: Vec<OfferStep>,
+    /// How it ended (allotted, cancelled, no_associate, failed, handed_over); none while
+    /// open.
+    pub outcome: Option<&'static str>,
+    /// When it ended here.
+    pub ended_at_ms: Option<UnixMs>,
 }
 
-/// One offer of a request.
+/// One offer of a request, its times on the engine's clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OfferStep {
     /// To whom.
     pub associate: AssociateId,
-    /// When it went out.
+    /// When the associate was shown it.
     pub at_ms: UnixMs,
-    /// `open`, or how it ended: accepted, declined, expired, withdrawn, disconnected.
+    /// When its window ends.
+    pub expires_at_ms: UnixMs,
+    /// When the associate's hold on it ended; none while open.
+    pub ended_at_ms: Option<UnixMs>,
+    /// `open`, or how it ended: accepted, declined, expired, withdrawn, disconnected,
+    /// failed.
     pub outcome: &'static str,
 }
 

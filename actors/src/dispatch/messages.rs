@@ -6,7 +6,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use geo::{LatLng, Neighbor, ShardId, Skills, TaskType};
 use serde::{Deserialize, Serialize};
-use wire::model::{Availability, OfferEnd};
+use wire::model::{Availability, OfferEnd, UnixMs};
 use wire::{AssociateId, Offer, OrderId, RequestId, UserId};
 
 use crate::dispatch::request::{RequestActor, RequestSpec};
@@ -57,7 +57,7 @@ pub struct SetZone {
 
 /// A request asks to reserve the associate and offer them a job.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), Refusal>")]
+#[rtype(result = "Result<UnixMs, Refusal>")]
 pub struct Reserve {
     /// The asking request.
     pub request: RequestRef,
@@ -69,9 +69,10 @@ pub struct Reserve {
     pub offer: Offer,
 }
 
-/// The request withdraws its offer.
+/// The request withdraws its offer; answered with when the reservation ended (none if
+/// the associate held no reservation for it).
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Option<UnixMs>")]
 pub struct Withdraw {
     /// The request.
     pub request_id: RequestId,
@@ -129,12 +130,31 @@ pub enum RequestRef {
 
 impl RequestRef {
     /// Tells the request the associate refused its offer.
-    pub(crate) fn refused(&self, associate: AssociateId, why: RefusedBy) {
+    /// `offered_at_ms` and `ended_at_ms` say, on the engine's clock, when the associate
+    /// was shown the offer and when their reservation ended.
+    pub(crate) fn refused(
+        &self,
+        associate: AssociateId,
+        why: RefusedBy,
+        offered_at_ms: UnixMs,
+        ended_at_ms: UnixMs,
+    ) {
+        let (offered_at_ms, ended_at_ms) = (Some(offered_at_ms), Some(ended_at_ms));
         match self {
-            RequestRef::Local(addr) => addr.do_send(OfferRefused { associate, why }),
+            RequestRef::Local(addr) => addr.do_send(OfferRefused {
+                associate,
+                why,
+                offered_at_ms,
+                ended_at_ms,
+            }),
             RequestRef::Remote { request, peers } => peers.publish(
                 crate::peers::subjects::request(*request),
-                &crate::peers::messages::ToRequest::Refused { associate, why },
+                &crate::peers::messages::ToRequest::Refused {
+                    associate,
+                    why,
+                    offered_at_ms,
+                    ended_at_ms,
+                },
             ),
         }
     }
@@ -143,16 +163,24 @@ impl RequestRef {
     pub(crate) fn accept(
         &self,
         associate: AssociateId,
+        offered_at_ms: UnixMs,
     ) -> BoxFuture<'static, Result<AcceptOutcome, ActorError>> {
+        let offered_at_ms = Some(offered_at_ms);
         match self {
             RequestRef::Local(addr) => {
-                let asked = addr.send(AcceptOffer { associate });
+                let asked = addr.send(AcceptOffer {
+                    associate,
+                    offered_at_ms,
+                });
                 async move { asked.await.map_err(ActorError::from) }.boxed()
             }
             RequestRef::Remote { request, peers } => {
                 let asked = peers.call::<AcceptOutcome>(
                     crate::peers::subjects::request(*request),
-                    &crate::peers::messages::ToRequest::Accept { associate },
+                    &crate::peers::messages::ToRequest::Accept {
+                        associate,
+                        offered_at_ms,
+                    },
                 );
                 async move { asked.await.map_err(ActorError::from) }.boxed()
             }
@@ -192,6 +220,8 @@ pub struct AssociateView {
 pub struct AcceptOffer {
     /// Who accepts.
     pub associate: AssociateId,
+    /// When they were shown the offer (the engine's clock), if known.
+    pub offered_at_ms: Option<UnixMs>,
 }
 
 /// The offered associate declined or went away.
@@ -202,6 +232,10 @@ pub struct OfferRefused {
     pub associate: AssociateId,
     /// How.
     pub why: RefusedBy,
+    /// When they were shown the offer (the engine's clock), if known.
+    pub offered_at_ms: Option<UnixMs>,
+    /// When their reservation ended, if known.
+    pub ended_at_ms: Option<UnixMs>,
 }
 
 /// The user cancels.

@@ -6,6 +6,8 @@
 use std::collections::{HashSet, VecDeque};
 
 use actix::prelude::*;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use geo::{LatLng, Neighbor, TaskType};
 use tokio::time::Instant;
 use wire::model::{OfferEnd, UnixMs};
@@ -22,6 +24,10 @@ use crate::dispatch::messages::{
 use crate::error::ActorError;
 use crate::peers::Relinquish;
 use crate::telemetry;
+
+/// How long a request waits for an associate's actor to confirm a withdrawal before it
+/// moves on all the same (their actor ends the reservation itself after its window).
+const CONFIRM_WITHDRAWAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a request is.
 #[derive(Debug, Clone)]
@@ -121,6 +127,10 @@ enum Phase {
         generation: u64,
         distance_m: u32,
     },
+    /// An offer ended: its refusal is being stored and, when its window passed, the
+    /// associate's actor asked to confirm the end. The request still answers (a late
+    /// acceptance is too late, a cancel ends it) but offers nothing meanwhile.
+    MovingOn,
     /// Accepted; the order is being created.
     Allotting,
     /// Finished.
@@ -142,6 +152,8 @@ pub struct RequestActor {
     skipped: HashSet<AssociateId>,
     radius_step: usize,
     offered_any: bool,
+    /// When the current offer's window ends (the engine's clock).
+    expires_at_ms: UnixMs,
 }
 
 impl RequestActor {
@@ -158,6 +170,7 @@ impl RequestActor {
             skipped: HashSet::new(),
             radius_step: 0,
             offered_any: false,
+            expires_at_ms: 0,
         }
     }
 
@@ -238,6 +251,7 @@ impl RequestActor {
             note: self.spec.note.clone(),
             expires_at_ms: self.dispatch.clock().ms_at(expires),
         };
+        self.expires_at_ms = offer.expires_at_ms;
         let asked = self.dispatch.reserve(
             associate,
             RequestRef::Local(ctx.address()),
@@ -256,7 +270,9 @@ impl RequestActor {
                     return;
                 }
                 match reply {
-                    Ok(()) => act.offered(associate, generation, distance_m, expires, ctx),
+                    Ok(shown_at_ms) => {
+                        act.offered(associate, generation, distance_m, expires, shown_at_ms, ctx)
+                    }
                     Err(Refusal::NotAvailable | Refusal::NotEligible | Refusal::OutsideZone) => {
                         act.skipped.insert(associate);
                         act.next_candidate(ctx);
@@ -272,9 +288,10 @@ impl RequestActor {
         generation: u64,
         distance_m: u32,
         expires: Instant,
+        shown_at_ms: UnixMs,
         ctx: &mut Context<Self>,
     ) {
-        self.note_sent();
+        self.note_sent(shown_at_ms);
         self.phase = Phase::Offering {
             associate,
             generation,
@@ -300,26 +317,46 @@ impl RequestActor {
         if g != generation {
             return;
         }
-        self.dispatch
-            .withdraw(associate, self.spec.request_id, OfferEnd::Expired);
-        self.offer_event(associate, "expired");
-        self.refused_then_search(associate, ctx);
+        let ended =
+            self.dispatch
+                .withdraw_confirmed(associate, self.spec.request_id, OfferEnd::Expired);
+        self.refused_then_search(associate, "expired", ended, ctx);
     }
 
     /// Remembers, durably, that `associate` refused (declined, let the window pass, or
     /// went away), so they are never offered this request again, even after a restart;
-    /// then searches again. The next offer goes out only once the refusal is on disk.
-    fn refused_then_search(&mut self, associate: AssociateId, ctx: &mut Context<Self>) {
+    /// then searches again. The next offer goes out only once the refusal is on disk and
+    /// `ended` has said when the associate's reservation ended (so no two associates
+    /// ever hold this request's offer at once); that time closes the offer in the trail.
+    fn refused_then_search(
+        &mut self,
+        associate: AssociateId,
+        outcome: &'static str,
+        ended: BoxFuture<'static, Option<UnixMs>>,
+        ctx: &mut Context<Self>,
+    ) {
         self.refused.insert(associate);
-        self.phase = Phase::Searching;
+        self.phase = Phase::MovingOn;
         let stored = self.spec.stored(&self.refused);
         let request = self.spec.request_id;
         let written = crate::disk::write(self.dispatch.store().put_request(&stored));
-        ctx.wait(written.into_actor(self).map(move |written, act, ctx| {
+        // Not `wait`: the associate may be putting an acceptance to this request at this
+        // very moment, and answers the withdrawal only once that is answered (too late).
+        // The offer's end goes into the trail even if the request ends meanwhile.
+        let (dispatch, (tx, rx)) = (self.dispatch.clone(), tokio::sync::oneshot::channel());
+        actix_rt::spawn(async move {
+            let ended = tokio::time::timeout(CONFIRM_WITHDRAWAL, ended).await;
+            let at_ms = ended.ok().flatten().unwrap_or_else(|| dispatch.now_ms());
+            telemetry::offer(outcome);
+            dispatch.offer_ended(request, associate, at_ms, outcome);
+            let _ = tx.send(());
+        });
+        let both = futures_util::future::join(rx, written);
+        ctx.spawn(both.into_actor(self).map(move |(_, written), act, ctx| {
             if let Err(e) = written {
                 tracing::error!(%request, error = %e, "could not store a refusal");
             }
-            if matches!(act.phase, Phase::Searching) {
+            if matches!(act.phase, Phase::MovingOn) {
                 act.search_again(ctx);
             }
         }));
@@ -332,18 +369,24 @@ impl RequestActor {
         self.search(ctx);
     }
 
-    /// Counts an offer event and notes it in the request's trail (for the ops console).
-    fn offer_event(&self, associate: AssociateId, outcome: &'static str) {
+    /// Counts how an offer ended and closes it in the request's trail at `at_ms`.
+    fn offer_ended(&self, associate: AssociateId, at_ms: UnixMs, outcome: &'static str) {
         telemetry::offer(outcome);
         self.dispatch
-            .note_offer(self.spec.request_id, associate, outcome);
+            .offer_ended(self.spec.request_id, associate, at_ms, outcome);
     }
 
-    /// Counts an offer that reached an associate (and the first one's latency).
-    fn note_sent(&mut self) {
-        match self.holder() {
-            Some((associate, _)) => self.offer_event(associate, "sent"),
-            None => telemetry::offer("sent"),
+    /// Counts an offer that reached an associate at `shown_at_ms` (and the first one's
+    /// latency), and opens it in the request's trail.
+    fn note_sent(&mut self, shown_at_ms: UnixMs) {
+        telemetry::offer("sent");
+        if let Some((associate, _)) = self.holder() {
+            self.dispatch.offer_started(
+                self.spec.request_id,
+                associate,
+                shown_at_ms,
+                self.expires_at_ms,
+            );
         }
         if !self.offered_any {
             self.offered_any = true;
@@ -375,7 +418,8 @@ impl RequestActor {
     fn withdraw_current(&mut self, reason: OfferEnd) {
         let associate = match self.phase {
             Phase::Offering { associate, .. } => {
-                self.offer_event(associate, "withdrawn");
+                // Told now, so it ends no later than the associate hears of it.
+                self.offer_ended(associate, self.dispatch.now_ms(), "withdrawn");
                 associate
             }
             Phase::Reserving { associate, .. } => associate,
@@ -387,6 +431,7 @@ impl RequestActor {
 
     fn finish(&mut self, outcome: &'static str, ctx: &mut Context<Self>) {
         self.phase = Phase::Done;
+        self.dispatch.close_trail(self.spec.request_id, outcome);
         self.dispatch
             .request_finished(self.spec.request_id, self.spec.user_id);
         let shard = self.dispatch.shared.map.shard_of(self.spec.pickup);
@@ -456,9 +501,10 @@ impl Handler<AcceptOffer> for RequestActor {
             .holder()
             .filter(|(a, _)| *a == msg.associate)
             .map(|(_, d)| d);
+        let accepted_at_ms = self.dispatch.now_ms();
         if offered_distance.is_some() && matches!(self.phase, Phase::Reserving { .. }) {
             // Accepted before the grant reached us: the offer was out all the same.
-            self.note_sent();
+            self.note_sent(msg.offered_at_ms.unwrap_or(accepted_at_ms));
         }
         let current = offered_distance.is_some();
         let sink = self.dispatch.order_sink().cloned();
@@ -492,12 +538,13 @@ impl Handler<AcceptOffer> for RequestActor {
             let created = created.map_err(ActorError::from).and_then(|r| r);
             match created {
                 Ok(order) => {
-                    act.offer_event(accepted_by, "accepted");
+                    act.offer_ended(accepted_by, accepted_at_ms, "accepted");
                     metrics::histogram!(telemetry::TIME_TO_ALLOT).record(act.spec.created.elapsed().as_secs_f64());
                     act.finish("allotted", ctx);
                     AcceptOutcome::Allotted(order)
                 }
                 Err(e) => {
+                    act.offer_ended(accepted_by, accepted_at_ms, "failed");
                     tracing::error!(request = %act.spec.request_id, error = %e, "order creation failed");
                     let frame = ErrorFrame {
                         code: e.code(),
@@ -523,16 +570,18 @@ impl Handler<OfferRefused> for RequestActor {
         if holder != msg.associate {
             return;
         }
+        let now = self.dispatch.now_ms();
         if matches!(self.phase, Phase::Reserving { .. }) {
             // Refused before the grant reached us: the offer was out all the same.
-            self.note_sent();
+            self.note_sent(msg.offered_at_ms.unwrap_or(now));
         }
         let outcome = match msg.why {
             RefusedBy::Declined => "declined",
             RefusedBy::Disconnected => "disconnected",
         };
-        self.offer_event(msg.associate, outcome);
-        self.refused_then_search(msg.associate, ctx);
+        // Ended over there already: the associate's own time, or (an older node) now.
+        let ended = futures_util::future::ready(Some(msg.ended_at_ms.unwrap_or(now))).boxed();
+        self.refused_then_search(msg.associate, outcome, ended, ctx);
     }
 }
 
@@ -576,6 +625,8 @@ impl Handler<Relinquish> for RequestActor {
         }
         self.withdraw_current(OfferEnd::Expired);
         self.phase = Phase::Done;
+        self.dispatch
+            .close_trail(self.spec.request_id, "handed_over");
         self.dispatch.request_stopped(self.spec.request_id);
         self.dispatch
             .to_existing_supervisor(shard, messages::RequestDone {});

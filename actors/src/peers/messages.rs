@@ -2,7 +2,7 @@
 
 use geo::{LatLng, TaskType};
 use serde::{Deserialize, Serialize};
-use wire::model::{OfferEnd, OrderSnapshot};
+use wire::model::{OfferEnd, OrderSnapshot, UnixMs};
 use wire::{AssociateId, Offer, OrderId, PartyId, RequestId, ServerMessage, UserId};
 
 use crate::dispatch::messages::RefusedBy;
@@ -49,6 +49,9 @@ pub(crate) enum ToRequest {
     Accept {
         /// Who.
         associate: AssociateId,
+        /// When they were shown the offer (absent from older nodes).
+        #[serde(default)]
+        offered_at_ms: Option<UnixMs>,
     },
     /// The offered associate declined or went away.
     Refused {
@@ -56,6 +59,12 @@ pub(crate) enum ToRequest {
         associate: AssociateId,
         /// How.
         why: RefusedBy,
+        /// When they were shown the offer (absent from older nodes).
+        #[serde(default)]
+        offered_at_ms: Option<UnixMs>,
+        /// When their reservation ended (absent from older nodes).
+        #[serde(default)]
+        ended_at_ms: Option<UnixMs>,
     },
     /// The user cancels (answered with `Result<(), ActorError>`).
     Cancel {

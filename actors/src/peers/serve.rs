@@ -154,8 +154,18 @@ pub(crate) fn serve_associate(peers: &Peers, dispatch: &Dispatch, id: wire::Asso
                 let asked = dispatch.reserve_here(id, request, task, pickup, offer);
                 let answer = answer.clone();
                 tokio::spawn(async move {
-                    let reply = asked.await;
+                    // Peers hear only granted or not: the wire answer stays as it was.
+                    let reply = asked.await.map(|_| ());
                     answer.reply(&m, &reply);
+                });
+            }
+            // Asked (with a reply subject): answered with when the reservation ended.
+            ToAssociate::Withdraw { request, reason } if m.reply.is_some() => {
+                let asked = dispatch.withdraw_confirmed(id, request, reason);
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let ended = asked.await;
+                    answer.reply(&m, &ended);
                 });
             }
             other => dispatch.to_associate_here(id, other),
@@ -176,8 +186,14 @@ pub(crate) fn serve_request(peers: &Peers, dispatch: &Dispatch, id: wire::Reques
             return;
         };
         match msg {
-            ToRequest::Accept { associate } => {
-                let asked = addr.send(crate::dispatch::messages::AcceptOffer { associate });
+            ToRequest::Accept {
+                associate,
+                offered_at_ms,
+            } => {
+                let asked = addr.send(crate::dispatch::messages::AcceptOffer {
+                    associate,
+                    offered_at_ms,
+                });
                 let answer = answer.clone();
                 tokio::spawn(async move {
                     let outcome = asked
@@ -186,8 +202,18 @@ pub(crate) fn serve_request(peers: &Peers, dispatch: &Dispatch, id: wire::Reques
                     answer.reply(&m, &outcome);
                 });
             }
-            ToRequest::Refused { associate, why } => {
-                addr.do_send(crate::dispatch::messages::OfferRefused { associate, why });
+            ToRequest::Refused {
+                associate,
+                why,
+                offered_at_ms,
+                ended_at_ms,
+            } => {
+                addr.do_send(crate::dispatch::messages::OfferRefused {
+                    associate,
+                    why,
+                    offered_at_ms,
+                    ended_at_ms,
+                });
             }
             ToRequest::Cancel { user } => {
                 let asked = addr.send(crate::dispatch::messages::Cancel { user });

@@ -51,6 +51,14 @@ impl Handler<CreateOrder> for FakeOrders {
     }
 }
 
+/// An associate's profile with `tasks` and no zone.
+pub fn profile(tasks: &[u8]) -> AssociateProfileInfo {
+    AssociateProfileInfo {
+        skills: skills(tasks),
+        zone: None,
+    }
+}
+
 /// Dispatch plus the fake apps' inboxes.
 pub struct Harness {
     pub dispatch: Dispatch,
@@ -64,13 +72,18 @@ pub const PATIENCE: Duration = Duration::from_secs(3600);
 impl Harness {
     /// Must run inside an actix system with tokio time paused.
     pub fn new(config: DispatchConfig) -> Self {
+        Self::with_store(config, storage::Store::temporary().expect("store"))
+    }
+
+    /// Like [`Self::new`], with the records in `store`.
+    pub fn with_store(config: DispatchConfig, store: storage::Store) -> Self {
         let dispatch = Dispatch::new(
             config,
             catalog(),
             Sessions::default(),
             Clock::starting_at(1_000_000),
             vec![],
-            storage::Store::temporary().expect("store"),
+            store,
         )
         .unwrap();
         let allotments = Arc::new(Mutex::new(Vec::new()));
@@ -96,11 +109,10 @@ impl Harness {
     pub async fn associate(&mut self, point: LatLng, tasks: &[u8]) -> AssociateId {
         let id = AssociateId::new();
         self.attach(PartyId::Associate(id));
-        let info = AssociateProfileInfo {
-            skills: skills(tasks),
-            zone: None,
-        };
-        self.dispatch.associate_connected(id, info).await.unwrap();
+        self.dispatch
+            .associate_connected(id, profile(tasks))
+            .await
+            .unwrap();
         self.dispatch.associate_location(id, point);
         self.dispatch.go_online(id, None).await.unwrap();
         // The status frame go_online sends.

@@ -4,6 +4,7 @@
 mod harness;
 mod idle;
 mod offer_loop;
+mod overlaps;
 mod payments;
 
 mod simulation;

@@ -11,6 +11,7 @@ mod health;
 mod money;
 pub(crate) mod orders;
 mod profiles;
+mod requests;
 
 use axum::Router;
 use utoipa::openapi::OpenApi;
@@ -97,6 +98,7 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(orders::order_events))
         .routes(routes!(orders::ops_cancel))
         .routes(routes!(orders::ops_complete))
+        .routes(routes!(requests::request_offers))
         .routes(routes!(money::get_pricing, money::put_pricing))
         .routes(routes!(money::put_discount, money::list_discounts))
         .routes(routes!(feedback::post_feedback))
