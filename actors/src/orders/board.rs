@@ -120,6 +120,15 @@ impl Board {
         }
     }
 
+    /// Puts `order` on the board unless it is there already, so positions relayed before
+    /// its actor first posts it are kept.
+    pub fn post_if_absent(&self, order: BoardOrder) {
+        self.open.entry(order.order_id).or_insert_with(|| Entry {
+            order,
+            track: Track::default(),
+        });
+    }
+
     /// Records where `side` of `order` is, if the order is on the board here.
     pub fn moved(&self, order: OrderId, side: Role, lat: f64, lng: f64, at_ms: u64) {
         if let Some(mut entry) = self.open.get_mut(&order) {
@@ -216,6 +225,24 @@ mod tests {
         board.upsert(other.clone());
         board.remove(other.order_id, false);
         assert!(board.track(other.order_id).is_none());
+    }
+
+    #[test]
+    fn an_order_posted_before_its_actor_keeps_its_first_positions() {
+        let board = Board::default();
+        let o = order(1, false, 10);
+        board.post_if_absent(o.clone());
+        board.moved(o.order_id, Role::User, 12.8, 77.4, 20);
+        // The actor's own post, later, and a second early post change nothing kept.
+        board.upsert(BoardOrder {
+            stalled: true,
+            ..o.clone()
+        });
+        board.post_if_absent(o.clone());
+        let now = &board.orders(10)[0];
+        assert!(now.stalled);
+        assert_eq!(now.user_at, Some((12.8, 77.4)));
+        assert_eq!(board.track(o.order_id).unwrap().points().len(), 1);
     }
 
     #[test]

@@ -588,6 +588,12 @@ impl Orders {
         let user = PartyId::User(record.user_id);
         let associate = PartyId::Associate(record.associate_id);
         self.shared.actors.insert(record.order_id, addr);
+        // On the board before anyone hears of the order: the actor posts it only once it
+        // has started, on its own thread.
+        let now_ms = self.shared.dispatch.now_ms();
+        self.shared
+            .board
+            .post_if_absent(crate::orders::order::board_entry(record, now_ms, false));
         metrics::gauge!(crate::telemetry::ORDER_ACTORS).set(self.shared.actors.len() as f64);
         self.shared.by_party.insert(user, record.order_id);
         let tracked =

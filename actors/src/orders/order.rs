@@ -394,23 +394,11 @@ impl OrderActor {
 
     /// Shows the order as it is now on the ops board.
     fn post_on_board(&self) {
-        let r = &self.record;
         let now_ms = self.orders.dispatch().now_ms();
-        let pickup = r
-            .pickup
-            .to_latlng()
-            .map_or((0.0, 0.0), |p| (p.lat(), p.lng()));
-        self.orders.board().upsert(BoardOrder {
-            order_id: r.order_id,
-            user_id: r.user_id,
-            associate_id: r.associate_id,
-            state: r.state,
-            since_ms: now_ms.saturating_sub(self.state_since.elapsed().as_millis() as u64),
-            stalled: self.stalled,
-            pickup,
-            user_at: None,
-            associate_at: None,
-        });
+        let since_ms = now_ms.saturating_sub(self.state_since.elapsed().as_millis() as u64);
+        self.orders
+            .board()
+            .upsert(board_entry(&self.record, since_ms, self.stalled));
     }
 
     /// Checks for a stall when the current state's stall time is up.
@@ -698,6 +686,29 @@ pub(crate) fn outcome_of(p: &storage::PaymentRecord) -> PaymentOutcome {
         amount_minor: p.amount_minor,
         transaction_ref: p.transaction_ref.clone(),
         failure: p.failure.clone(),
+    }
+}
+
+/// How `record` shows on the ops board, in its state since `since_ms`.
+pub(crate) fn board_entry(
+    record: &storage::OrderRecord,
+    since_ms: u64,
+    stalled: bool,
+) -> BoardOrder {
+    let pickup = record
+        .pickup
+        .to_latlng()
+        .map_or((0.0, 0.0), |p| (p.lat(), p.lng()));
+    BoardOrder {
+        order_id: record.order_id,
+        user_id: record.user_id,
+        associate_id: record.associate_id,
+        state: record.state,
+        since_ms,
+        stalled,
+        pickup,
+        user_at: None,
+        associate_at: None,
     }
 }
 
