@@ -332,6 +332,10 @@ pub struct StorageSettings {
     pub group_commit_wait_us: u64,
     /// Writes that may wait for the group committer before writers wait for room.
     pub commit_queue: usize,
+    /// PostgreSQL: committer connections (orders are spread over them by id).
+    pub pg_writers: usize,
+    /// PostgreSQL: read-only connections.
+    pub pg_readers: usize,
 }
 
 impl Default for Config {
@@ -423,6 +427,8 @@ impl Default for StorageSettings {
             cache_mib: 256,
             group_commit_wait_us: 0,
             commit_queue: storage::DEFAULT_QUEUE_CAPACITY,
+            pg_writers: storage::pg::DEFAULT_WRITERS,
+            pg_readers: storage::pg::DEFAULT_READERS,
         }
     }
 }

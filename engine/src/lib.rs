@@ -81,6 +81,8 @@ pub fn open_store(config: &Config) -> Result<storage::Store, storage::StorageErr
             group_commit_wait,
             queue_capacity: config.storage.commit_queue,
             commit_hook: None,
+            writers: config.storage.pg_writers,
+            readers: config.storage.pg_readers,
         }),
         None => storage::Store::open(&storage::StoreConfig {
             path: Some(config.data_dir.join("db")),

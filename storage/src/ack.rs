@@ -90,6 +90,48 @@ impl<T> Future for Durable<T> {
     }
 }
 
+/// A read whose answer may arrive later: at once on the embedded store, after a round
+/// trip on PostgreSQL. Await it instead of blocking a thread.
+#[must_use = "a read answers only whoever awaits it"]
+pub struct Reading<T> {
+    fut: BoxFuture<Result<T, StorageError>>,
+}
+
+impl<T> std::fmt::Debug for Reading<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reading(..)")
+    }
+}
+
+impl<T: Send + 'static> Reading<T> {
+    /// A read already answered.
+    pub fn ready(answer: Result<T, StorageError>) -> Self {
+        Self {
+            fut: Box::pin(std::future::ready(answer)),
+        }
+    }
+}
+
+impl<T> Reading<T> {
+    /// A read whose answer `fut` delivers.
+    pub(crate) fn from_future(fut: BoxFuture<Result<T, StorageError>>) -> Self {
+        Self { fut }
+    }
+
+    /// Blocks the thread until the answer arrives (not for use inside async code).
+    pub fn wait(self) -> Result<T, StorageError> {
+        block_on(self.fut)
+    }
+}
+
+impl<T> Future for Reading<T> {
+    type Output = Result<T, StorageError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.fut.as_mut().poll(cx)
+    }
+}
+
 /// Runs a future to completion on this thread (the committer's futures need no runtime:
 /// they wait only on a `Notify` and a oneshot channel).
 pub(crate) fn block_on<T>(fut: impl Future<Output = T>) -> T {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wire::model::{DiscountCode, Invoice, OrderEvent, OrderEventKind, PricingSettings, UnixMs};
 use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserId};
 
-use crate::ack::{Durable, Ticket};
+use crate::ack::{Durable, Reading, Ticket};
 use crate::error::StorageError;
 use crate::lifecycle::{Committed, SideWrite};
 use crate::query::{OrderQuery, Page};
@@ -186,6 +186,41 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<Ticket, StorageError>;
     /// Whether the associate last asked to take offers.
     fn presence(&self, associate: AssociateId) -> Result<Option<Presence>, StorageError>;
+
+    // --- Reads that need not block: what actors read on their hot paths ---
+
+    /// [`Self::user`], awaited rather than blocking.
+    fn user_async(&self, id: UserId) -> Reading<Option<UserProfile>> {
+        Reading::ready(self.user(id))
+    }
+    /// [`Self::associate`], awaited rather than blocking.
+    fn associate_async(&self, id: AssociateId) -> Reading<Option<AssociateProfile>> {
+        Reading::ready(self.associate(id))
+    }
+    /// [`Self::order`], awaited rather than blocking.
+    fn order_async(&self, id: OrderId) -> Reading<Option<OrderRecord>> {
+        Reading::ready(self.order(id))
+    }
+    /// [`Self::events`], awaited rather than blocking.
+    fn events_async(&self, id: OrderId) -> Reading<Vec<OrderEvent>> {
+        Reading::ready(self.events(id))
+    }
+    /// [`Self::payments_for`], awaited rather than blocking.
+    fn payments_for_async(&self, order: OrderId) -> Reading<Vec<PaymentRecord>> {
+        Reading::ready(self.payments_for(order))
+    }
+    /// [`Self::invoice`], awaited rather than blocking.
+    fn invoice_async(&self, id: InvoiceId) -> Reading<Option<Invoice>> {
+        Reading::ready(self.invoice(id))
+    }
+    /// [`Self::request`], awaited rather than blocking.
+    fn request_async(&self, id: RequestId) -> Reading<Option<OpenRequest>> {
+        Reading::ready(self.request(id))
+    }
+    /// [`Self::presence`], awaited rather than blocking.
+    fn presence_async(&self, associate: AssociateId) -> Reading<Option<Presence>> {
+        Reading::ready(self.presence(associate))
+    }
 
     // --- The store itself ---
 

@@ -24,7 +24,7 @@ mod query;
 mod queue;
 mod records;
 
-pub use ack::{DURABLE_WRITE_SECONDS, Durable, Ticket};
+pub use ack::{DURABLE_WRITE_SECONDS, Durable, Reading, Ticket};
 pub use backend::{Backend, FeedbackOutcome, PaymentStart, Store};
 pub use embedded::migrate::{OLDEST_READABLE, SCHEMA_VERSION};
 pub use embedded::sync::SyncHook;

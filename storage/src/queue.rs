@@ -3,6 +3,7 @@
 //! one batch, so writes arriving together share one commit.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,11 +18,19 @@ pub(crate) struct Queue<T> {
     /// Wakes writers waiting for room.
     room: Notify,
     pub(crate) capacity: usize,
+    /// Items the committer has finished with, counted in queue order.
+    finished: AtomicU64,
+    /// Wakes those waiting for the committer to finish with earlier items.
+    progress: Notify,
+    /// The committer has stopped: nothing more will finish.
+    stopped: AtomicBool,
 }
 
 struct QueueState<T> {
     items: Vec<T>,
     closed: bool,
+    /// Items ever queued: the mark of the next one.
+    pushed: u64,
 }
 
 impl<T: Send + 'static> Queue<T> {
@@ -31,10 +40,14 @@ impl<T: Send + 'static> Queue<T> {
             state: Mutex::new(QueueState {
                 items: Vec::new(),
                 closed: false,
+                pushed: 0,
             }),
             arrived: Condvar::new(),
             room: Notify::new(),
             capacity: capacity.max(1),
+            finished: AtomicU64::new(0),
+            progress: Notify::new(),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -55,6 +68,7 @@ impl<T: Send + 'static> Queue<T> {
             return Some(item);
         }
         state.items.push(item);
+        state.pushed += 1;
         self.arrived.notify_one();
         None
     }
@@ -88,10 +102,44 @@ impl<T: Send + 'static> Queue<T> {
                 if state.items.len() < self.capacity {
                     if let Some(item) = item.take() {
                         state.items.push(item);
+                        state.pushed += 1;
                     }
                     self.arrived.notify_one();
                     return;
                 }
+            }
+            notified.await;
+        }
+    }
+
+    /// How many items have been queued so far: once [`Self::caught_up`] with this mark,
+    /// the committer has finished every one of them.
+    pub(crate) fn mark(&self) -> u64 {
+        self.lock().pushed
+    }
+
+    /// Records that the committer finished with `n` more items (the oldest it had).
+    pub(crate) fn finished(&self, n: usize) {
+        self.finished.fetch_add(n as u64, Ordering::AcqRel);
+        self.progress.notify_waiters();
+    }
+
+    /// Records that the committer has stopped for good.
+    pub(crate) fn stopped(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.progress.notify_waiters();
+    }
+
+    /// Resolves once the committer has finished every item queued before `mark` was
+    /// taken, or has stopped.
+    pub(crate) async fn caught_up(&self, mark: u64) {
+        loop {
+            let notified = self.progress.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.finished.load(Ordering::Acquire) >= mark || self.stopped.load(Ordering::Acquire)
+            {
+                return;
             }
             notified.await;
         }
@@ -140,5 +188,46 @@ impl<T: Send + 'static> Queue<T> {
             }
         }
         Some(std::mem::take(&mut state.items))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_mark_is_caught_up_only_once_every_item_queued_before_it_is_finished() {
+        let queue = Arc::new(Queue::new(8));
+        queue.enqueue(1).await;
+        queue.enqueue(2).await;
+        let mark = queue.mark();
+        queue.enqueue(3).await;
+        let first = queue.next_batch(Duration::ZERO).unwrap();
+        assert_eq!(first, vec![1, 2, 3]);
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.caught_up(mark).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        queue.finished(first.len());
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("caught up once finished")
+            .unwrap();
+        // A later mark waits for later items; a stopped committer releases it.
+        queue.enqueue(4).await;
+        let later = queue.mark();
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.caught_up(later).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        queue.stopped();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released when the committer stops")
+            .unwrap();
     }
 }

@@ -769,7 +769,10 @@ impl Dispatch {
             return Err(e);
         }
         self.shared.sessions.to_user(user, received.clone());
-        match self.start_request(stored.clone()).await {
+        match self
+            .start_request(stored.clone(), Provenance::JustStored)
+            .await
+        {
             Ok(()) => {}
             // Cluster mode: the request is durable, but its cell's owner did not take it
             // (the cell is between owners, or its node is slow). It stays accepted: the
@@ -800,13 +803,16 @@ impl Dispatch {
             loop {
                 tokio::time::sleep(every).await;
                 let still_open = matches!(
-                    dispatch.shared.store.request(stored.request_id),
+                    dispatch.shared.store.request_async(stored.request_id).await,
                     Ok(Some(_))
                 );
                 if !still_open || dispatch.now_ms() >= stored.deadline_at_ms {
                     return;
                 }
-                match dispatch.start_request(stored.clone()).await {
+                match dispatch
+                    .start_request(stored.clone(), Provenance::Handed)
+                    .await
+                {
                     Err(ActorError::PeerUnavailable(_)) => {}
                     Ok(()) => return,
                     Err(e) => {
@@ -841,14 +847,18 @@ impl Dispatch {
 
     /// Starts a stored request's offer loop on the supervisor of its pickup's shard,
     /// wherever that shard is served.
-    async fn start_request(&self, stored: storage::OpenRequest) -> Result<(), ActorError> {
+    async fn start_request(
+        &self,
+        stored: storage::OpenRequest,
+        provenance: Provenance,
+    ) -> Result<(), ActorError> {
         let pickup = stored
             .pickup
             .to_latlng()
             .map_err(|e| ActorError::Internal(format!("stored pickup: {e}")))?;
         let shard = self.shared.map.shard_of(pickup);
         match self.place(shard) {
-            Place::Here => self.start_stored(stored).await,
+            Place::Here => self.start_stored(stored, provenance).await,
             Place::Elsewhere => {
                 let peers = self.peers().ok_or(ActorError::ShuttingDown)?;
                 peers
@@ -866,6 +876,7 @@ impl Dispatch {
     pub(crate) async fn start_stored(
         &self,
         stored: storage::OpenRequest,
+        provenance: Provenance,
     ) -> Result<(), ActorError> {
         let task = self
             .shared
@@ -885,8 +896,16 @@ impl Dispatch {
         if self.shared.requests.contains_key(&stored.request_id) {
             return Ok(());
         }
-        // Handed over again after it ended here (allotted, cancelled, expired): done.
-        if self.shared.store.request(stored.request_id)?.is_none() {
+        // Handed over again after it ended here (allotted, cancelled, expired): done. A
+        // request this node has just stored cannot have ended: nothing to read back.
+        if provenance == Provenance::Handed
+            && self
+                .shared
+                .store
+                .request_async(stored.request_id)
+                .await?
+                .is_none()
+        {
             return Ok(());
         }
         let spec = RequestSpec::resumed(&stored, task, pickup, &self.shared.clock);
@@ -1340,4 +1359,14 @@ pub fn profile_info(
             .collect(),
         zone: profile.home_zone.as_ref().and_then(ZoneFilter::from_wire),
     }
+}
+
+/// Where a stored request being started comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Provenance {
+    /// Stored just now by the caller, which still holds the user's open request: it
+    /// cannot have ended.
+    JustStored,
+    /// Handed over by another node, or a retry: it may have ended meanwhile.
+    Handed,
 }

@@ -15,6 +15,7 @@ pub mod request;
 pub mod supervisor;
 mod zone;
 
+pub(crate) use handle::Provenance;
 pub use handle::{
     AssociatePoint, AssociateProfileInfo, CellCount, Dispatch, MarketView, OfferStep, RequestTrail,
     profile_info,

@@ -2,7 +2,7 @@
 //! anyone is told, starts the order's actor, and sends both parties the allotment.
 
 use actix::prelude::*;
-use wire::model::{OrderState, PartySummary, Role};
+use wire::model::{OrderState, PartySummary};
 use wire::{Allotted, OrderId};
 
 use crate::allotment::CreateOrder;
@@ -26,19 +26,15 @@ impl Actor for OrderDesk {
     type Context = Context<Self>;
 }
 
-/// A party's summary from their profile (a bare one if the profile is gone).
-fn summary(store: &storage::Store, id: uuid::Uuid, role: Role) -> Result<PartySummary, ActorError> {
-    let found = match role {
-        Role::User => store.user(wire::UserId(id))?.map(|p| p.summary()),
-        Role::Associate => store.associate(wire::AssociateId(id))?.map(|p| p.summary()),
-    };
-    Ok(found.unwrap_or(PartySummary {
+/// A party's summary from their profile, if it is there (a bare one if it is gone).
+fn summary(id: uuid::Uuid, found: Option<PartySummary>) -> PartySummary {
+    found.unwrap_or(PartySummary {
         id,
         name: String::new(),
         phone: String::new(),
         rating_centi: None,
         rating_count: 0,
-    }))
+    })
 }
 
 impl Handler<CreateOrder> for OrderDesk {
@@ -49,8 +45,16 @@ impl Handler<CreateOrder> for OrderDesk {
     fn handle(&mut self, msg: CreateOrder, _: &mut Context<Self>) -> Self::Result {
         let a = msg.allotment;
         let store = self.orders.store().clone();
-        let record = (|| -> Result<storage::OrderRecord, ActorError> {
-            Ok(storage::OrderRecord {
+        let orders = self.orders.clone();
+        let client_ref = a.client_ref.clone();
+        // The profiles are read without holding this desk's thread.
+        let write = async move {
+            let (user, associate) = futures_util::future::join(
+                store.user_async(a.user_id),
+                store.associate_async(a.associate_id),
+            )
+            .await;
+            let record = storage::OrderRecord {
                 order_id: OrderId::new(),
                 request_id: a.request_id,
                 user_id: a.user_id,
@@ -60,8 +64,8 @@ impl Handler<CreateOrder> for OrderDesk {
                 pickup: a.pickup.into(),
                 note: a.note.clone(),
                 discount_code: a.discount_code.clone(),
-                user: summary(&store, a.user_id.0, Role::User)?,
-                associate: summary(&store, a.associate_id.0, Role::Associate)?,
+                user: summary(a.user_id.0, user?.map(|p| p.summary())),
+                associate: summary(a.associate_id.0, associate?.map(|p| p.summary())),
                 pin: new_pin(),
                 allotted_at_ms: a.allotted_at_ms,
                 started_at_ms: None,
@@ -71,13 +75,10 @@ impl Handler<CreateOrder> for OrderDesk {
                 payment_id: None,
                 cancellation: None,
                 next_seq: 0,
-            })
-        })();
-        let write = match record.and_then(|r| Ok((self.orders.store_for(&r)?, r))) {
-            Ok((fenced, r)) => fenced.create_order_durable(r),
-            Err(e) => return Box::pin(fut::ready(Err(e))),
+            };
+            let fenced = orders.store_for(&record)?;
+            Ok::<_, ActorError>(fenced.create_order_durable(record).await?)
         };
-        let client_ref = a.client_ref;
         Box::pin(write.into_actor(self).map(move |committed, act, _| {
             let storage::Committed {
                 order,
@@ -90,7 +91,7 @@ impl Handler<CreateOrder> for OrderDesk {
             let record = order.clone();
             let addr = orders
                 .dispatch()
-                .spawn(move || OrderActor::new(record, actor_orders));
+                .spawn(move || OrderActor::allotted(record, actor_orders));
             orders.register(&order, addr);
             let view = OrderActor::view_of(&order, None);
             let mut user_copy = view.clone();

@@ -80,26 +80,30 @@ impl Actor for FeedbackActor {
 impl Handler<Closed> for FeedbackActor {
     type Result = ();
 
-    /// Asks each party to rate the other.
-    fn handle(&mut self, msg: Closed, _: &mut Context<Self>) {
-        let Ok(Some(order)) = self.orders.store().order(msg.order) else {
-            return;
-        };
-        let sessions = self.orders.sessions();
-        sessions.to_user(
-            order.user_id,
-            FeedbackRequest {
-                order_id: order.order_id,
-                about: Box::new(order.associate.clone()),
-            },
-        );
-        sessions.to_associate(
-            order.associate_id,
-            FeedbackRequest {
-                order_id: order.order_id,
-                about: Box::new(order.user.clone()),
-            },
-        );
+    /// Asks each party to rate the other (the order is read without holding this
+    /// actor's thread).
+    fn handle(&mut self, msg: Closed, ctx: &mut Context<Self>) {
+        let read = self.orders.store().order_async(msg.order);
+        let sessions = self.orders.sessions().clone();
+        ctx.spawn(fut::wrap_future(async move {
+            let Ok(Some(order)) = read.await else {
+                return;
+            };
+            sessions.to_user(
+                order.user_id,
+                FeedbackRequest {
+                    order_id: order.order_id,
+                    about: Box::new(order.associate.clone()),
+                },
+            );
+            sessions.to_associate(
+                order.associate_id,
+                FeedbackRequest {
+                    order_id: order.order_id,
+                    about: Box::new(order.user.clone()),
+                },
+            );
+        }));
     }
 }
 

@@ -300,12 +300,9 @@ impl Orders {
                     .dispatch
                     .restore_busy(record.associate_id, record.order_id, info);
             }
-            let orders = self.clone();
-            let actor_record = record.clone();
-            let addr = self
-                .shared
-                .dispatch
-                .spawn(move || OrderActor::new(actor_record, orders));
+            // Its invoice, payments and events are read here, not on an actor's thread.
+            let actor = OrderActor::new(record.clone(), self.clone());
+            let addr = self.shared.dispatch.spawn(move || actor);
             self.register(&record, addr);
         }
         for payment in store.pending_payments()? {

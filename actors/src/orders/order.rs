@@ -50,7 +50,14 @@ pub struct OrderActor {
 }
 
 impl OrderActor {
-    /// The actor for an order already on disk.
+    /// The actor for an order just created (allotted): nothing to read back, since it
+    /// has no invoice, no payment and one event, now.
+    pub fn allotted(record: storage::OrderRecord, orders: Orders) -> Self {
+        Self::with(record, orders, None, None, Instant::now())
+    }
+
+    /// The actor for an order already on disk, from what the store has of it (read on
+    /// the caller's thread: recovery and take-over, not an actor's).
     pub fn new(record: storage::OrderRecord, orders: Orders) -> Self {
         let invoice = record
             .invoice_id
@@ -77,6 +84,16 @@ impl OrderActor {
                 }),
             Err(_) => Instant::now(),
         };
+        Self::with(record, orders, invoice, charging, state_since)
+    }
+
+    fn with(
+        record: storage::OrderRecord,
+        orders: Orders,
+        invoice: Option<Invoice>,
+        charging: Option<PaymentId>,
+        state_since: Instant,
+    ) -> Self {
         Self {
             record,
             orders,

@@ -125,7 +125,9 @@ fn serve_cell(peers: &Peers, dispatch: &Dispatch, shard: ShardId) {
             let dispatch = dispatch.clone();
             let answer = answer.clone();
             tokio::spawn(async move {
-                let started = dispatch.start_stored(stored).await;
+                let started = dispatch
+                    .start_stored(stored, crate::dispatch::Provenance::Handed)
+                    .await;
                 answer.reply(&m, &started);
             });
         }

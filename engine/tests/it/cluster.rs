@@ -516,7 +516,7 @@ async fn a_paused_node_is_fenced_and_rejoins() {
         epoch: old_epoch,
         group_commit_wait: Duration::ZERO,
         queue_capacity: 16,
-        commit_hook: None,
+        ..storage::pg::PgConfig::new(c.database.clone())
     })
     .unwrap();
     let refused = late

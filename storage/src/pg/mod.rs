@@ -1,8 +1,14 @@
 //! The PostgreSQL backend: the system of record many engine nodes share.
 //!
-//! - One connection on a thread of its own runs every operation in call order, in group
-//!   commits (`worker.rs`); reads block the caller for one round trip, writes return at
-//!   once with a ticket that resolves after `COMMIT`.
+//! - Writes go to a few committers, each a connection on a thread of its own that runs
+//!   its operations in call order, in group commits (`worker.rs`); an order's writes (and
+//!   its payments' and feedback's) always go to the same one, chosen by the order id, and
+//!   the rest to the first. Writes return at once with a ticket that resolves after
+//!   `COMMIT`.
+//! - Reads run on connections of their own (`reader.rs`), never behind a commit: a read
+//!   first waits until the writes submitted before it that it may see have committed (of
+//!   its order's committer, or of all), so it sees them, as on sled. Each read has an
+//!   async form ([`Backend`]'s `*_async`), so no caller need block a thread on it.
 //! - The schema is versioned SQL (`schema.rs`, `storage/migrations/`), applied at start.
 //! - Every order write carries its handle's epoch ([`PgConfig::epoch`], or one given by
 //!   [`Backend::fenced`]: in cluster mode the claim revision of the order's cell); the
@@ -10,6 +16,7 @@
 
 mod copy;
 mod ops;
+mod reader;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -21,13 +28,14 @@ use std::time::Duration;
 use wire::model::{DiscountCode, Invoice, OrderEvent, OrderEventKind, PricingSettings, UnixMs};
 use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserId};
 
-use crate::ack::{Durable, Ticket, block_on};
+use crate::ack::{Durable, Reading, Ticket, block_on};
 use crate::backend::{Backend, FeedbackOutcome, PaymentStart, Store};
 use crate::error::StorageError;
 use crate::lifecycle::{Committed, SideWrite};
 use crate::query::{OrderQuery, Page};
 use crate::records::*;
 pub use copy::{CopyReport, copy_sled_to_postgres};
+use reader::Reader;
 pub use schema::{MIGRATIONS, PG_SCHEMA_VERSION};
 use worker::{Session, Worker, WorkerConfig};
 
@@ -46,6 +54,10 @@ pub struct PgConfig {
     /// Run just before each `COMMIT`, before any operation of the transaction is
     /// answered: a seam for tests that check the order of commit and acknowledgement.
     pub commit_hook: Option<crate::SyncHook>,
+    /// Committer connections (at least one): orders are spread over them by id.
+    pub writers: usize,
+    /// Read-only connections (at least one), used in turn.
+    pub readers: usize,
 }
 
 impl PgConfig {
@@ -57,9 +69,18 @@ impl PgConfig {
             group_commit_wait: Duration::ZERO,
             queue_capacity: crate::DEFAULT_QUEUE_CAPACITY,
             commit_hook: None,
+            writers: DEFAULT_WRITERS,
+            readers: DEFAULT_READERS,
         }
     }
 }
+
+/// Committer connections by default: enough to keep a commit in flight while the next
+/// batch forms, few enough for a small server's connection limit.
+pub const DEFAULT_WRITERS: usize = 2;
+
+/// Read-only connections by default.
+pub const DEFAULT_READERS: usize = 2;
 
 /// Whether `database` names a Postgres server rather than a directory.
 pub fn is_postgres_url(database: &str) -> bool {
@@ -69,25 +90,72 @@ pub fn is_postgres_url(database: &str) -> bool {
 /// The store on PostgreSQL.
 #[derive(Debug)]
 pub struct PgStore {
-    worker: std::sync::Arc<Worker>,
+    pool: std::sync::Arc<Pool>,
     /// The epoch this handle's order writes carry.
     epoch: i64,
+}
+
+/// The connections one store (and every fenced handle on it) shares.
+#[derive(Debug)]
+struct Pool {
+    writers: Vec<Worker>,
+    readers: Vec<Reader>,
+    next_reader: std::sync::atomic::AtomicUsize,
+}
+
+impl Pool {
+    /// The committer for writes about `order` (the first one for writes about no order).
+    fn writer(&self, order: Option<OrderId>) -> &Worker {
+        let i = order.map_or(0, |o| (o.0.as_u128() % self.writers.len() as u128) as usize);
+        &self.writers[i]
+    }
+
+    /// The next reader in turn.
+    fn reader(&self) -> &Reader {
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.readers[i % self.readers.len()]
+    }
+}
+
+/// Which earlier writes a read must see.
+#[derive(Debug, Clone, Copy)]
+enum Sees {
+    /// Those about this order (its committer's).
+    Order(OrderId),
+    /// Those about no order (the first committer's): presence, which only
+    /// `put_presence` writes.
+    Unkeyed,
+    /// All of them.
+    All,
 }
 
 impl PgStore {
     /// Connects and brings the schema up to date (migrations run at open).
     pub fn open(config: &PgConfig) -> Result<Self, StorageError> {
-        let (worker, _) = Worker::start(
-            WorkerConfig {
-                url: config.url.clone(),
-                max_wait: config.group_commit_wait,
-                capacity: config.queue_capacity,
-                commit_hook: config.commit_hook.clone(),
-            },
-            |client| async move { schema::migrate(&client).await },
-        )?;
+        let worker_config = || WorkerConfig {
+            url: config.url.clone(),
+            max_wait: config.group_commit_wait,
+            capacity: config.queue_capacity,
+            commit_hook: config.commit_hook.clone(),
+        };
+        let (first, _) = Worker::start(worker_config(), |client| async move {
+            schema::migrate(&client).await
+        })?;
+        let mut writers = vec![first];
+        for _ in 1..config.writers.max(1) {
+            writers.push(Worker::start(worker_config(), |_| async { Ok(0) })?.0);
+        }
+        let readers = (0..config.readers.max(1))
+            .map(|_| Reader::start(config.url.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            worker: std::sync::Arc::new(worker),
+            pool: std::sync::Arc::new(Pool {
+                writers,
+                readers,
+                next_reader: Default::default(),
+            }),
             epoch: ops::big(config.epoch),
         })
     }
@@ -106,33 +174,64 @@ impl PgStore {
         Ok((before, PG_SCHEMA_VERSION))
     }
 
-    /// An operation whose answer the caller waits for now (blocking this thread).
-    fn call<T, F, Fut>(&self, write: bool, op: F) -> Result<T, StorageError>
+    /// A write about `order` whose answer the caller waits for now (blocking this
+    /// thread), answered once committed.
+    fn call<T, F, Fut>(&self, order: Option<OrderId>, op: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: Fn(Session) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
     {
-        block_on(self.worker.submit(write, None, op))
+        block_on(self.pool.writer(order).submit(true, None, op))
     }
 
-    /// A read, answered once every write submitted before it is committed.
+    /// A read that sees every write submitted before it that `sees` names; resolves with
+    /// its answer.
+    fn read_after<T, F, Fut>(&self, sees: Sees, op: F) -> Reading<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Session) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let marks: Vec<(usize, u64)> = match sees {
+            Sees::Order(o) => {
+                let i = (o.0.as_u128() % pool.writers.len() as u128) as usize;
+                vec![(i, pool.writers[i].mark())]
+            }
+            Sees::Unkeyed => vec![(0, pool.writers[0].mark())],
+            Sees::All => pool
+                .writers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (i, w.mark()))
+                .collect(),
+        };
+        Reading::from_future(Box::pin(async move {
+            for (i, mark) in marks {
+                pool.writers[i].caught_up(mark).await;
+            }
+            pool.reader().run(op).await
+        }))
+    }
+
+    /// A read that sees every write submitted before it, blocking this thread.
     fn read<T, F, Fut>(&self, op: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: Fn(Session) -> Fut + Send + 'static,
+        F: FnOnce(Session) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
     {
-        self.call(false, op)
+        self.read_after(Sees::All, op).wait()
     }
 
-    /// A write queued now; the ticket resolves once it is committed.
-    fn write<F, Fut>(&self, op: F) -> Ticket
+    /// A write about `order` queued now; the ticket resolves once it is committed.
+    fn write<F, Fut>(&self, order: Option<OrderId>, op: F) -> Ticket
     where
         F: Fn(Session) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), StorageError>> + Send + 'static,
     {
-        Ticket::from_future(self.worker.submit(true, None, op))
+        Ticket::from_future(self.pool.writer(order).submit(true, None, op))
     }
 }
 
@@ -150,14 +249,14 @@ impl Backend for PgStore {
 
     fn fenced(&self, epoch: u64) -> Store {
         Store::new(PgStore {
-            worker: self.worker.clone(),
+            pool: self.pool.clone(),
             epoch: ops::big(epoch),
         })
     }
 
     fn put_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
         let user = user.clone();
-        Ok(self.write(move |s| {
+        Ok(self.write(None, move |s| {
             let user = user.clone();
             async move {
                 ops::put_profile(s, &ops::USERS, user.id.0, user.created_at_ms, &user, false).await
@@ -167,7 +266,7 @@ impl Backend for PgStore {
 
     fn create_user(&self, user: &UserProfile) -> Result<Ticket, StorageError> {
         let user = user.clone();
-        self.call(true, move |s| {
+        self.call(None, move |s| {
             let user = user.clone();
             async move {
                 ops::put_profile(s, &ops::USERS, user.id.0, user.created_at_ms, &user, true).await
@@ -177,7 +276,7 @@ impl Backend for PgStore {
     }
 
     fn user(&self, id: UserId) -> Result<Option<UserProfile>, StorageError> {
-        self.read(move |s| ops::one(s, ops::USERS.one, id.0))
+        self.user_async(id).wait()
     }
 
     fn users(&self) -> Result<Vec<UserProfile>, StorageError> {
@@ -202,7 +301,7 @@ impl Backend for PgStore {
 
     fn put_associate(&self, associate: &AssociateProfile) -> Result<Ticket, StorageError> {
         let associate = associate.clone();
-        Ok(self.write(move |s| {
+        Ok(self.write(None, move |s| {
             let a = associate.clone();
             async move {
                 ops::put_profile(s, &ops::ASSOCIATES, a.id.0, a.created_at_ms, &a, false).await
@@ -212,7 +311,7 @@ impl Backend for PgStore {
 
     fn create_associate(&self, associate: &AssociateProfile) -> Result<Ticket, StorageError> {
         let associate = associate.clone();
-        self.call(true, move |s| {
+        self.call(None, move |s| {
             let a = associate.clone();
             async move {
                 ops::put_profile(s, &ops::ASSOCIATES, a.id.0, a.created_at_ms, &a, true).await
@@ -222,7 +321,7 @@ impl Backend for PgStore {
     }
 
     fn associate(&self, id: AssociateId) -> Result<Option<AssociateProfile>, StorageError> {
-        self.read(move |s| ops::one(s, ops::ASSOCIATES.one, id.0))
+        self.associate_async(id).wait()
     }
 
     fn associates(&self) -> Result<Vec<AssociateProfile>, StorageError> {
@@ -251,7 +350,8 @@ impl Backend for PgStore {
 
     fn create_order_durable(&self, record: OrderRecord) -> Durable<Committed> {
         let epoch = self.epoch;
-        Durable::from_future(self.worker.submit(true, Some(record.order_id.0), move |s| {
+        let writer = self.pool.writer(Some(record.order_id));
+        Durable::from_future(writer.submit(true, Some(record.order_id.0), move |s| {
             ops::create_order(s, record.clone(), epoch)
         }))
     }
@@ -275,17 +375,18 @@ impl Backend for PgStore {
         side: Vec<SideWrite>,
     ) -> Durable<Committed> {
         let epoch = self.epoch;
-        Durable::from_future(self.worker.submit(true, Some(order_id.0), move |s| {
+        let writer = self.pool.writer(Some(order_id));
+        Durable::from_future(writer.submit(true, Some(order_id.0), move |s| {
             ops::transition(s, order_id, at_ms, kind.clone(), side.clone(), epoch)
         }))
     }
 
     fn order(&self, id: OrderId) -> Result<Option<OrderRecord>, StorageError> {
-        self.read(move |s| ops::order(s, id))
+        self.order_async(id).wait()
     }
 
     fn events(&self, id: OrderId) -> Result<Vec<OrderEvent>, StorageError> {
-        self.read(move |s| ops::events(s, id))
+        self.events_async(id).wait()
     }
 
     fn events_since(
@@ -309,7 +410,7 @@ impl Backend for PgStore {
     }
 
     fn archive_ended_before(&self, cutoff_ms: UnixMs) -> Result<usize, StorageError> {
-        self.call(true, move |s| ops::archive_ended_before(s, cutoff_ms))
+        self.call(None, move |s| ops::archive_ended_before(s, cutoff_ms))
     }
 
     fn find_orders(&self, query: &OrderQuery) -> Result<Page<OrderRecord>, StorageError> {
@@ -318,7 +419,7 @@ impl Backend for PgStore {
     }
 
     fn invoice(&self, id: InvoiceId) -> Result<Option<Invoice>, StorageError> {
-        self.read(move |s| ops::invoice(s, id))
+        self.invoice_async(id).wait()
     }
 
     fn tax_invoice(&self, invoice: InvoiceId) -> Result<Option<TaxInvoice>, StorageError> {
@@ -327,7 +428,9 @@ impl Backend for PgStore {
 
     fn begin_payment(&self, record: &PaymentRecord) -> Result<PaymentStart, StorageError> {
         let record = record.clone();
-        self.call(true, move |s| ops::begin_payment(s, record.clone()))
+        self.call(Some(record.order_id), move |s| {
+            ops::begin_payment(s, record.clone())
+        })
     }
 
     fn payment_by_key(
@@ -341,7 +444,7 @@ impl Backend for PgStore {
 
     fn put_payment(&self, record: &PaymentRecord) -> Result<Ticket, StorageError> {
         let record = record.clone();
-        Ok(self.write(move |s| {
+        Ok(self.write(Some(record.order_id), move |s| {
             let record = record.clone();
             async move { ops::upsert_payment(&s, &record).await }
         }))
@@ -352,7 +455,7 @@ impl Backend for PgStore {
     }
 
     fn payments_for(&self, order: OrderId) -> Result<Vec<PaymentRecord>, StorageError> {
-        self.read(move |s| ops::payments_for(s, order))
+        self.payments_for_async(order).wait()
     }
 
     fn pending_payments(&self) -> Result<Vec<PaymentRecord>, StorageError> {
@@ -366,16 +469,19 @@ impl Backend for PgStore {
 
     fn add_feedback(&self, record: &FeedbackRecord) -> Result<FeedbackOutcome, StorageError> {
         let record = record.clone();
-        self.call(true, move |s| ops::add_feedback(s, record.clone()))
+        self.call(Some(record.order_id), move |s| {
+            ops::add_feedback(s, record.clone())
+        })
     }
 
     fn feedback_for(&self, order: OrderId) -> Result<Vec<FeedbackRecord>, StorageError> {
-        self.read(move |s| ops::feedback_for(s, order))
+        self.read_after(Sees::Order(order), move |s| ops::feedback_for(s, order))
+            .wait()
     }
 
     fn put_discount(&self, code: &DiscountCode) -> Result<Ticket, StorageError> {
         let code = code.clone();
-        Ok(self.write(move |s| ops::put_discount(s, code.clone())))
+        Ok(self.write(None, move |s| ops::put_discount(s, code.clone())))
     }
 
     fn discount(&self, code: &str) -> Result<Option<DiscountCode>, StorageError> {
@@ -399,7 +505,9 @@ impl Backend for PgStore {
 
     fn redeem(&self, code: &str, user: UserId, order: OrderId) -> Result<bool, StorageError> {
         let code = code.to_string();
-        self.call(true, move |s| ops::redeem(s, code.clone(), user, order))
+        self.call(Some(order), move |s| {
+            ops::redeem(s, code.clone(), user, order)
+        })
     }
 
     fn pricing(&self) -> Result<Option<PricingSettings>, StorageError> {
@@ -408,25 +516,25 @@ impl Backend for PgStore {
 
     fn put_pricing(&self, settings: &PricingSettings) -> Result<Ticket, StorageError> {
         let settings = settings.clone();
-        Ok(self.write(move |s| ops::put_pricing(s, settings.clone())))
+        Ok(self.write(None, move |s| ops::put_pricing(s, settings.clone())))
     }
 
     fn put_request(&self, request: &OpenRequest) -> Result<Ticket, StorageError> {
         let request = request.clone();
-        Ok(self.write(move |s| ops::put_request(s, request.clone())))
+        Ok(self.write(None, move |s| ops::put_request(s, request.clone())))
     }
 
     fn fence_order(&self, order: OrderId) -> Result<Ticket, StorageError> {
         let epoch = self.epoch;
-        Ok(self.write(move |s| ops::fence_order(s, order, epoch)))
+        Ok(self.write(Some(order), move |s| ops::fence_order(s, order, epoch)))
     }
 
     fn remove_request(&self, id: RequestId) -> Result<Ticket, StorageError> {
-        Ok(self.write(move |s| ops::remove_request(s, id)))
+        Ok(self.write(None, move |s| ops::remove_request(s, id)))
     }
 
     fn request(&self, id: RequestId) -> Result<Option<OpenRequest>, StorageError> {
-        self.read(move |s| ops::request(s, id))
+        self.request_async(id).wait()
     }
 
     fn open_requests(&self) -> Result<Vec<OpenRequest>, StorageError> {
@@ -439,19 +547,68 @@ impl Backend for PgStore {
         presence: &Presence,
     ) -> Result<Ticket, StorageError> {
         let presence = presence.clone();
-        Ok(self.write(move |s| ops::put_presence(s, associate, presence.clone())))
+        Ok(self.write(None, move |s| {
+            ops::put_presence(s, associate, presence.clone())
+        }))
     }
 
     fn presence(&self, associate: AssociateId) -> Result<Option<Presence>, StorageError> {
-        self.read(move |s| ops::presence(s, associate))
+        self.presence_async(associate).wait()
     }
 
     fn commit(&self) -> Ticket {
-        self.write(|_| async { Ok(()) })
+        let every: Vec<Ticket> = self
+            .pool
+            .writers
+            .iter()
+            .map(|w| Ticket::from_future(w.submit(true, None, |_| async { Ok(()) })))
+            .collect();
+        Ticket::from_future(Box::pin(async move {
+            for ticket in every {
+                ticket.durable().await?;
+            }
+            Ok(())
+        }))
     }
 
     fn commit_queue(&self) -> (usize, usize) {
-        self.worker.queued()
+        self.pool
+            .writers
+            .iter()
+            .map(Worker::queued)
+            .fold((0, 0), |(n, cap), (a, b)| (n + a, cap + b))
+    }
+
+    fn user_async(&self, id: UserId) -> Reading<Option<UserProfile>> {
+        self.read_after(Sees::All, move |s| ops::one(s, ops::USERS.one, id.0))
+    }
+
+    fn associate_async(&self, id: AssociateId) -> Reading<Option<AssociateProfile>> {
+        self.read_after(Sees::All, move |s| ops::one(s, ops::ASSOCIATES.one, id.0))
+    }
+
+    fn order_async(&self, id: OrderId) -> Reading<Option<OrderRecord>> {
+        self.read_after(Sees::Order(id), move |s| ops::order(s, id))
+    }
+
+    fn events_async(&self, id: OrderId) -> Reading<Vec<OrderEvent>> {
+        self.read_after(Sees::Order(id), move |s| ops::events(s, id))
+    }
+
+    fn payments_for_async(&self, order: OrderId) -> Reading<Vec<PaymentRecord>> {
+        self.read_after(Sees::Order(order), move |s| ops::payments_for(s, order))
+    }
+
+    fn invoice_async(&self, id: InvoiceId) -> Reading<Option<Invoice>> {
+        self.read_after(Sees::All, move |s| ops::invoice(s, id))
+    }
+
+    fn request_async(&self, id: RequestId) -> Reading<Option<OpenRequest>> {
+        self.read_after(Sees::All, move |s| ops::request(s, id))
+    }
+
+    fn presence_async(&self, associate: AssociateId) -> Reading<Option<Presence>> {
+        self.read_after(Sees::Unkeyed, move |s| ops::presence(s, associate))
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
@@ -463,6 +620,6 @@ impl Backend for PgStore {
     }
 
     fn force_schema_version(&self, version: u32) -> Result<(), StorageError> {
-        self.call(true, move |s| ops::force_schema_version(s, version))
+        self.call(None, move |s| ops::force_schema_version(s, version))
     }
 }

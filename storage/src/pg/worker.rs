@@ -114,6 +114,11 @@ impl Session {
         }
     }
 
+    /// Whether the connection has gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     fn batch(&self) -> std::sync::MutexGuard<'_, Batch> {
         self.batch.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -523,6 +528,17 @@ impl Worker {
         })
     }
 
+    /// A mark of everything submitted so far, for [`Self::caught_up`].
+    pub(crate) fn mark(&self) -> u64 {
+        self.queue.mark()
+    }
+
+    /// Resolves once every operation submitted before `mark` was taken is answered (a
+    /// write: committed or failed).
+    pub(crate) async fn caught_up(&self, mark: u64) {
+        self.queue.caught_up(mark).await;
+    }
+
     /// Operations waiting now, and the most that may wait.
     pub(crate) fn queued(&self) -> (usize, usize) {
         (self.queue.len(), self.queue.capacity)
@@ -574,6 +590,7 @@ fn run(
     let mut session = Session::new(client);
     while let Some(batch) = queue.next_batch(config.max_wait) {
         queue.drained();
+        let jobs = batch.len();
         runtime.block_on(async {
             if session.client.is_closed() {
                 match connect(&config.url).await {
@@ -586,7 +603,9 @@ fn run(
             }
             commit_batch(&session, batch, &latency, config.commit_hook.as_ref()).await;
         });
+        queue.finished(jobs);
     }
+    queue.stopped();
 }
 
 /// Runs a batch in one transaction; on a database error, each operation on its own.

@@ -42,6 +42,8 @@ fn gated_store(kind: crate::Kind, dir: &std::path::Path, queue_capacity: usize) 
         crate::Kind::Postgres => Store::postgres(&storage::pg::PgConfig {
             queue_capacity,
             commit_hook: Some(hook),
+            // One committer, whose single gate these tests hold and release.
+            writers: 1,
             ..storage::pg::PgConfig::new(storage::pg::testing::fresh_database())
         }),
     }

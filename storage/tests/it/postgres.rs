@@ -211,3 +211,53 @@ fn the_database_refuses_what_breaks_the_rules_whoever_writes() {
          END $$")
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_committers_a_read_sees_every_write_submitted_before_it() {
+    let url = storage::pg::testing::fresh_database();
+    let store = Store::postgres(&PgConfig {
+        writers: 4,
+        readers: 2,
+        ..PgConfig::new(url)
+    })
+    .unwrap();
+    let user = UserId::new();
+    let orders: Vec<_> = (0..64)
+        .map(|n| new_order(user, AssociateId::new(), n))
+        .collect();
+    let feed_before = store.feed_next().unwrap();
+    // Submitted, not awaited: spread over the four committers by id.
+    let created: Vec<_> = orders
+        .iter()
+        .map(|o| store.create_order_durable(o.clone()))
+        .collect();
+    // An order's own read, and reads across every committer, see them all at once.
+    for o in &orders {
+        assert!(store.order_async(o.order_id).await.unwrap().is_some());
+    }
+    let open = store.open_orders_of(wire::PartyId::User(user)).unwrap();
+    assert_eq!(open.len(), orders.len());
+    // The feed has no hole a reader could step over: every event is there, in order.
+    let feed = store.events_since(feed_before, 1_000).unwrap();
+    assert_eq!(feed.len(), orders.len());
+    assert!(feed.windows(2).all(|w| w[0].0 < w[1].0));
+    for write in created {
+        write.await.unwrap();
+    }
+    // A transition submitted now is seen by the next read of its order and its events.
+    let moved: Vec<_> = orders
+        .iter()
+        .map(|o| store.transition_durable(o.order_id, 100, OrderEventKind::EnRoute, vec![]))
+        .collect();
+    for o in &orders {
+        let now = store.order_async(o.order_id).await.unwrap().unwrap();
+        assert_eq!(now.state, OrderState::EnRoute);
+        assert_eq!(store.events_async(o.order_id).await.unwrap().len(), 2);
+    }
+    for write in moved {
+        write.await.unwrap();
+    }
+    // Everything written is durable once the store's commit ticket resolves.
+    store.commit().durable().await.unwrap();
+    assert_eq!(store.commit_queue().1, 4 * storage::DEFAULT_QUEUE_CAPACITY);
+}
