@@ -10,7 +10,8 @@
 //!
 //! `COMMIT_BACKEND=postgres` runs the same load on the Postgres backend: against
 //! `COMMIT_DATABASE_URL` if set, else a private server this process starts (Debian's
-//! postgresql, fsync and synchronous_commit on) with a fresh database.
+//! postgresql, fsync and synchronous_commit on) with a fresh database, through
+//! `COMMIT_PG_WRITERS` committer connections (default: the engine's).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -192,6 +193,7 @@ fn main() {
             .unwrap_or_else(|_| storage::pg::testing::fresh_database());
         Store::postgres(&storage::pg::PgConfig {
             group_commit_wait: Duration::from_micros(wait_us),
+            writers: env("COMMIT_PG_WRITERS", storage::pg::DEFAULT_WRITERS),
             ..storage::pg::PgConfig::new(url)
         })
         .expect("open postgres store")

@@ -43,7 +43,7 @@ impl Session {
                 let a = associate(party)?;
                 let filter = z.zone.as_ref().and_then(actors::ZoneFilter::from_wire);
                 dispatch.set_zone(a, filter).await?;
-                if let Some(mut profile) = self.state.store.associate(a)? {
+                if let Some(mut profile) = self.state.store.associate_async(a).await? {
                     profile.home_zone = z.zone;
                     self.state.store.put_associate(&profile)?.durable().await?;
                 }
@@ -58,7 +58,7 @@ impl Session {
                     )));
                 }
                 if let Some(code) = &r.discount_code {
-                    self.check_discount(code, user)?;
+                    self.check_discount(code, user).await?;
                 }
                 dispatch.request_on_actor_thread(user, r).await?;
             }
@@ -103,9 +103,9 @@ impl Session {
     }
 
     /// A discount code must exist, not have expired, and (if once per user) be unused.
-    fn check_discount(&self, code: &str, user: wire::UserId) -> Result<(), ActorError> {
+    async fn check_discount(&self, code: &str, user: wire::UserId) -> Result<(), ActorError> {
         let store = &self.state.store;
-        let Some(discount) = store.discount(code)? else {
+        let Some(discount) = store.discount_async(code).await? else {
             return Err(ActorError::BadDiscountCode(format!(
                 "{code} does not exist"
             )));
@@ -116,7 +116,7 @@ impl Session {
         {
             return Err(ActorError::BadDiscountCode(format!("{code} has expired")));
         }
-        if discount.once_per_user && store.redeemed(code, user)? {
+        if discount.once_per_user && store.redeemed_async(code, user).await? {
             return Err(ActorError::BadDiscountCode(format!(
                 "{code} was already used"
             )));

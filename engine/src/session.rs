@@ -121,10 +121,11 @@ pub(crate) async fn upgrade(
     };
     let party = claims.party();
     let profile = match party {
-        PartyId::User(u) => state.store.user(u).map(|p| p.map(|_| None)),
+        PartyId::User(u) => state.store.user_async(u).await.map(|p| p.map(|_| None)),
         PartyId::Associate(a) => state
             .store
-            .associate(a)
+            .associate_async(a)
+            .await
             .map(|p| p.map(|p| Some(actors::profile_info(&p, &state.validator.catalog)))),
     };
     let info = match profile {

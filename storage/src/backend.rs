@@ -222,6 +222,35 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Reading::ready(self.presence(associate))
     }
 
+    /// [`Self::payment_by_key`], awaited rather than blocking.
+    fn payment_by_key_async(&self, user: UserId, key: &str) -> Reading<Option<PaymentRecord>> {
+        Reading::ready(self.payment_by_key(user, key))
+    }
+    /// [`Self::begin_payment`], awaited rather than blocking.
+    fn begin_payment_async(&self, record: &PaymentRecord) -> Reading<PaymentStart> {
+        Reading::ready(self.begin_payment(record))
+    }
+    /// [`Self::pricing`], awaited rather than blocking.
+    fn pricing_async(&self) -> Reading<Option<PricingSettings>> {
+        Reading::ready(self.pricing())
+    }
+    /// [`Self::discount`], awaited rather than blocking.
+    fn discount_async(&self, code: &str) -> Reading<Option<DiscountCode>> {
+        Reading::ready(self.discount(code))
+    }
+    /// [`Self::redeemed`], awaited rather than blocking.
+    fn redeemed_async(&self, code: &str, user: UserId) -> Reading<bool> {
+        Reading::ready(self.redeemed(code, user))
+    }
+    /// [`Self::redeem`], awaited rather than blocking.
+    fn redeem_async(&self, code: &str, user: UserId, order: OrderId) -> Reading<bool> {
+        Reading::ready(self.redeem(code, user, order))
+    }
+    /// [`Self::add_feedback`], awaited rather than blocking.
+    fn add_feedback_async(&self, record: &FeedbackRecord) -> Reading<FeedbackOutcome> {
+        Reading::ready(self.add_feedback(record))
+    }
+
     // --- The store itself ---
 
     /// A ticket that resolves once everything written so far is durable.

@@ -381,11 +381,13 @@ impl Dispatch {
         self.shared.associates.get(&id).map(|slot| slot.ask(msg))
     }
 
-    /// The associate's actor, started (from their presence) if it does not run.
+    /// The associate's actor, started (from their presence: `read`, or read now) if it
+    /// does not run.
     fn associate(
         &self,
         id: AssociateId,
         info: &AssociateProfileInfo,
+        read: Option<Result<Option<storage::Presence>, storage::StorageError>>,
     ) -> Ref<'_, AssociateId, Slot<AssociateActor, Arc<PositionSlot>>> {
         self.shared.associates.get_or_start(id, |mailbox| {
             let dispatch = self.clone();
@@ -394,7 +396,7 @@ impl Dispatch {
             let slot = position.clone();
             // Whether they were taking offers before their actor stopped (idle, or a
             // restart).
-            let presence = match self.shared.store.presence(id) {
+            let presence = match read.unwrap_or_else(|| self.shared.store.presence(id)) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(associate = %id, error = %e, "could not read presence; starting offline");
@@ -427,7 +429,13 @@ impl Dispatch {
             Some(_) => self.busy_on(id)?,
             None => None,
         };
-        let slot = self.associate(id, &info);
+        // Their presence, awaited here (not read on this thread) unless the actor runs.
+        let running = self.shared.associates.get(&id).is_some();
+        let presence = match running {
+            true => None,
+            false => Some(self.shared.store.presence_async(id).await),
+        };
+        let slot = self.associate(id, &info, presence);
         if let Some(order) = busy {
             slot.send(messages::MarkBusy { order });
         }
@@ -674,7 +682,9 @@ impl Dispatch {
     /// if it runs, and finds the order in the store when they connect if it does not.
     pub fn restore_busy(&self, id: AssociateId, order: OrderId, info: AssociateProfileInfo) {
         match self.peers() {
-            None => self.associate(id, &info).send(messages::MarkBusy { order }),
+            None => self
+                .associate(id, &info, None)
+                .send(messages::MarkBusy { order }),
             Some(peers) => {
                 if !self.to_associate(id, messages::MarkBusy { order }) {
                     peers.publish(subjects::associate(id), &ToAssociate::MarkBusy { order });

@@ -27,43 +27,47 @@ impl BillingActor {
             events: Some(events),
         }
     }
+}
 
-    /// The invoice and tax invoice for `order`; redeems its discount code.
-    fn bill(
-        &self,
-        order: &storage::OrderRecord,
-        minutes: u32,
-    ) -> Result<(Invoice, storage::TaxInvoice), ActorError> {
-        let store = self.orders.store();
-        let settings = pricing::settings_or_default(store);
-        let now = self.orders.dispatch().now_ms();
-        let code = match &order.discount_code {
-            Some(c) => store.discount(c)?,
-            None => None,
-        };
-        // Once-per-user codes apply only if this order holds the user's redemption.
-        let code = match code {
-            Some(c)
-                if c.once_per_user && !store.redeem(&c.code, order.user_id, order.order_id)? =>
-            {
-                None
-            }
-            other => other,
-        };
-        let input = BillInput {
-            invoice_id: InvoiceId::new(),
-            order_id: order.order_id,
-            task: &order.task,
-            minutes,
-            started_at_ms: order.started_at_ms.unwrap_or(order.allotted_at_ms),
-            issued_at_ms: now,
-            discount: code.as_ref(),
-        };
-        let invoice =
-            pricing::price(&settings, &input).map_err(|e| ActorError::Internal(e.to_string()))?;
-        let tax = tax_invoice(order, &invoice, now);
-        Ok((invoice, tax))
-    }
+/// The invoice and tax invoice for `order`; redeems its discount code. Every store call
+/// is awaited, so billing never holds an actor thread on the database.
+async fn bill(
+    orders: Orders,
+    order: storage::OrderRecord,
+    minutes: u32,
+) -> Result<(Invoice, storage::TaxInvoice), ActorError> {
+    let store = orders.store().clone();
+    let settings = pricing::settings_or_default(store.pricing_async().await);
+    let now = orders.dispatch().now_ms();
+    let code = match &order.discount_code {
+        Some(c) => store.discount_async(c).await?,
+        None => None,
+    };
+    // Once-per-user codes apply only if this order holds the user's redemption.
+    let code = match code {
+        Some(c)
+            if c.once_per_user
+                && !store
+                    .redeem_async(&c.code, order.user_id, order.order_id)
+                    .await? =>
+        {
+            None
+        }
+        other => other,
+    };
+    let input = BillInput {
+        invoice_id: InvoiceId::new(),
+        order_id: order.order_id,
+        task: &order.task,
+        minutes,
+        started_at_ms: order.started_at_ms.unwrap_or(order.allotted_at_ms),
+        issued_at_ms: now,
+        discount: code.as_ref(),
+    };
+    let invoice =
+        pricing::price(&settings, &input).map_err(|e| ActorError::Internal(e.to_string()))?;
+    let tax = tax_invoice(&order, &invoice, now);
+    Ok((invoice, tax))
 }
 
 /// The tax invoice issued with `invoice` (its number comes from the store's sequence).
@@ -116,28 +120,32 @@ impl Handler<Completed> for BillingActor {
     type Result = ();
 
     /// Bills the order and hands the invoice to its actor.
-    fn handle(&mut self, msg: Completed, _: &mut Context<Self>) {
-        let billed = self
-            .orders
-            .store()
-            .order(msg.order)
-            .map_err(ActorError::from)
-            .and_then(|o| o.ok_or(ActorError::NotYourOrder))
-            .and_then(|order| self.bill(&order, msg.minutes));
-        match billed {
-            Ok((invoice, tax)) => self.orders.invoiced(msg.order, invoice, tax),
-            Err(e) => {
-                tracing::error!(order = %msg.order, error = %e, "billing failed; the order retries")
+    fn handle(&mut self, msg: Completed, ctx: &mut Context<Self>) {
+        let orders = self.orders.clone();
+        ctx.spawn(fut::wrap_future(async move {
+            let billed = async {
+                let order = orders
+                    .store()
+                    .order_async(msg.order)
+                    .await?
+                    .ok_or(ActorError::NotYourOrder)?;
+                bill(orders.clone(), order, msg.minutes).await
+            };
+            match billed.await {
+                Ok((invoice, tax)) => orders.invoiced(msg.order, invoice, tax),
+                Err(e) => {
+                    tracing::error!(order = %msg.order, error = %e, "billing failed; the order retries")
+                }
             }
-        }
+        }));
     }
 }
 
 impl Handler<Bill> for BillingActor {
-    type Result = Result<(Invoice, storage::TaxInvoice), ActorError>;
+    type Result = ResponseFuture<Result<(Invoice, storage::TaxInvoice), ActorError>>;
 
     /// Bills on request.
     fn handle(&mut self, msg: Bill, _: &mut Context<Self>) -> Self::Result {
-        self.bill(&msg.order, msg.minutes)
+        Box::pin(bill(self.orders.clone(), msg.order, msg.minutes))
     }
 }

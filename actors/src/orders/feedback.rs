@@ -26,34 +26,31 @@ impl FeedbackActor {
             events: Some(events),
         }
     }
+}
 
-    /// Records `record`; the outcome says whether it was new. The write is durable
-    /// before the caller hears of it.
-    fn store(
-        &self,
-        record: storage::FeedbackRecord,
-    ) -> ResponseFuture<Result<ExternalOutcome, ActorError>> {
-        let recorded = self.orders.store().add_feedback(&record);
-        Box::pin(async move {
-            match recorded? {
-                storage::FeedbackOutcome::Recorded(ticket) => {
-                    crate::disk::durable(ticket).await?;
-                    let source = match record.source {
-                        storage::FeedbackSource::App => "app",
-                        storage::FeedbackSource::External { .. } => "external",
-                    };
-                    metrics::counter!(crate::telemetry::FEEDBACK, "source" => source).increment(1);
-                    Ok(ExternalOutcome {
-                        record,
-                        created: true,
-                    })
-                }
-                storage::FeedbackOutcome::AlreadyRated(earlier) => Ok(ExternalOutcome {
-                    record: *earlier,
-                    created: false,
-                }),
-            }
-        })
+/// Records `record`; the outcome says whether it was new. The write is durable before
+/// the caller hears of it.
+async fn record(
+    orders: Orders,
+    record: storage::FeedbackRecord,
+) -> Result<ExternalOutcome, ActorError> {
+    match orders.store().add_feedback_async(&record).await? {
+        storage::FeedbackOutcome::Recorded(ticket) => {
+            crate::disk::durable(ticket).await?;
+            let source = match record.source {
+                storage::FeedbackSource::App => "app",
+                storage::FeedbackSource::External { .. } => "external",
+            };
+            metrics::counter!(crate::telemetry::FEEDBACK, "source" => source).increment(1);
+            Ok(ExternalOutcome {
+                record,
+                created: true,
+            })
+        }
+        storage::FeedbackOutcome::AlreadyRated(earlier) => Ok(ExternalOutcome {
+            record: *earlier,
+            created: false,
+        }),
     }
 }
 
@@ -112,34 +109,35 @@ impl Handler<Rate> for FeedbackActor {
 
     /// Records a party's rating of the other side of a closed order, once.
     fn handle(&mut self, msg: Rate, _: &mut Context<Self>) -> Self::Result {
-        // Whose it is comes first: a stranger learns nothing of the order's state.
-        let side = match stored_order(&self.orders, msg.order_id).and_then(|o| {
-            let side = side_of(&o, msg.party).ok_or(ActorError::NotYourOrder)?;
-            closed(&o)?;
-            Ok(side)
-        }) {
-            Ok(side) => side,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
-        let about = match side {
-            Role::User => Role::Associate,
-            Role::Associate => Role::User,
-        };
-        let stored = self.store(storage::FeedbackRecord {
-            id: FeedbackId::new(),
-            order_id: msg.order_id,
-            about,
-            rating: msg.rating,
-            comment: msg.comment,
-            source: storage::FeedbackSource::App,
-            at_ms: self.orders.dispatch().now_ms(),
-        });
-        let sessions = self.orders.sessions().clone();
+        let orders = self.orders.clone();
         Box::pin(async move {
-            if !stored.await?.created {
+            // Whose it is comes first: a stranger learns nothing of the order's state.
+            let order = stored_order(&orders, msg.order_id).await?;
+            let side = side_of(&order, msg.party).ok_or(ActorError::NotYourOrder)?;
+            closed(&order)?;
+            let about = match side {
+                Role::User => Role::Associate,
+                Role::Associate => Role::User,
+            };
+            let at_ms = orders.dispatch().now_ms();
+            let stored = record(
+                orders.clone(),
+                storage::FeedbackRecord {
+                    id: FeedbackId::new(),
+                    order_id: msg.order_id,
+                    about,
+                    rating: msg.rating,
+                    comment: msg.comment,
+                    source: storage::FeedbackSource::App,
+                    at_ms,
+                },
+            )
+            .await?;
+            if !stored.created {
                 return Err(ActorError::AlreadyRated);
             }
-            sessions
+            orders
+                .sessions()
                 .send(
                     msg.party,
                     FeedbackRecorded {
@@ -158,24 +156,34 @@ impl Handler<External> for FeedbackActor {
 
     /// Records feedback from elsewhere about a party of a closed order, once per source.
     fn handle(&mut self, msg: External, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = stored_order(&self.orders, msg.order_id).and_then(|o| closed(&o)) {
-            return Box::pin(async move { Err(e) });
-        }
-        self.store(storage::FeedbackRecord {
-            id: FeedbackId::new(),
-            order_id: msg.order_id,
-            about: msg.about,
-            rating: msg.rating,
-            comment: msg.comment,
-            source: storage::FeedbackSource::External { source: msg.source },
-            at_ms: self.orders.dispatch().now_ms(),
+        let orders = self.orders.clone();
+        Box::pin(async move {
+            closed(&stored_order(&orders, msg.order_id).await?)?;
+            let at_ms = orders.dispatch().now_ms();
+            record(
+                orders,
+                storage::FeedbackRecord {
+                    id: FeedbackId::new(),
+                    order_id: msg.order_id,
+                    about: msg.about,
+                    rating: msg.rating,
+                    comment: msg.comment,
+                    source: storage::FeedbackSource::External { source: msg.source },
+                    at_ms,
+                },
+            )
+            .await
         })
     }
 }
 
 /// The stored order (`not_your_order` when there is none).
-fn stored_order(orders: &Orders, id: OrderId) -> Result<storage::OrderRecord, ActorError> {
-    orders.store().order(id)?.ok_or(ActorError::NotYourOrder)
+async fn stored_order(orders: &Orders, id: OrderId) -> Result<storage::OrderRecord, ActorError> {
+    orders
+        .store()
+        .order_async(id)
+        .await?
+        .ok_or(ActorError::NotYourOrder)
 }
 
 /// Whether the order is closed (feedback opens at close).

@@ -224,7 +224,7 @@ impl OrderActor {
         &self,
         fee_minor: Minor,
     ) -> Result<(InvoiceId, Vec<storage::SideWrite>), ActorError> {
-        let settings = pricing::settings_or_default(self.orders.store());
+        let settings = pricing::settings_or_default(self.orders.store().pricing());
         let now = self.orders.dispatch().now_ms();
         let invoice = pricing::cancellation_invoice(
             &settings,
@@ -270,7 +270,8 @@ impl OrderActor {
 
     /// Free within the policy's window after allotment, the policy's fee after it.
     fn cancellation_fee(&self) -> wire::model::Minor {
-        let policy = crate::orders::pricing::settings_or_default(self.orders.store()).cancellation;
+        let policy =
+            crate::orders::pricing::settings_or_default(self.orders.store().pricing()).cancellation;
         let since = self
             .orders
             .dispatch()
@@ -798,17 +799,10 @@ impl OrderActor {
     fn start_payment(
         &mut self,
         msg: Pay,
-        ctx: &mut Context<Self>,
+        _: &mut Context<Self>,
     ) -> Result<ResponseActFuture<Self, Result<(), ActorError>>, ActorError> {
         let invoice = self.payable_invoice(msg.party, Role::User, true)?;
         let store = self.orders.store().clone();
-        if let Some(earlier) = store.payment_by_key(self.record.user_id, &msg.idempotency_key)? {
-            self.report_existing(earlier)?;
-            return Ok(Box::pin(fut::ready(Ok(()))));
-        }
-        if let Some(busy) = self.charging {
-            return Err(ActorError::PaymentPending(busy));
-        }
         let now = self.orders.dispatch().now_ms();
         let record = storage::PaymentRecord {
             payment_id: PaymentId::new(),
@@ -828,37 +822,88 @@ impl OrderActor {
             created_at_ms: now,
             updated_at_ms: now,
         };
-        let (record, ticket) = match store.begin_payment(&record)? {
-            storage::PaymentStart::Created(record, ticket) => (record, ticket),
-            // The same user used the key on another order at this very moment.
-            storage::PaymentStart::Existing(earlier) => {
-                self.report_existing(earlier)?;
-                return Ok(Box::pin(fut::ready(Ok(()))));
-            }
-        };
-        // From here a second payment is refused, while the record reaches the disk.
-        self.charging = Some(record.payment_id);
         let charge = Charge {
             payment: record.clone(),
             instrument: msg.instrument,
             currency: invoice.currency,
         };
-        let _ = ctx;
-        Ok(Box::pin(crate::disk::durable(ticket).into_actor(self).map(
-            move |durable, act, ctx| {
-                if let Err(e) = durable {
-                    // Never charged: say so durably (at worst a restart finds it pending,
-                    // voids it at the gateway and fails it).
-                    let mut failed = record;
-                    failed.status = PaymentStatus::Failed;
-                    failed.failure = Some(format!("could not be recorded: {e}"));
-                    act.settle(failed, ctx);
-                    return Err(e);
+        // Every store call is awaited, never waited on: this thread runs other actors.
+        let earlier = store.payment_by_key_async(record.user_id, &record.idempotency_key);
+        Ok(Box::pin(earlier.into_actor(self).then(
+            move |earlier, act, _| -> ResponseActFuture<Self, Result<(), ActorError>> {
+                let begun = (|| {
+                    if let Some(earlier) = earlier? {
+                        act.report_existing(earlier)?;
+                        return Ok(None);
+                    }
+                    if let Some(busy) = act.charging {
+                        return Err(ActorError::PaymentPending(busy));
+                    }
+                    // From here a second payment is refused, while the record is stored.
+                    act.charging = Some(record.payment_id);
+                    Ok(Some(store.begin_payment_async(&record)))
+                })();
+                match begun {
+                    Ok(Some(begin)) => Box::pin(
+                        begin
+                            .into_actor(act)
+                            .then(move |begun, act, _| act.after_begin(begun, charge)),
+                    ),
+                    Ok(None) => Box::pin(fut::ready(Ok(()))),
+                    Err(e) => Box::pin(fut::ready(Err(e))),
                 }
-                act.charge(charge, ctx);
-                Ok(())
             },
         )))
+    }
+
+    /// Goes on with a payment once its pending record is stored (or was found under its
+    /// key): charges once that record is durable.
+    fn after_begin(
+        &mut self,
+        begun: Result<storage::PaymentStart, storage::StorageError>,
+        charge: Charge,
+    ) -> ResponseActFuture<Self, Result<(), ActorError>> {
+        let id = charge.payment.payment_id;
+        let release = |act: &mut Self| {
+            if act.charging == Some(id) {
+                act.charging = None;
+            }
+        };
+        let (record, ticket) = match begun {
+            Ok(storage::PaymentStart::Created(record, ticket)) => (record, ticket),
+            // The same user used the key on another order at this very moment.
+            Ok(storage::PaymentStart::Existing(earlier)) => {
+                release(self);
+                return Box::pin(fut::ready(self.report_existing(earlier)));
+            }
+            Err(e) => {
+                release(self);
+                return Box::pin(fut::ready(Err(e.into())));
+            }
+        };
+        Box::pin(
+            crate::disk::durable(ticket)
+                .into_actor(self)
+                .map(move |durable, act, ctx| {
+                    if let Err(e) = durable {
+                        // Never charged: say so durably (at worst a restart finds it pending,
+                        // voids it at the gateway and fails it).
+                        let mut failed = record;
+                        failed.status = PaymentStatus::Failed;
+                        failed.failure = Some(format!("could not be recorded: {e}"));
+                        act.settle(failed, ctx);
+                        return Err(e);
+                    }
+                    act.charge(
+                        Charge {
+                            payment: record,
+                            ..charge
+                        },
+                        ctx,
+                    );
+                    Ok(())
+                }),
+        )
     }
 
     /// Sends a durable pending payment to the gateway and handles the answer.

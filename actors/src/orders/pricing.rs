@@ -344,12 +344,10 @@ pub fn sample_settings() -> PricingSettings {
 }
 
 /// The stored settings, or the sample settings when none were ever stored.
-pub fn settings_or_default(store: &storage::Store) -> PricingSettings {
-    store
-        .pricing()
-        .ok()
-        .flatten()
-        .unwrap_or_else(sample_settings)
+pub fn settings_or_default(
+    stored: Result<Option<PricingSettings>, storage::StorageError>,
+) -> PricingSettings {
+    stored.ok().flatten().unwrap_or_else(sample_settings)
 }
 
 #[cfg(test)]

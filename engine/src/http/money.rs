@@ -25,7 +25,7 @@ pub async fn get_pricing(
     _: Admin,
 ) -> ApiResult<Json<PricingSettings>> {
     Ok(Json(actors::orders::pricing::settings_or_default(
-        &state.store,
+        state.store.pricing_async().await,
     )))
 }
 

@@ -124,8 +124,8 @@ impl Pool {
 enum Sees {
     /// Those about this order (its committer's).
     Order(OrderId),
-    /// Those about no order (the first committer's): presence, which only
-    /// `put_presence` writes.
+    /// Those about no order (the first committer's): presence, pricing and discount
+    /// codes, which only their own `put_*` write.
     Unkeyed,
     /// All of them.
     All,
@@ -172,6 +172,16 @@ impl PgStore {
             |client| async move { schema::migrate(&client).await },
         )?;
         Ok((before, PG_SCHEMA_VERSION))
+    }
+
+    /// A write about `order` with an answer, delivered once committed.
+    fn answered<T, F, Fut>(&self, order: Option<OrderId>, op: F) -> Reading<T>
+    where
+        T: Send + 'static,
+        F: Fn(Session) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
+    {
+        Reading::from_future(self.pool.writer(order).submit(true, None, op))
     }
 
     /// A write about `order` whose answer the caller waits for now (blocking this
@@ -427,10 +437,7 @@ impl Backend for PgStore {
     }
 
     fn begin_payment(&self, record: &PaymentRecord) -> Result<PaymentStart, StorageError> {
-        let record = record.clone();
-        self.call(Some(record.order_id), move |s| {
-            ops::begin_payment(s, record.clone())
-        })
+        self.begin_payment_async(record).wait()
     }
 
     fn payment_by_key(
@@ -438,8 +445,7 @@ impl Backend for PgStore {
         user: UserId,
         key: &str,
     ) -> Result<Option<PaymentRecord>, StorageError> {
-        let key = key.to_string();
-        self.read(move |s| ops::payment_by_key(s, user, key.clone()))
+        self.payment_by_key_async(user, key).wait()
     }
 
     fn put_payment(&self, record: &PaymentRecord) -> Result<Ticket, StorageError> {
@@ -468,10 +474,7 @@ impl Backend for PgStore {
     }
 
     fn add_feedback(&self, record: &FeedbackRecord) -> Result<FeedbackOutcome, StorageError> {
-        let record = record.clone();
-        self.call(Some(record.order_id), move |s| {
-            ops::add_feedback(s, record.clone())
-        })
+        self.add_feedback_async(record).wait()
     }
 
     fn feedback_for(&self, order: OrderId) -> Result<Vec<FeedbackRecord>, StorageError> {
@@ -485,8 +488,7 @@ impl Backend for PgStore {
     }
 
     fn discount(&self, code: &str) -> Result<Option<DiscountCode>, StorageError> {
-        let code = code.to_string();
-        self.read(move |s| ops::discount(s, code.clone()))
+        self.discount_async(code).wait()
     }
 
     fn discounts(&self) -> Result<Vec<DiscountCode>, StorageError> {
@@ -499,19 +501,15 @@ impl Backend for PgStore {
     }
 
     fn redeemed(&self, code: &str, user: UserId) -> Result<bool, StorageError> {
-        let code = code.to_string();
-        self.read(move |s| ops::redeemed(s, code.clone(), user))
+        self.redeemed_async(code, user).wait()
     }
 
     fn redeem(&self, code: &str, user: UserId, order: OrderId) -> Result<bool, StorageError> {
-        let code = code.to_string();
-        self.call(Some(order), move |s| {
-            ops::redeem(s, code.clone(), user, order)
-        })
+        self.redeem_async(code, user, order).wait()
     }
 
     fn pricing(&self) -> Result<Option<PricingSettings>, StorageError> {
-        self.read(ops::pricing)
+        self.pricing_async().wait()
     }
 
     fn put_pricing(&self, settings: &PricingSettings) -> Result<Ticket, StorageError> {
@@ -609,6 +607,46 @@ impl Backend for PgStore {
 
     fn presence_async(&self, associate: AssociateId) -> Reading<Option<Presence>> {
         self.read_after(Sees::Unkeyed, move |s| ops::presence(s, associate))
+    }
+
+    fn payment_by_key_async(&self, user: UserId, key: &str) -> Reading<Option<PaymentRecord>> {
+        let key = key.to_string();
+        self.read_after(Sees::All, move |s| ops::payment_by_key(s, user, key))
+    }
+
+    fn begin_payment_async(&self, record: &PaymentRecord) -> Reading<PaymentStart> {
+        let record = record.clone();
+        self.answered(Some(record.order_id), move |s| {
+            ops::begin_payment(s, record.clone())
+        })
+    }
+
+    fn pricing_async(&self) -> Reading<Option<PricingSettings>> {
+        self.read_after(Sees::Unkeyed, ops::pricing)
+    }
+
+    fn discount_async(&self, code: &str) -> Reading<Option<DiscountCode>> {
+        let code = code.to_string();
+        self.read_after(Sees::Unkeyed, move |s| ops::discount(s, code))
+    }
+
+    fn redeemed_async(&self, code: &str, user: UserId) -> Reading<bool> {
+        let code = code.to_string();
+        self.read_after(Sees::All, move |s| ops::redeemed(s, code, user))
+    }
+
+    fn redeem_async(&self, code: &str, user: UserId, order: OrderId) -> Reading<bool> {
+        let code = code.to_string();
+        self.answered(Some(order), move |s| {
+            ops::redeem(s, code.clone(), user, order)
+        })
+    }
+
+    fn add_feedback_async(&self, record: &FeedbackRecord) -> Reading<FeedbackOutcome> {
+        let record = record.clone();
+        self.answered(Some(record.order_id), move |s| {
+            ops::add_feedback(s, record.clone())
+        })
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
