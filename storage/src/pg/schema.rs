@@ -23,10 +23,15 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "bodies_in_storage_layouts",
         include_str!("../../migrations/0003_bodies_in_storage_layouts.sql"),
     ),
+    (
+        4,
+        "transitions_without_index_writes",
+        include_str!("../../migrations/0004_transitions_without_index_writes.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const PG_SCHEMA_VERSION: u32 = 3;
+pub const PG_SCHEMA_VERSION: u32 = 4;
 
 /// The advisory lock key migrations hold (any fixed number; "SPEEDY" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5350_4545_4459;
