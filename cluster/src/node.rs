@@ -37,6 +37,7 @@ pub struct NodeConfig {
 pub struct Node {
     membership: Arc<Membership>,
     owned: watch::Receiver<Owned>,
+    in_lease: watch::Receiver<bool>,
     task: JoinHandle<()>,
     paused: Arc<AtomicBool>,
 }
@@ -48,6 +49,7 @@ impl Node {
         let cells = Cells::open(js).await?;
         let view = cells.view().await?;
         let (publish, owned) = watch::channel(Owned::new());
+        let (lease, in_lease) = watch::channel(false);
         let paused = Arc::new(AtomicBool::new(false));
         let mut round = Round {
             config,
@@ -57,6 +59,7 @@ impl Node {
             held: Owned::new(),
             last_contact: Instant::now(),
             publish,
+            lease,
         };
         round.run().await;
         let frozen = paused.clone();
@@ -73,6 +76,7 @@ impl Node {
         Ok(Self {
             membership,
             owned,
+            in_lease,
             task,
             paused,
         })
@@ -86,6 +90,12 @@ impl Node {
     /// Changes to the cells held.
     pub fn watch(&self) -> watch::Receiver<Owned> {
         self.owned.clone()
+    }
+
+    /// Whether the node holds its lease: its last round reached NATS and found the node
+    /// in the live set, so the cells it holds are its own (true once caught up).
+    pub fn lease(&self) -> watch::Receiver<bool> {
+        self.in_lease.clone()
     }
 
     /// The live nodes as this node reads them.
@@ -122,6 +132,8 @@ struct Round {
     /// When NATS last answered.
     last_contact: Instant,
     publish: watch::Sender<Owned>,
+    /// Whether the last round found this node holding its lease.
+    lease: watch::Sender<bool>,
 }
 
 impl Round {
@@ -139,6 +151,9 @@ impl Round {
                 live
             }
             Err(e) => {
+                if self.last_contact.elapsed() >= self.config.ttl {
+                    self.lease.send_replace(false);
+                }
                 if self.last_contact.elapsed() >= self.config.ttl && !self.held.is_empty() {
                     tracing::warn!(node = %me, error = %e, cells = self.held.len(), "cut off from NATS for a lease: dropping every cell");
                     self.held.clear();
@@ -172,8 +187,10 @@ impl Round {
                 self.held.clear();
             }
             self.publish.send_replace(self.held.clone());
+            self.lease.send_replace(false);
             return;
         }
+        self.lease.send_replace(true);
         for &cell in &self.config.cells {
             let mine = rendezvous::owner(cell, &live) == Some(me.as_str());
             match (mine, self.held.get(&cell).copied()) {

@@ -17,6 +17,8 @@ pub struct Joined {
     pub peers: actors::peers::Peers,
     /// The JetStream log of order events.
     pub events: cluster::EventLog,
+    /// Whether the node holds its lease now.
+    pub lease: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The membership heartbeat and ownership loop, on a thread, runtime and NATS connection
@@ -40,7 +42,14 @@ impl Drop for LeaseKeeper {
 async fn keep_lease(
     nats: String,
     config: cluster::NodeConfig,
-) -> Result<(LeaseKeeper, tokio::sync::watch::Receiver<cluster::Owned>), EngineError> {
+) -> Result<
+    (
+        LeaseKeeper,
+        tokio::sync::watch::Receiver<cluster::Owned>,
+        tokio::sync::watch::Receiver<bool>,
+    ),
+    EngineError,
+> {
     let (started_tx, started) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new()
@@ -71,7 +80,7 @@ async fn keep_lease(
                 .await;
                 match joined {
                     Ok(node) => {
-                        let _ = started_tx.send(Ok(node.watch()));
+                        let _ = started_tx.send(Ok((node.watch(), node.lease())));
                         let _ = stopped.await;
                         node.halt();
                     }
@@ -82,11 +91,11 @@ async fn keep_lease(
             });
         })
         .map_err(|e| EngineError::Cluster(format!("the lease keeper's thread: {e}")))?;
-    let owned = started
+    let (owned, lease) = started
         .await
         .map_err(|_| EngineError::Cluster("the lease keeper stopped at start".into()))?
         .map_err(EngineError::Cluster)?;
-    Ok((LeaseKeeper { stop: Some(stop) }, owned))
+    Ok((LeaseKeeper { stop: Some(stop) }, owned, lease))
 }
 
 /// Connects to NATS and joins the cluster; the first round of claims is made before this
@@ -100,7 +109,7 @@ pub async fn join(
     let market = settings
         .market_cells(resolution)
         .map_err(|m| EngineError::Cluster(format!("market: {m}")))?;
-    let (keeper, owned) = keep_lease(
+    let (keeper, owned, lease) = keep_lease(
         settings.nats.clone(),
         cluster::NodeConfig {
             id: id.clone(),
@@ -134,6 +143,7 @@ pub async fn join(
         _keeper: keeper,
         peers,
         events,
+        lease,
     })
 }
 

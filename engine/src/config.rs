@@ -446,6 +446,8 @@ pub struct Overrides {
     pub admin_key: Option<String>,
     /// `--token-secret` / `SPEEDY_TOKEN_SECRET`.
     pub token_secret: Option<String>,
+    /// `--feedback-api-key` / `SPEEDY_FEEDBACK_API_KEY`.
+    pub feedback_api_key: Option<String>,
     /// `--workers` / `SPEEDY_WORKERS`.
     pub workers: Option<usize>,
     /// `--offer-window-ms` / `SPEEDY_OFFER_WINDOW_MS`.
@@ -478,6 +480,7 @@ impl Config {
         config.database = o.database.or(config.database);
         config.admin_key = o.admin_key.or(config.admin_key);
         config.token_secret = o.token_secret.or(config.token_secret);
+        config.feedback_api_key = o.feedback_api_key.or(config.feedback_api_key);
         config.workers = o.workers.unwrap_or(config.workers);
         config.dispatch.offer_window_ms =
             o.offer_window_ms.unwrap_or(config.dispatch.offer_window_ms);

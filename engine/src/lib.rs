@@ -206,6 +206,7 @@ pub async fn run(
         live_sessions: shutdown::Sessions::default(),
         openapi: Arc::new(http::openapi_json()),
         events: joined.as_ref().map(|j| j.events.clone()),
+        lease: joined.as_ref().map(|j| j.lease.clone()),
         ops: ops::OpsSessions::new(Duration::from_secs(config_ops_ttl)),
     };
     let mirror = match &joined {

@@ -44,6 +44,15 @@ struct Cli {
         hide_env_values = true
     )]
     token_secret: Option<String>,
+    /// API key for posting external feedback, at least 16 characters (default:
+    /// generated into the data directory).
+    #[arg(
+        long,
+        env = "SPEEDY_FEEDBACK_API_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    feedback_api_key: Option<String>,
     /// Actor threads (0: one per core).
     #[arg(long, env = "SPEEDY_WORKERS", global = true)]
     workers: Option<usize>,
@@ -120,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         database: cli.database.clone(),
         admin_key: cli.admin_key.clone(),
         token_secret: cli.token_secret.clone(),
+        feedback_api_key: cli.feedback_api_key.clone(),
         workers: cli.workers,
         offer_window_ms: cli.offer_window_ms,
         request_timeout_ms: cli.request_timeout_ms,

@@ -37,6 +37,8 @@ pub struct AppState {
     pub openapi: Arc<String>,
     /// Cluster mode: the JetStream log of order events.
     pub events: Option<cluster::EventLog>,
+    /// Cluster mode: whether this node holds its lease now.
+    pub lease: Option<tokio::sync::watch::Receiver<bool>>,
     /// Ops console sessions.
     pub ops: crate::ops::OpsSessions,
 }

@@ -253,6 +253,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     // --- The store itself ---
 
+    /// Answers once the store has answered a trivial read: it is reachable.
+    fn reachable(&self) -> Reading<()> {
+        Reading::ready(self.schema_version().map(|_| ()))
+    }
+
     /// A ticket that resolves once everything written so far is durable.
     fn commit(&self) -> Ticket;
     /// Writes waiting for the group committer now, and the most that may wait.

@@ -44,6 +44,68 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
+/// Whether this node should be sent traffic, and if not, why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`, or `not_ready`.
+    pub status: String,
+    /// What is missing, when not ready: `stopping`, `store unreachable: …`, `no lease`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// How long the store may take to answer the readiness read.
+const STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness: 200 when the node is not stopping, its store answers, and (cluster mode)
+/// it holds its lease, having caught up on cell ownership; 503 with the reasons otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    security(()),
+    responses(
+        (status = 200, description = "Ready for traffic", body = Readiness),
+        (status = 503, description = "Not ready, with the reasons", body = Readiness)
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let mut reasons = Vec::new();
+    if state.shutdown.is_stopping() {
+        reasons.push("stopping".to_string());
+    }
+    match tokio::time::timeout(STORE_CHECK, state.store.reachable()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => reasons.push(format!("store unreachable: {e}")),
+        Err(_) => reasons.push(format!(
+            "store unreachable: no answer within {} s",
+            STORE_CHECK.as_secs()
+        )),
+    }
+    if let Some(lease) = &state.lease
+        && !*lease.borrow()
+    {
+        reasons.push("no lease: this node is not in the cluster's live set".to_string());
+    }
+    let code = if reasons.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let status = if reasons.is_empty() {
+        "ready"
+    } else {
+        "not_ready"
+    };
+    (
+        code,
+        Json(Readiness {
+            status: status.into(),
+            reasons,
+        }),
+    )
+}
+
 /// Prometheus metrics (`speedy_*`), in the text exposition format.
 #[utoipa::path(
     get,

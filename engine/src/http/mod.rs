@@ -82,6 +82,7 @@ impl Modify for SecuritySchemes {
 pub fn api() -> (Router<AppState>, OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(Frame::openapi())
         .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi))
         .routes(routes!(crate::session::upgrade))

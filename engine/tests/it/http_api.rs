@@ -571,6 +571,7 @@ async fn the_served_openapi_document_is_the_committed_one() {
     let paths = r.body["paths"].as_object().unwrap();
     for path in [
         "/healthz",
+        "/readyz",
         "/metrics",
         "/v1/openapi.json",
         "/v1/ws",
@@ -592,7 +593,8 @@ async fn the_served_openapi_document_is_the_committed_one() {
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
             for (status, response) in op["responses"].as_object().unwrap() {
-                if status.starts_with('4') || status.starts_with('5') {
+                // /readyz's 503 is a readiness answer (its reasons), not a request's error.
+                if (status.starts_with('4') || status.starts_with('5')) && path != "/readyz" {
                     assert_eq!(
                         response["content"]["application/json"]["schema"]["$ref"],
                         "#/components/schemas/ErrorBody",
@@ -678,3 +680,67 @@ async fn a_party_reads_only_its_own_order_and_the_associate_never_sees_the_pin()
         );
     }
 }
+
+/// `/readyz` until `want` answers, polled for at most ten seconds: the last answer.
+async fn readiness_until(s: &TestServer, want: u16) -> (u16, serde_json::Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = http_api::request(s.addr, "GET", "/readyz", &[], None)
+            .await
+            .unwrap();
+        if r.status == want || std::time::Instant::now() >= deadline {
+            return (r.status, r.body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn readiness_follows_the_store(backend: crate::harness::Backend) {
+    let database = backend.database();
+    let s = TestServer::start_on(backend, |c| c.database = database.clone());
+    let (status, body) = readiness_until(&s, 200).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
+    let Some(url) = database else {
+        return;
+    };
+    // The database refuses connections and drops the engine's: not ready, and why.
+    let (_, path) = url
+        .trim_start_matches("postgres://")
+        .split_once('/')
+        .unwrap();
+    let name = path.split('?').next().unwrap().to_string();
+    let admin = url.replacen(&format!("/{name}"), "/postgres", 1);
+    storage::pg::testing::execute(
+        &admin,
+        &format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ),
+    );
+    let (status, body) = readiness_until(&s, 503).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("store unreachable")),
+        "{body}"
+    );
+    // Liveness is another matter: the process runs.
+    let health = http_api::request(s.addr, "GET", "/healthz", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200);
+    // The database is back: ready again, without a restart.
+    storage::pg::testing::execute(
+        &admin,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    );
+    let (status, body) = readiness_until(&s, 200).await;
+    assert_eq!(status, 200, "{body}");
+}
+crate::both!(readiness_follows_the_store);

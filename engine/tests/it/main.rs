@@ -3,6 +3,7 @@
 mod cluster;
 mod contract;
 mod crash;
+mod deploy;
 mod documented;
 mod flow;
 mod harness;

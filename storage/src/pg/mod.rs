@@ -577,6 +577,16 @@ impl Backend for PgStore {
             .fold((0, 0), |(n, cap), (a, b)| (n + a, cap + b))
     }
 
+    fn reachable(&self) -> Reading<()> {
+        // No earlier write to wait for: straight to a reader.
+        let pool = self.pool.clone();
+        Reading::from_future(Box::pin(async move {
+            pool.reader()
+                .run(|s| async move { s.query("SELECT 1", &[]).await.map(|_| ()) })
+                .await
+        }))
+    }
+
     fn user_async(&self, id: UserId) -> Reading<Option<UserProfile>> {
         self.read_after(Sees::All, move |s| ops::one(s, ops::USERS.one, id.0))
     }

@@ -592,16 +592,28 @@ fn run(
         queue.drained();
         let jobs = batch.len();
         runtime.block_on(async {
-            if session.client.is_closed() {
-                match connect(&config.url).await {
-                    Ok(client) => {
-                        tracing::info!("reconnected to postgres");
-                        session = Session::new(client);
+            let mut batch = batch;
+            // Twice at most: a connection found dead only as the batch began (its runtime
+            // is idle between batches, so the loss goes unseen until then) has applied
+            // nothing, and the batch runs again on a new one.
+            for _ in 0..2 {
+                if session.client.is_closed() {
+                    match connect(&config.url).await {
+                        Ok(client) => {
+                            tracing::info!("reconnected to postgres");
+                            session = Session::new(client);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not reconnect to postgres"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not reconnect to postgres"),
+                }
+                match commit_batch(&session, batch, &latency, config.commit_hook.as_ref()).await {
+                    None => return,
+                    Some(again) => batch = again,
                 }
             }
-            commit_batch(&session, batch, &latency, config.commit_hook.as_ref()).await;
+            for job in batch {
+                job.finish(Err(StorageError::Closed), &latency);
+            }
         });
         queue.finished(jobs);
     }
@@ -609,13 +621,23 @@ fn run(
 }
 
 /// Runs a batch in one transaction; on a database error, each operation on its own.
+/// Gives the batch back, untouched, when the connection turned out to be gone before the
+/// transaction began.
 async fn commit_batch(
     session: &Session,
     batch: Vec<Job>,
     latency: &metrics::Histogram,
     hook: Option<&crate::SyncHook>,
-) {
-    match attempt(session, &batch, hook).await {
+) -> Option<Vec<Job>> {
+    let first = match session.begin(&batch).await {
+        Ok(()) => attempt_begun(session, &batch, hook).await,
+        Err(_) if session.client.is_closed() => {
+            tracing::info!("the postgres connection had gone: running the batch on a new one");
+            return Some(batch);
+        }
+        Err(e) => Err(e),
+    };
+    match first {
         Ok(()) => {
             for job in batch {
                 job.finish(Ok(()), latency);
@@ -639,6 +661,7 @@ async fn commit_batch(
             }
         }
     }
+    None
 }
 
 async fn attempt(
@@ -647,6 +670,15 @@ async fn attempt(
     hook: Option<&crate::SyncHook>,
 ) -> Result<(), StorageError> {
     session.begin(jobs).await?;
+    attempt_begun(session, jobs, hook).await
+}
+
+/// Runs `jobs` in the transaction just begun, and commits it.
+async fn attempt_begun(
+    session: &Session,
+    jobs: &[Job],
+    hook: Option<&crate::SyncHook>,
+) -> Result<(), StorageError> {
     for job in jobs {
         (job.run)(session.clone()).await?;
         // A read has seen every write queued before it (its statement went out after
