@@ -5,12 +5,11 @@
 //! runs outside any transaction and needs no locks.
 
 use std::future::Future;
-use std::sync::mpsc as std_mpsc;
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::worker::{Session, connect};
+use super::worker::{Session, connect, on_own_thread};
 use crate::ack::BoxFuture;
 use crate::error::StorageError;
 
@@ -32,51 +31,34 @@ impl Reader {
     /// Connects to `url` and starts the reader's thread; returns once connected.
     pub(crate) fn start(url: String) -> Result<Self, StorageError> {
         let (jobs, mut queued) = mpsc::unbounded_channel::<ReadJob>();
-        let (ready_tx, ready_rx) = std_mpsc::sync_channel(1);
-        let thread = thread::Builder::new()
-            .name("storage-pg-read".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
+        let (thread, ()) = on_own_thread("storage-pg-read", move |runtime, ready| {
+            runtime.block_on(async move {
+                let mut session = match connect(&url).await {
+                    Ok(client) => {
+                        let _ = ready.send(Ok(()));
+                        Session::new(client)
+                    }
                     Err(e) => {
-                        let _ = ready_tx.send(Err(StorageError::Schema(format!(
-                            "could not start the storage runtime: {e}"
-                        ))));
+                        let _ = ready.send(Err(e));
                         return;
                     }
                 };
-                runtime.block_on(async move {
-                    let mut session = match connect(&url).await {
-                        Ok(client) => {
-                            let _ = ready_tx.send(Ok(()));
-                            Session::new(client)
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    while let Some(job) = queued.recv().await {
-                        if session.is_closed() {
-                            match connect(&url).await {
-                                Ok(client) => {
-                                    tracing::info!("the postgres reader reconnected");
-                                    session = Session::new(client);
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "the postgres reader could not reconnect");
-                                }
+                while let Some(job) = queued.recv().await {
+                    if session.is_closed() {
+                        match connect(&url).await {
+                            Ok(client) => {
+                                tracing::info!("the postgres reader reconnected");
+                                session = Session::new(client);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the postgres reader could not reconnect");
                             }
                         }
-                        tokio::spawn(job(session.clone()));
                     }
-                });
-            })
-            .map_err(|e| StorageError::Schema(format!("could not start a thread: {e}")))?;
-        ready_rx.recv().unwrap_or(Err(StorageError::Closed))?;
+                    tokio::spawn(job(session.clone()));
+                }
+            });
+        })?;
         Ok(Self {
             jobs: Some(jobs),
             thread: Some(thread),

@@ -427,42 +427,25 @@ impl Worker {
         F: Future<Output = Result<u32, StorageError>>,
     {
         let queue = Arc::new(Queue::new(config.capacity));
-        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let q = queue.clone();
-        let thread = thread::Builder::new()
-            .name("storage-pg".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(StorageError::Schema(format!(
-                            "could not start the storage runtime: {e}"
-                        ))));
-                        return;
-                    }
-                };
-                let started = runtime.block_on(async {
-                    let client = connect(&config.url).await?;
-                    let version = setup(client.clone()).await?;
-                    Ok::<_, StorageError>((client, version))
-                });
-                let client = match started {
-                    Ok((client, version)) => {
-                        let _ = ready_tx.send(Ok(version));
-                        client
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                run(runtime, client, &config, &q);
-            })
-            .map_err(|e| StorageError::Schema(format!("could not start a thread: {e}")))?;
-        let version = ready_rx.recv().unwrap_or(Err(StorageError::Closed))?;
+        let (thread, version) = on_own_thread("storage-pg", move |runtime, ready| {
+            let started = runtime.block_on(async {
+                let client = connect(&config.url).await?;
+                let version = setup(client.clone()).await?;
+                Ok::<_, StorageError>((client, version))
+            });
+            let client = match started {
+                Ok((client, version)) => {
+                    let _ = ready.send(Ok(version));
+                    client
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            run(runtime, client, &config, &q);
+        })?;
         Ok((
             Self {
                 queue,
@@ -555,6 +538,35 @@ impl Drop for Worker {
             let _ = thread.join();
         }
     }
+}
+
+/// Starts a thread named `name` that runs `body` on a current-thread runtime of its own,
+/// and waits for the first thing `body` reports on its channel (or the runtime's failure).
+pub(crate) fn on_own_thread<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce(tokio::runtime::Runtime, mpsc::SyncSender<Result<T, StorageError>>)
+    + Send
+    + 'static,
+) -> Result<(thread::JoinHandle<()>, T), StorageError> {
+    let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+    let thread = thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => body(runtime, ready_tx),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(StorageError::Schema(format!(
+                        "could not start the storage runtime: {e}"
+                    ))));
+                }
+            }
+        })
+        .map_err(|e| StorageError::Schema(format!("could not start a thread: {e}")))?;
+    let first = ready_rx.recv().unwrap_or(Err(StorageError::Closed))?;
+    Ok((thread, first))
 }
 
 /// Opens a connection and drives it on the current runtime.
