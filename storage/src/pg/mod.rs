@@ -104,10 +104,15 @@ struct Pool {
 }
 
 impl Pool {
-    /// The committer for writes about `order` (the first one for writes about no order).
+    /// Which committer takes writes about `order` (the first one for writes about no
+    /// order).
+    fn partition(&self, order: Option<OrderId>) -> usize {
+        order.map_or(0, |o| (o.0.as_u128() % self.writers.len() as u128) as usize)
+    }
+
+    /// The committer for writes about `order`.
     fn writer(&self, order: Option<OrderId>) -> &Worker {
-        let i = order.map_or(0, |o| (o.0.as_u128() % self.writers.len() as u128) as usize);
-        &self.writers[i]
+        &self.writers[self.partition(order)]
     }
 
     /// The next reader in turn.
@@ -205,11 +210,14 @@ impl PgStore {
     {
         let pool = self.pool.clone();
         let marks: Vec<(usize, u64)> = match sees {
-            Sees::Order(o) => {
-                let i = (o.0.as_u128() % pool.writers.len() as u128) as usize;
+            Sees::Order(_) | Sees::Unkeyed => {
+                let order = match sees {
+                    Sees::Order(o) => Some(o),
+                    _ => None,
+                };
+                let i = pool.partition(order);
                 vec![(i, pool.writers[i].mark())]
             }
-            Sees::Unkeyed => vec![(0, pool.writers[0].mark())],
             Sees::All => pool
                 .writers
                 .iter()
