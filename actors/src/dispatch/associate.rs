@@ -14,12 +14,14 @@ use wire::{AssociateId, Offer, OfferEnded, OrderId, RequestId, Status};
 
 use crate::dispatch::lane::{Generation, IndexOp, PositionSlot, Route};
 use crate::dispatch::messages::{
-    AcceptOutcome, AnswerOffer, AssociateView, Connected, Disconnected, GoOffline, GoOnline,
-    MarkBusy, Moved, Refusal, RefusedBy, Reindex, Release, RequestRef, Reserve, SetZone, Withdraw,
+    AcceptOffer, AcceptOutcome, AnswerOffer, AssociateView, Connected, Disconnected, GoOffline,
+    GoOnline, MarkBusy, Moved, OfferRefused, Refusal, RefusedBy, Reindex, Release, Reserve,
+    SetZone, Withdraw,
 };
 use crate::dispatch::zone::ZoneFilter;
 use crate::dispatch::{AssociateProfileInfo, Dispatch};
 use crate::error::ActorError;
+use crate::peers::remote::Unreached;
 use crate::registry::{MAILBOX_CAPACITY, Mailbox};
 
 /// How long past its window a reservation may wait for its request's word.
@@ -30,7 +32,6 @@ enum Phase {
     Free,
     /// Holding `offer` since `since_ms` (the engine's clock, when it was shown).
     Reserved {
-        request: RequestRef,
         offer: Offer,
         since_ms: UnixMs,
     },
@@ -231,13 +232,41 @@ fn permitted(asked: Skills, profile: Skills) -> Result<Skills, ActorError> {
 impl AssociateActor {
     /// Ends the reservation for `request_id` as refused `why`, and tells the request
     /// when it was shown and when it ended.
-    fn refuse(&mut self, request: &RequestRef, request_id: RequestId, why: RefusedBy) {
+    fn refuse(&mut self, request_id: RequestId, why: RefusedBy) {
         let Phase::Reserved { since_ms, .. } = self.phase else {
             return;
         };
         self.end_reservation(request_id);
         let ended_ms = self.last_ended.map_or(since_ms, |(_, at)| at);
-        request.refused(self.id, why, since_ms, ended_ms);
+        if let Some(request) = self.dispatch.request_ref(request_id) {
+            request.tell(OfferRefused {
+                associate: self.id,
+                why,
+                offered_at_ms: Some(since_ms),
+                ended_at_ms: Some(ended_ms),
+            });
+        }
+    }
+
+    /// Puts their acceptance to the request, wherever its offer loop runs; an error if it
+    /// cannot be reached (it ended, or its node is away).
+    fn put_acceptance(
+        &self,
+        request_id: RequestId,
+        offered_at_ms: UnixMs,
+    ) -> impl Future<Output = Result<AcceptOutcome, Unreached>> + use<> {
+        let asked = self.dispatch.request_ref(request_id).map(|request| {
+            request.ask(AcceptOffer {
+                associate: self.id,
+                offered_at_ms: Some(offered_at_ms),
+            })
+        });
+        async move {
+            match asked {
+                Some(asked) => asked.await,
+                None => Err(Unreached::Gone),
+            }
+        }
     }
 
     /// Stores whether they take offers (so a restart keeps it), then tells the app.
@@ -304,9 +333,9 @@ impl Handler<Disconnected> for AssociateActor {
     fn handle(&mut self, _: Disconnected, _: &mut Context<Self>) {
         self.received();
         self.connected = false;
-        if let Phase::Reserved { request, offer, .. } = &self.phase {
-            let (request, request_id) = (request.clone(), offer.request_id);
-            self.refuse(&request, request_id, RefusedBy::Disconnected);
+        if let Phase::Reserved { offer, .. } = &self.phase {
+            let request_id = offer.request_id;
+            self.refuse(request_id, RefusedBy::Disconnected);
         }
         self.sync_index();
     }
@@ -388,7 +417,6 @@ impl Handler<Reserve> for AssociateActor {
         let (request_id, expires_at_ms) = (msg.offer.request_id, msg.offer.expires_at_ms);
         let since_ms = self.dispatch.now_ms();
         self.phase = Phase::Reserved {
-            request: msg.request,
             offer: msg.offer,
             since_ms,
         };
@@ -397,12 +425,11 @@ impl Handler<Reserve> for AssociateActor {
         ctx.run_later(
             lapse.saturating_duration_since(Instant::now()),
             move |act, _| {
-                if let Phase::Reserved { request, offer, .. } = &act.phase
+                if let Phase::Reserved { offer, .. } = &act.phase
                     && offer.request_id == request_id
                 {
                     tracing::warn!(associate = %act.id, request = %request_id, "an offer outlived its window with no word from its request: ending it");
-                    let request = request.clone();
-                    act.refuse(&request, request_id, RefusedBy::Disconnected);
+                    act.refuse(request_id, RefusedBy::Disconnected);
                     act.dispatch.sessions().to_associate(
                         act.id,
                         OfferEnded {
@@ -447,22 +474,17 @@ impl Handler<AnswerOffer> for AssociateActor {
     /// reservation under it.
     fn handle(&mut self, msg: AnswerOffer, _: &mut Context<Self>) -> Self::Result {
         self.received();
-        let (request, since_ms) = match &self.phase {
-            Phase::Reserved {
-                request,
-                offer,
-                since_ms,
-            } if offer.request_id == msg.request_id => (request.clone(), *since_ms),
+        let since_ms = match &self.phase {
+            Phase::Reserved { offer, since_ms } if offer.request_id == msg.request_id => *since_ms,
             _ => return AtomicResponse::new(Box::pin(fut::ready(Err(ActorError::NotYourOffer)))),
         };
         if !msg.accept {
-            self.refuse(&request, msg.request_id, RefusedBy::Declined);
+            self.refuse(msg.request_id, RefusedBy::Declined);
             return AtomicResponse::new(Box::pin(fut::ready(Ok(None))));
         }
         let request_id = msg.request_id;
         AtomicResponse::new(Box::pin(
-            request
-                .accept(self.id, since_ms)
+            self.put_acceptance(request_id, since_ms)
                 .into_actor(self)
                 .map(move |outcome, act, _| match outcome {
                     Ok(AcceptOutcome::Allotted(order)) => {

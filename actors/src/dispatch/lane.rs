@@ -46,6 +46,14 @@ pub(crate) enum IndexOp {
     },
 }
 
+impl actix::Message for IndexOp {
+    type Result = ();
+}
+
+impl crate::peers::remote::Remote for IndexOp {
+    const NAME: &'static str = "index";
+}
+
 /// Which of an associate's actors, over time and across nodes, an index change comes
 /// from: a newer actor (the same associate reconnected, maybe through another node) has a
 /// larger generation. A shard applies an `Upsert` or `Remove` only if no newer actor's

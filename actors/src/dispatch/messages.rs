@@ -2,8 +2,6 @@
 //! what they tell each other. Actor bodies live in their own files.
 
 use actix::prelude::*;
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use geo::{LatLng, Neighbor, ShardId, Skills, TaskType};
 use serde::{Deserialize, Serialize};
 use wire::model::{Availability, OfferEnd, UnixMs};
@@ -55,12 +53,11 @@ pub struct SetZone {
     pub zone: Option<ZoneFilter>,
 }
 
-/// A request asks to reserve the associate and offer them a job.
-#[derive(Debug, Message)]
+/// A request asks to reserve the associate and offer them a job (the request is
+/// `offer.request_id`); answered with when they were shown it.
+#[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<UnixMs, Refusal>")]
 pub struct Reserve {
-    /// The asking request.
-    pub request: RequestRef,
     /// Its task type.
     pub task: TaskType,
     /// Its pickup.
@@ -71,7 +68,7 @@ pub struct Reserve {
 
 /// The request withdraws its offer; answered with when the reservation ended (none if
 /// the associate held no reservation for it).
-#[derive(Debug, Message)]
+#[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "Option<UnixMs>")]
 pub struct Withdraw {
     /// The request.
@@ -91,7 +88,7 @@ pub struct AnswerOffer {
 }
 
 /// The associate's order ended; they are free again.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "()")]
 pub struct Release {
     /// The order that ended.
@@ -99,7 +96,7 @@ pub struct Release {
 }
 
 /// The associate is on an order recovered at start-up.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "()")]
 pub struct MarkBusy {
     /// The order.
@@ -112,80 +109,6 @@ pub struct MarkBusy {
 pub struct Reindex {
     /// The cell.
     pub shard: ShardId,
-}
-
-/// Where a request's offer loop runs: here, or on another node (cluster mode).
-#[derive(Debug, Clone)]
-pub enum RequestRef {
-    /// On this node.
-    Local(Addr<RequestActor>),
-    /// On another node, reached through its subject.
-    Remote {
-        /// The request.
-        request: wire::RequestId,
-        /// The link to it.
-        peers: crate::peers::Peers,
-    },
-}
-
-impl RequestRef {
-    /// Tells the request the associate refused its offer.
-    /// `offered_at_ms` and `ended_at_ms` say, on the engine's clock, when the associate
-    /// was shown the offer and when their reservation ended.
-    pub(crate) fn refused(
-        &self,
-        associate: AssociateId,
-        why: RefusedBy,
-        offered_at_ms: UnixMs,
-        ended_at_ms: UnixMs,
-    ) {
-        let (offered_at_ms, ended_at_ms) = (Some(offered_at_ms), Some(ended_at_ms));
-        match self {
-            RequestRef::Local(addr) => addr.do_send(OfferRefused {
-                associate,
-                why,
-                offered_at_ms,
-                ended_at_ms,
-            }),
-            RequestRef::Remote { request, peers } => peers.publish(
-                crate::peers::subjects::request(*request),
-                &crate::peers::messages::ToRequest::Refused {
-                    associate,
-                    why,
-                    offered_at_ms,
-                    ended_at_ms,
-                },
-            ),
-        }
-    }
-
-    /// Puts the associate's acceptance to the request; an error if it cannot be reached.
-    pub(crate) fn accept(
-        &self,
-        associate: AssociateId,
-        offered_at_ms: UnixMs,
-    ) -> BoxFuture<'static, Result<AcceptOutcome, ActorError>> {
-        let offered_at_ms = Some(offered_at_ms);
-        match self {
-            RequestRef::Local(addr) => {
-                let asked = addr.send(AcceptOffer {
-                    associate,
-                    offered_at_ms,
-                });
-                async move { asked.await.map_err(ActorError::from) }.boxed()
-            }
-            RequestRef::Remote { request, peers } => {
-                let asked = peers.call::<AcceptOutcome>(
-                    crate::peers::subjects::request(*request),
-                    &crate::peers::messages::ToRequest::Accept {
-                        associate,
-                        offered_at_ms,
-                    },
-                );
-                async move { asked.await.map_err(ActorError::from) }.boxed()
-            }
-        }
-    }
 }
 
 /// Why a reservation was refused.
@@ -215,7 +138,7 @@ pub struct AssociateView {
 // Request actor.
 
 /// The offered associate accepts.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "AcceptOutcome")]
 pub struct AcceptOffer {
     /// Who accepts.
@@ -225,7 +148,7 @@ pub struct AcceptOffer {
 }
 
 /// The offered associate declined or went away.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "()")]
 pub struct OfferRefused {
     /// Who.
@@ -239,7 +162,7 @@ pub struct OfferRefused {
 }
 
 /// The user cancels.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct Cancel {
     /// Who asks (must be the request's user).
@@ -309,3 +232,54 @@ pub struct StartRequest {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct RequestDone {}
+
+/// Start the offer loop of a stored request on the cell of its pickup (once: a request
+/// already running there is left alone).
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), ActorError>")]
+pub(crate) struct StartStored {
+    /// The request as stored.
+    pub(crate) stored: storage::OpenRequest,
+    /// Where it comes from.
+    pub(crate) provenance: crate::dispatch::Provenance,
+}
+
+// The messages that cross nodes, by their names on the wire.
+
+use crate::peers::remote::Remote;
+
+impl Remote for Reserve {
+    const NAME: &'static str = "reserve";
+}
+
+impl Remote for Withdraw {
+    const NAME: &'static str = "withdraw";
+}
+
+impl Remote for Release {
+    const NAME: &'static str = "release";
+}
+
+impl Remote for MarkBusy {
+    const NAME: &'static str = "mark_busy";
+}
+
+impl Remote for AcceptOffer {
+    const NAME: &'static str = "accept";
+}
+
+impl Remote for OfferRefused {
+    const NAME: &'static str = "refused";
+}
+
+impl Remote for Cancel {
+    const NAME: &'static str = "cancel";
+}
+
+impl Remote for LocalNearest {
+    const NAME: &'static str = "search";
+}
+
+impl Remote for StartStored {
+    const NAME: &'static str = "start";
+}

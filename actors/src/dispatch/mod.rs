@@ -8,16 +8,17 @@
 //! - [`messages`]: what these actors say to each other and what the handle asks them.
 
 pub mod associate;
+mod book;
 mod handle;
 mod lane;
 pub mod messages;
 pub mod request;
+mod requests;
 pub mod supervisor;
+mod views;
 mod zone;
 
-pub(crate) use handle::Provenance;
-pub use handle::{
-    AssociatePoint, AssociateProfileInfo, CellCount, Dispatch, MarketView, OfferStep, RequestTrail,
-    profile_info,
-};
+pub use handle::{AssociateProfileInfo, Dispatch, profile_info};
+pub(crate) use requests::Provenance;
+pub use views::{AssociatePoint, CellCount, MarketView, OfferStep, RequestTrail};
 pub use zone::ZoneFilter;

@@ -19,7 +19,6 @@ use crate::dispatch::Dispatch;
 use crate::dispatch::messages;
 use crate::dispatch::messages::{
     AcceptOffer, AcceptOutcome, Cancel, Candidates, LocalNearest, OfferRefused, Refusal, RefusedBy,
-    RequestRef,
 };
 use crate::error::ActorError;
 use crate::peers::Relinquish;
@@ -252,13 +251,9 @@ impl RequestActor {
             expires_at_ms: self.dispatch.clock().ms_at(expires),
         };
         self.expires_at_ms = offer.expires_at_ms;
-        let asked = self.dispatch.reserve(
-            associate,
-            RequestRef::Local(ctx.address()),
-            self.spec.task,
-            self.spec.pickup,
-            offer,
-        );
+        let asked = self
+            .dispatch
+            .reserve(associate, self.spec.task, self.spec.pickup, offer);
         asked
             .into_actor(self)
             .map(move |reply, act, ctx| {

@@ -237,7 +237,7 @@ impl Handler<StartRequest> for ShardSupervisor {
             .requests
             .insert(request_id, addr.clone());
         if let Some(peers) = self.dispatch.peers() {
-            crate::peers::serve::serve_request(peers, &self.dispatch, request_id);
+            self.dispatch.serve_request(peers, request_id, addr.clone());
         }
         actix::MessageResult(addr)
     }
@@ -286,7 +286,7 @@ mod tests {
                 k: 5,
                 exclude: vec![],
             };
-            let near = dispatch.search_here(shard, search).await;
+            let near = dispatch.search_shard(shard, search).unwrap().await;
             near.iter().map(|n| n.id).collect::<Vec<_>>()
         };
         // The associate reconnected elsewhere (generation 2); the old actor's removal

@@ -10,7 +10,7 @@ use crate::error::ActorError;
 // Order actor.
 
 /// A party acts on the order.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct Act {
     /// Who acts (must be on the order).
@@ -20,7 +20,7 @@ pub struct Act {
 }
 
 /// The order as a party may see it.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<OrderSnapshot, ActorError>")]
 pub struct View {
     /// Who asks (must be on the order).
@@ -28,7 +28,7 @@ pub struct View {
 }
 
 /// The user pays the invoice through the gateway.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct Pay {
     /// Who pays (must be the order's user).
@@ -44,7 +44,7 @@ pub struct Pay {
 }
 
 /// The associate confirms cash.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct CashReceived {
     /// Who confirms (must be the order's associate).
@@ -207,3 +207,21 @@ pub struct Recover {
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
 pub struct PendingCount {}
+
+// The messages that cross nodes, by their names on the wire.
+
+impl crate::peers::remote::Remote for Act {
+    const NAME: &'static str = "act";
+}
+
+impl crate::peers::remote::Remote for View {
+    const NAME: &'static str = "view";
+}
+
+impl crate::peers::remote::Remote for Pay {
+    const NAME: &'static str = "pay";
+}
+
+impl crate::peers::remote::Remote for CashReceived {
+    const NAME: &'static str = "cash";
+}

@@ -11,6 +11,7 @@
 
 pub mod billing;
 pub mod board;
+mod book;
 pub mod bus;
 mod desk;
 pub mod feedback;
@@ -21,6 +22,7 @@ pub mod order;
 pub mod payment;
 pub mod pricing;
 pub mod stall;
+mod takeover;
 
 pub(crate) use handle::open_order_in_store;
 pub(crate) use handle::side_of;

@@ -11,6 +11,7 @@
 //! - [`serve`]: what a node does with what it receives.
 
 pub(crate) mod messages;
+pub(crate) mod remote;
 pub(crate) mod serve;
 pub(crate) mod subjects;
 
@@ -23,7 +24,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use geo::ShardId;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot, watch};
 use wire::{AssociateId, OrderId, PartyId, RequestId};
 
@@ -189,56 +189,45 @@ impl Peers {
         let _ = self.inner.out.send(out);
     }
 
-    /// Publishes `msg` on `subject`, in order with everything else this node sends.
+    /// Publishes `msg` on `subject` as JSON, in order with everything else this node
+    /// sends.
     pub(crate) fn publish(&self, subject: String, msg: &impl Serialize) {
-        match serde_json::to_vec(msg) {
-            Ok(body) => self.push(Out::Publish(subject, body.into())),
+        let body = serde_json::to_vec(msg).map(Bytes::from);
+        self.push_encoded(subject, body.map_err(|e| e.to_string()));
+    }
+
+    /// Publishes an encoded message on `subject`, in order with everything else.
+    pub(crate) fn push_encoded(&self, subject: String, body: Result<Bytes, String>) {
+        match body {
+            Ok(body) => self.push(Out::Publish(subject, body)),
             Err(e) => tracing::error!(%subject, error = %e, "could not encode a peer message"),
         }
     }
 
-    /// Sends `msg` on `subject` and waits for one answer, or the call timeout.
-    pub(crate) fn call<A: DeserializeOwned>(
+    /// Sends an encoded message on `subject` and waits for one answer, or `timeout`.
+    pub(crate) fn call_encoded(
         &self,
         subject: String,
-        msg: &impl Serialize,
-    ) -> impl Future<Output = Result<A, PeerError>> + Send + 'static {
-        self.call_within(subject, msg, self.inner.call_timeout)
-    }
-
-    /// Sends `msg` on `subject` and waits for one answer, or `timeout` (for calls that
-    /// wait on something slow themselves, such as a payment gateway).
-    pub(crate) fn call_within<A: DeserializeOwned>(
-        &self,
-        subject: String,
-        msg: &impl Serialize,
+        body: Result<Bytes, String>,
         timeout: std::time::Duration,
-    ) -> impl Future<Output = Result<A, PeerError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Bytes, PeerError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        match serde_json::to_vec(msg) {
-            Ok(body) => self.push(Out::Request(subject, body.into(), timeout, tx)),
+        match body {
+            Ok(body) => self.push(Out::Request(subject, body, timeout, tx)),
             Err(e) => {
-                let _ = tx.send(Err(PeerError::Failed(format!("encoding: {e}"))));
+                let _ = tx.send(Err(PeerError::Failed(e)));
             }
         }
         // NATS times the request out; this bounds the wait for the queue as well.
         let patience = timeout + self.inner.call_timeout;
         let named = subject_for_error(&self.inner.node);
         async move {
-            let body = match tokio::time::timeout(patience, rx).await {
+            match tokio::time::timeout(patience, rx).await {
                 Ok(answer) => {
-                    answer.map_err(|_| PeerError::Failed("the NATS queue stopped".into()))??
+                    answer.map_err(|_| PeerError::Failed("the NATS queue stopped".into()))?
                 }
-                Err(_) => return Err(PeerError::TimedOut(named)),
-            };
-            serde_json::from_slice(&body).map_err(|e| PeerError::Failed(format!("decoding: {e}")))
-        }
-    }
-
-    /// Answers a call.
-    pub(crate) fn reply(&self, message: &async_nats::Message, answer: &impl Serialize) {
-        if let Some(reply) = &message.reply {
-            self.publish(reply.to_string(), answer);
+                Err(_) => Err(PeerError::TimedOut(named)),
+            }
         }
     }
 
@@ -287,7 +276,7 @@ pub(crate) async fn relinquish_all<K, A>(
 }
 
 /// Decodes a received message, logging what cannot be read.
-pub(crate) fn decode<T: DeserializeOwned>(message: &async_nats::Message) -> Option<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(message: &async_nats::Message) -> Option<T> {
     match serde_json::from_slice(&message.payload) {
         Ok(m) => Some(m),
         Err(e) => {

@@ -1,7 +1,8 @@
-//! What a node does with messages from its peers, and the watch that serves the cells it
-//! holds: on gaining a cell it subscribes to the cell's subjects, asks every node to
+//! The watch that serves the cells a node holds, and the relay for parties connected
+//! here: on gaining a cell it subscribes to the cell's subjects, asks every node to
 //! re-send the associates it indexes there, and resumes the cell's open requests; on
-//! losing one it unsubscribes and stops the offer loops it ran there.
+//! losing one it unsubscribes and stops the offer loops it ran there. Messages for the
+//! actors themselves are served by the generic server in [`super::remote`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,9 +11,8 @@ use geo::ShardId;
 use wire::PartyId;
 
 use crate::dispatch::Dispatch;
-use crate::dispatch::messages::{LocalNearest, RequestRef};
 use crate::orders::Orders;
-use crate::peers::messages::{OrderAsk, ToAssociate, ToOrder, ToParty, ToRequest};
+use crate::peers::messages::ToParty;
 use crate::peers::{Peers, Served, decode, subjects};
 
 /// Connects dispatch and orders to the cluster: frames for parties on other nodes go
@@ -74,7 +74,7 @@ pub fn wire_up(peers: Peers, dispatch: &Dispatch, orders: &Orders) {
                 .filter_map(|c| ShardId::from_u64(*c))
                 .collect();
             for &shard in &gained {
-                serve_cell(&peers, &dispatch, shard);
+                dispatch.serve_cell(&peers, shard);
             }
             if !gained.is_empty() {
                 let cells: Vec<u64> = gained.iter().map(|s| s.as_u64()).collect();
@@ -96,163 +96,6 @@ pub fn wire_up(peers: Peers, dispatch: &Dispatch, orders: &Orders) {
             }
         }
     });
-}
-
-/// Subscribes to a cell's subjects.
-fn serve_cell(peers: &Peers, dispatch: &Dispatch, shard: ShardId) {
-    let index = subjects::cell_index(shard);
-    let search = subjects::cell_search(shard);
-    let start = subjects::cell_start(shard);
-    let (dispatch, answer) = (dispatch.clone(), peers.clone());
-    let (is_index, is_search) = (index.clone(), search.clone());
-    let on = Arc::new(move |m: async_nats::Message| {
-        let subject = m.subject.as_str();
-        if subject == is_index {
-            if let Some(op) = decode(&m) {
-                dispatch.to_lane_here(shard, op);
-            }
-        } else if subject == is_search {
-            let Some(search) = decode::<LocalNearest>(&m) else {
-                return;
-            };
-            let asked = dispatch.search_here(shard, search);
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let found = asked.await;
-                answer.reply(&m, &found);
-            });
-        } else if let Some(stored) = decode::<storage::OpenRequest>(&m) {
-            let dispatch = dispatch.clone();
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let started = dispatch
-                    .start_stored(stored, crate::dispatch::Provenance::Handed)
-                    .await;
-                answer.reply(&m, &started);
-            });
-        }
-    });
-    peers.serve(Served::Cell(shard), vec![index, search, start], on);
-}
-
-/// Serves an associate whose actor runs here.
-pub(crate) fn serve_associate(peers: &Peers, dispatch: &Dispatch, id: wire::AssociateId) {
-    let (dispatch, answer) = (dispatch.clone(), peers.clone());
-    let on = Arc::new(move |m: async_nats::Message| {
-        let Some(msg) = decode::<ToAssociate>(&m) else {
-            return;
-        };
-        match msg {
-            ToAssociate::Reserve {
-                request,
-                task,
-                pickup,
-                offer,
-            } => {
-                let request = RequestRef::Remote {
-                    request,
-                    peers: answer.clone(),
-                };
-                let asked = dispatch.reserve_here(id, request, task, pickup, offer);
-                let answer = answer.clone();
-                tokio::spawn(async move {
-                    // Peers hear only granted or not: the wire answer stays as it was.
-                    let reply = asked.await.map(|_| ());
-                    answer.reply(&m, &reply);
-                });
-            }
-            // Asked (with a reply subject): answered with when the reservation ended.
-            ToAssociate::Withdraw { request, reason } if m.reply.is_some() => {
-                let asked = dispatch.withdraw_confirmed(id, request, reason);
-                let answer = answer.clone();
-                tokio::spawn(async move {
-                    let ended = asked.await;
-                    answer.reply(&m, &ended);
-                });
-            }
-            other => dispatch.to_associate_here(id, other),
-        }
-    });
-    peers.serve(Served::Associate(id), vec![subjects::associate(id)], on);
-}
-
-/// Serves a request whose offer loop runs here.
-pub(crate) fn serve_request(peers: &Peers, dispatch: &Dispatch, id: wire::RequestId) {
-    let (dispatch, answer) = (dispatch.clone(), peers.clone());
-    let on = Arc::new(move |m: async_nats::Message| {
-        let Some(msg) = decode::<ToRequest>(&m) else {
-            return;
-        };
-        let Some(addr) = dispatch.request_actor(id) else {
-            // Ended meanwhile: the caller's timeout or "no responders" answers it.
-            return;
-        };
-        match msg {
-            ToRequest::Accept {
-                associate,
-                offered_at_ms,
-            } => {
-                let asked = addr.send(crate::dispatch::messages::AcceptOffer {
-                    associate,
-                    offered_at_ms,
-                });
-                let answer = answer.clone();
-                tokio::spawn(async move {
-                    let outcome = asked
-                        .await
-                        .unwrap_or(crate::dispatch::messages::AcceptOutcome::TooLate);
-                    answer.reply(&m, &outcome);
-                });
-            }
-            ToRequest::Refused {
-                associate,
-                why,
-                offered_at_ms,
-                ended_at_ms,
-            } => {
-                addr.do_send(crate::dispatch::messages::OfferRefused {
-                    associate,
-                    why,
-                    offered_at_ms,
-                    ended_at_ms,
-                });
-            }
-            ToRequest::Cancel { user } => {
-                let asked = addr.send(crate::dispatch::messages::Cancel { user });
-                let answer = answer.clone();
-                tokio::spawn(async move {
-                    let result = match asked.await {
-                        Ok(r) => r,
-                        Err(_) => Err(crate::ActorError::UnknownRequest),
-                    };
-                    answer.reply(&m, &result);
-                });
-            }
-        }
-    });
-    peers.serve(Served::Request(id), vec![subjects::request(id)], on);
-}
-
-/// Serves an order whose actor runs here.
-pub(crate) fn serve_order(peers: &Peers, orders: &Orders, id: wire::OrderId) {
-    let (orders, answer) = (orders.clone(), peers.clone());
-    let on = Arc::new(move |m: async_nats::Message| {
-        let Some(ToOrder { party, ask }) = decode::<ToOrder>(&m) else {
-            return;
-        };
-        let orders = orders.clone();
-        let answer = answer.clone();
-        tokio::spawn(async move {
-            let reply: crate::peers::messages::OrderReply = match ask {
-                OrderAsk::Act(action) => orders.act_here(party, id, action).await.map(|_| None),
-                OrderAsk::Pay(frame) => orders.pay_here(party, frame).await.map(|_| None),
-                OrderAsk::Cash(frame) => orders.cash_here(party, frame).await.map(|_| None),
-                OrderAsk::View => orders.snapshot_here(party, id).await.map(Some),
-            };
-            answer.reply(&m, &reply);
-        });
-    });
-    peers.serve(Served::Order(id), vec![subjects::order(id)], on);
 }
 
 /// Frames and order membership for parties connected here; the hooks that serve a

@@ -5,19 +5,11 @@
 use geo::ShardId;
 use wire::{AssociateId, OrderId, PartyId, RequestId};
 
-/// Index changes for a cell: to its owner.
-pub(crate) fn cell_index(shard: ShardId) -> String {
-    format!("speedy.cell.{:x}.index", shard.as_u64())
-}
-
-/// Candidate searches in a cell: to its owner.
-pub(crate) fn cell_search(shard: ShardId) -> String {
-    format!("speedy.cell.{:x}.search", shard.as_u64())
-}
-
-/// Requests whose pickup is in a cell: to its owner, which runs their offer loop.
-pub(crate) fn cell_start(shard: ShardId) -> String {
-    format!("speedy.cell.{:x}.start", shard.as_u64())
+/// A cell's messages, to its owner, each on `<this>.<name>`: `index` (index changes),
+/// `search` (candidate searches), `start` (requests whose pickup is in the cell: their
+/// offer loop runs there).
+pub(crate) fn cell(shard: ShardId) -> String {
+    format!("speedy.cell.{:x}", shard.as_u64())
 }
 
 /// Cells changed owner: every node re-sends the associates it indexes there.
