@@ -18,6 +18,7 @@ mod ack;
 mod backend;
 mod embedded;
 mod error;
+mod frozen;
 mod lifecycle;
 pub mod pg;
 mod query;

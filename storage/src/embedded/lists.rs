@@ -6,7 +6,7 @@
 use wire::model::UnixMs;
 use wire::{AssociateId, OrderId, UserId};
 
-use crate::embedded::convert::Stored;
+use crate::frozen::convert::Stored;
 use crate::embedded::store::SledStore;
 use crate::embedded::table::Table;
 use crate::error::StorageError;

@@ -1,10 +1,8 @@
 //! The embedded backend: sled in the data directory, group-committed with `fdatasync`.
 
 pub(crate) mod commit;
-pub(crate) mod convert;
 mod dispatch;
 pub(crate) mod keys;
-pub(crate) mod layout;
 mod lists;
 pub(crate) mod migrate;
 pub(crate) mod orders;

@@ -8,7 +8,7 @@ use wire::{AssociateId, OrderId, PaymentId, UserId};
 
 use crate::ack::Ticket;
 use crate::backend::{FeedbackOutcome, PaymentStart};
-use crate::embedded::convert::{decode, encode};
+use crate::frozen::convert::{decode, encode};
 use crate::embedded::keys::{
     app_feedback_key, external_feedback_key, idempotency_key, redemption_key,
 };
@@ -289,7 +289,7 @@ fn flatten(e: TransactionError<StorageError>) -> StorageError {
 }
 
 /// A profile that carries a rating.
-trait Rated: crate::embedded::convert::Stored {
+trait Rated: crate::frozen::convert::Stored {
     fn add_rating(&mut self, rating: u64);
 }
 
@@ -341,7 +341,7 @@ impl SledStore {
         )
     }
 
-    fn insert_new<V: crate::embedded::convert::Stored>(
+    fn insert_new<V: crate::frozen::convert::Stored>(
         &self,
         table: &crate::embedded::table::Table<V>,
         key: [u8; 16],

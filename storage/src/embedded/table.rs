@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use crate::embedded::convert::{Stored, decode, encode};
+use crate::frozen::convert::{Stored, decode, encode};
 use crate::error::StorageError;
 
 /// One sled tree holding values of type `V`.

@@ -11,7 +11,7 @@ use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserI
 use super::worker::Session;
 use crate::ack::Ticket;
 use crate::backend::{FeedbackOutcome, PaymentStart};
-use crate::embedded::convert::Stored;
+use crate::frozen::convert::Stored;
 use crate::error::StorageError;
 use crate::lifecycle::{Committed, SideWrite, created, leaves_open, step};
 use crate::query::{MAX_PAGE, OrderQuery, Page};

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use wire::model as w;
 use wire::{AssociateId, FeedbackId, InvoiceId, OrderId, PaymentId, RequestId, UserId};
 
-use crate::embedded::layout as l;
+use crate::frozen::layout as l;
 use crate::error::StorageError;
 use crate::records as r;
 
