@@ -29,7 +29,7 @@ pub use dispatch::messages::AssociateView;
 pub use dispatch::request::RequestActor;
 pub use dispatch::supervisor::ShardSupervisor;
 pub use dispatch::{
-    AssociateProfileInfo, Dispatch, OfferStep, RequestTrail, ZoneFilter, profile_info,
+    AssociateProfileInfo, Dispatch, NewRequest, OfferStep, RequestTrail, ZoneFilter, profile_info,
 };
 pub use error::ActorError;
 pub use orders::{OrderConfig, Orders, Recovered};

@@ -144,7 +144,7 @@ fn main() {
             let user = UserId(uuid::Uuid::from_u64_pair(2, i as u64));
             handles.push(tokio::spawn(async move {
                 let t = Instant::now();
-                let received = dispatch.request(user, frame).await.expect("request");
+                let received = dispatch.request(user, actors::NewRequest::new(frame).unwrap()).await.expect("request");
                 let _ = started.send((received.request_id, t));
             }));
             issued += 1;

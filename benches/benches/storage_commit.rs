@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use storage::{Committed, Durable, OrderRecord, Store, StoreConfig};
-use wire::model::{OrderEventKind, OrderState, PartySummary, Point};
+use wire::model::{OrderEventKind, OrderState, PartySummary};
 use wire::{AssociateId, OrderId, RequestId, UserId};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -44,10 +44,7 @@ fn order(n: u64) -> OrderRecord {
         associate_id: AssociateId::new(),
         state: OrderState::Allotted,
         task: "companion".into(),
-        pickup: Point {
-            lat: 12.97,
-            lng: 77.59,
-        },
+        pickup: storage::LatLng::new(12.97, 77.59).unwrap(),
         note: None,
         discount_code: None,
         user: party("u"),

@@ -60,7 +60,10 @@ impl Session {
                 if let Some(code) = &r.discount_code {
                     self.check_discount(code, user).await?;
                 }
-                dispatch.request_on_actor_thread(user, r).await?;
+                // The frame was validated with the rest of the message.
+                let ask = actors::NewRequest::new(r)
+                    .map_err(|e| ActorError::InvalidState(format!("pickup: {e}")))?;
+                dispatch.request_on_actor_thread(user, ask).await?;
             }
             M::CancelRequest(c) => {
                 let PartyId::User(user) = party else {

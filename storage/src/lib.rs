@@ -31,6 +31,8 @@ pub use embedded::migrate::{OLDEST_READABLE, SCHEMA_VERSION};
 pub use embedded::sync::SyncHook;
 pub use embedded::{DEFAULT_QUEUE_CAPACITY, SledStore, StoreConfig};
 pub use error::StorageError;
+/// The validated point stored records hold.
+pub use geo::LatLng;
 pub use lifecycle::{Committed, SideWrite, apply_event};
 pub use query::{MAX_PAGE, OrderQuery, Page, SCAN_BUDGET};
 pub use records::*;

@@ -149,7 +149,8 @@ pub struct OrderRecord {
     /// Task type name.
     pub task: String,
     /// Where the task starts.
-    pub pickup: Point,
+    #[cfg_attr(feature = "openapi", schema(value_type = wire::model::Point))]
+    pub pickup: geo::LatLng,
     /// The user's note.
     pub note: Option<String>,
     /// Discount code given with the request.
@@ -291,7 +292,7 @@ pub struct OpenRequest {
     /// Task type name.
     pub task: String,
     /// Where the task starts.
-    pub pickup: Point,
+    pub pickup: geo::LatLng,
     /// The user's note.
     pub note: Option<String>,
     /// Discount code given with the request.

@@ -290,17 +290,17 @@ impl Dispatch {
     pub async fn request_on_actor_thread(
         &self,
         user: UserId,
-        frame: TaskRequest,
+        ask: NewRequest,
     ) -> Result<RequestReceived, ActorError> {
         let Some(arbiter) = self.next_arbiter() else {
-            return self.request(user, frame).await;
+            return self.request(user, ask).await;
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let dispatch = self.clone();
         // Runs to its end even if the asking session goes away meanwhile: a request is
         // never left half made (the user learns its outcome when they resume).
         let spawned = arbiter.spawn(async move {
-            let _ = tx.send(dispatch.request(user, frame).await);
+            let _ = tx.send(dispatch.request(user, ask).await);
         });
         if !spawned {
             return Err(ActorError::ShuttingDown);
@@ -313,16 +313,13 @@ impl Dispatch {
     pub async fn request(
         &self,
         user: UserId,
-        frame: TaskRequest,
+        ask: NewRequest,
     ) -> Result<RequestReceived, ActorError> {
+        let NewRequest { frame, pickup } = ask;
         self.shared
             .catalog
             .get(&frame.task)
             .ok_or(ActorError::UnknownTaskType)?;
-        let pickup = frame
-            .pickup
-            .to_latlng()
-            .map_err(|e| ActorError::Internal(format!("unvalidated pickup: {e}")))?;
         if self.place(self.shared.map.shard_of(pickup)) == Place::Outside {
             return Err(ActorError::InvalidState(
                 "the pickup is outside the market this cluster serves".into(),
@@ -336,7 +333,7 @@ impl Dispatch {
             user_id: user,
             client_ref: frame.client_ref.clone(),
             task: frame.task.clone(),
-            pickup: frame.pickup,
+            pickup,
             note: frame.note.clone(),
             discount_code: frame.discount_code.clone(),
             created_at_ms,
@@ -419,6 +416,21 @@ impl Dispatch {
     /// Unix milliseconds now.
     pub fn now_ms(&self) -> UnixMs {
         self.shared.clock.now_ms()
+    }
+}
+
+/// A user's task request whose pickup was validated at the edge.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    frame: TaskRequest,
+    pickup: LatLng,
+}
+
+impl NewRequest {
+    /// The request in `frame`, with its pickup validated.
+    pub fn new(frame: TaskRequest) -> Result<Self, geo::InvalidLatLng> {
+        let pickup = frame.pickup.to_latlng()?;
+        Ok(Self { frame, pickup })
     }
 }
 

@@ -18,7 +18,7 @@ pub mod supervisor;
 mod views;
 mod zone;
 
-pub use handle::{AssociateProfileInfo, Dispatch, profile_info};
+pub use handle::{AssociateProfileInfo, Dispatch, NewRequest, profile_info};
 pub(crate) use requests::Provenance;
 pub use views::{AssociatePoint, CellCount, MarketView, OfferStep, RequestTrail};
 pub use zone::ZoneFilter;

@@ -97,7 +97,7 @@ impl RequestSpec {
             user_id: self.user_id,
             client_ref: self.client_ref.clone(),
             task: self.task_name.clone(),
-            pickup: self.pickup.into(),
+            pickup: self.pickup,
             note: self.note.clone(),
             discount_code: self.discount_code.clone(),
             created_at_ms: self.created_at_ms,

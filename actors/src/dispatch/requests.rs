@@ -77,11 +77,7 @@ impl Dispatch {
         stored: storage::OpenRequest,
         provenance: Provenance,
     ) -> Result<(), ActorError> {
-        let pickup = stored
-            .pickup
-            .to_latlng()
-            .map_err(|e| ActorError::Internal(format!("stored pickup: {e}")))?;
-        let shard = self.shared.map.shard_of(pickup);
+        let shard = self.shared.map.shard_of(stored.pickup);
         let cell = self.cell(shard).ok_or_else(|| {
             ActorError::InvalidState("the pickup is outside the market this cluster serves".into())
         })?;
@@ -107,10 +103,7 @@ impl Dispatch {
             .catalog
             .get(&stored.task)
             .ok_or(ActorError::UnknownTaskType)?;
-        let pickup = stored
-            .pickup
-            .to_latlng()
-            .map_err(|e| ActorError::Internal(format!("stored pickup: {e}")))?;
+        let pickup = stored.pickup;
         let shard = self.shared.map.shard_of(pickup);
         if self.place(shard) != Place::Here {
             return Err(ActorError::PeerUnavailable(format!(
@@ -154,19 +147,12 @@ impl Dispatch {
         let mut resumed = 0;
         let mut expired = 0;
         for stored in self.shared.store.open_requests()? {
-            let shard = stored
-                .pickup
-                .to_latlng()
-                .ok()
-                .map(|p| self.shared.map.shard_of(p));
-            if shard.is_some_and(|s| !wanted(s))
-                || self.shared.requests.contains_key(&stored.request_id)
-            {
+            let shard = self.shared.map.shard_of(stored.pickup);
+            if !wanted(shard) || self.shared.requests.contains_key(&stored.request_id) {
                 continue;
             }
-            let task = self.shared.catalog.get(&stored.task);
-            let pickup = stored.pickup.to_latlng().ok();
-            let (Some(task), Some(pickup)) = (task, pickup) else {
+            let pickup = stored.pickup;
+            let Some(task) = self.shared.catalog.get(&stored.task) else {
                 tracing::warn!(request = %stored.request_id, task = %stored.task, "dropping a stored request this configuration cannot serve");
                 crate::disk::write(self.shared.store.remove_request(stored.request_id)).await?;
                 expired += 1;

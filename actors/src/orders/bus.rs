@@ -162,7 +162,7 @@ mod tests {
             associate_id: wire::AssociateId::new(),
             state: wire::model::OrderState::Allotted,
             task: "helper".into(),
-            pickup: wire::model::Point { lat: 1.0, lng: 1.0 },
+            pickup: storage::LatLng::new(1.0, 1.0).unwrap(),
             note: None,
             discount_code: None,
             user: wire::model::PartySummary {

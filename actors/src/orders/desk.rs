@@ -61,7 +61,7 @@ impl Handler<CreateOrder> for OrderDesk {
                 associate_id: a.associate_id,
                 state: OrderState::Allotted,
                 task: a.task.clone(),
-                pickup: a.pickup.into(),
+                pickup: a.pickup,
                 note: a.note.clone(),
                 discount_code: a.discount_code.clone(),
                 user: summary(a.user_id.0, user?.map(|p| p.summary())),

@@ -9,18 +9,18 @@ use actix::prelude::*;
 use rand::Rng;
 use tokio::time::Instant;
 use wire::model::{
-    Invoice, Minor, OrderEvent, OrderEventKind, OrderSnapshot, OrderState, PaymentOutcome,
-    PaymentStatus, Role,
+    Invoice, OrderEvent, OrderEventKind, OrderSnapshot, OrderState, PaymentOutcome, PaymentStatus,
+    Role,
 };
-use wire::{InvoiceFrame, InvoiceId, OrderClosed, OrderUpdate, PartyId, PaymentId, PaymentResult};
+use wire::{OrderClosed, OrderUpdate, PartyId, PaymentId, PaymentResult};
 
 use crate::error::ActorError;
 use crate::orders::board::BoardOrder;
-use crate::orders::messages::{Act, Action, Bill, Invoiced, OpsAct, OpsAction, View};
-use crate::orders::pricing;
+use crate::orders::messages::{Act, Action, OpsAct, OpsAction, View};
 use crate::orders::stall::StallAction;
 use crate::orders::{Orders, side_of};
 
+mod billing;
 mod payments;
 
 pub(crate) use payments::outcome_of;
@@ -119,7 +119,7 @@ impl OrderActor {
             request_id: r.request_id,
             state: r.state,
             task: r.task.clone(),
-            pickup: r.pickup,
+            pickup: r.pickup.into(),
             note: r.note.clone(),
             user: r.user.clone(),
             associate: r.associate.clone(),
@@ -210,43 +210,6 @@ impl OrderActor {
         Ok((kind, Vec::new()))
     }
 
-    /// Minutes of work to bill so far: every started minute counts, at least one.
-    fn billable_minutes(&self) -> Result<u32, ActorError> {
-        let started = self.record.started_at_ms.ok_or_else(|| {
-            ActorError::InvalidState(format!(
-                "the order is {} and cannot complete",
-                self.record.state.as_str()
-            ))
-        })?;
-        let worked_ms = self.orders.dispatch().now_ms().saturating_sub(started);
-        Ok(u32::try_from(worked_ms.div_ceil(60_000).max(1)).unwrap_or(u32::MAX))
-    }
-
-    /// The invoice and tax invoice of a cancellation fee, written with the cancellation.
-    fn fee_invoice(
-        &self,
-        fee_minor: Minor,
-    ) -> Result<(InvoiceId, Vec<storage::SideWrite>), ActorError> {
-        let settings = pricing::settings_or_default(self.orders.store().pricing());
-        let now = self.orders.dispatch().now_ms();
-        let invoice = pricing::cancellation_invoice(
-            &settings,
-            InvoiceId::new(),
-            self.record.order_id,
-            fee_minor,
-            now,
-        )
-        .map_err(|e| ActorError::Internal(e.to_string()))?;
-        let tax = crate::orders::billing::tax_invoice(&self.record, &invoice, now);
-        Ok((
-            invoice.invoice_id,
-            vec![
-                storage::SideWrite::Invoice(invoice),
-                storage::SideWrite::TaxInvoice(tax),
-            ],
-        ))
-    }
-
     fn check_pin(&mut self, pin: &str) -> Result<(), ActorError> {
         let now = Instant::now();
         if let Some(until) = self.locked_until {
@@ -269,22 +232,6 @@ impl OrderActor {
             return Err(ActorError::PinLocked(config.pin_lock.as_secs()));
         }
         Err(ActorError::WrongPin)
-    }
-
-    /// Free within the policy's window after allotment, the policy's fee after it.
-    fn cancellation_fee(&self) -> wire::model::Minor {
-        let policy =
-            crate::orders::pricing::settings_or_default(self.orders.store().pricing()).cancellation;
-        let since = self
-            .orders
-            .dispatch()
-            .now_ms()
-            .saturating_sub(self.record.allotted_at_ms);
-        if since < u64::from(policy.free_minutes) * 60_000 {
-            0
-        } else {
-            policy.fee_minor
-        }
     }
 
     /// Persists `kind` (with `side` writes), then tells both parties and runs what the new
@@ -490,18 +437,6 @@ impl OrderActor {
         self.orders.associate_off(&self.record);
     }
 
-    /// Sends the invoice to `parties`.
-    fn send_invoice(&self, parties: &[PartyId]) {
-        if let Some(invoice) = &self.invoice {
-            for party in parties {
-                let frame = InvoiceFrame {
-                    invoice: Box::new(invoice.clone()),
-                };
-                self.orders.sessions().send(*party, frame.into()).ok();
-            }
-        }
-    }
-
     /// Tells the user the successful payment that was just recorded.
     fn report_settled(&mut self) {
         if let Some(outcome) = self.settling.take() {
@@ -526,67 +461,6 @@ impl OrderActor {
         ctx.stop();
     }
 
-    /// Asks billing for the invoice of a completed order (recovery, or a retry).
-    fn bill(&mut self, ctx: &mut Context<Self>) {
-        if self.billing || self.record.state != OrderState::Completed {
-            return;
-        }
-        self.billing = true;
-        let minutes = self
-            .record
-            .completed_at_ms
-            .zip(self.record.started_at_ms)
-            .map_or(1, |(end, start)| {
-                end.saturating_sub(start).div_ceil(60_000).max(1)
-            });
-        let bill = Bill {
-            order: self.record.clone(),
-            minutes: u32::try_from(minutes).unwrap_or(u32::MAX),
-        };
-        self.orders
-            .billing()
-            .send(bill)
-            .into_actor(self)
-            .map(|priced, act, ctx| {
-                act.billing = false;
-                match priced {
-                    Ok(Ok((invoice, tax))) => act.apply_invoice(invoice, tax, ctx),
-                    Ok(Err(e)) => {
-                        tracing::error!(order = %act.record.order_id, error = %e, "billing failed; retrying");
-                        ctx.run_later(BILLING_RETRY, |act, ctx| act.bill(ctx));
-                    }
-                    Err(e) => {
-                        tracing::error!(order = %act.record.order_id, error = %e, "billing unavailable; retrying");
-                        ctx.run_later(BILLING_RETRY, |act, ctx| act.bill(ctx));
-                    }
-                }
-            })
-            .spawn(ctx);
-    }
-
-    fn apply_invoice(
-        &mut self,
-        invoice: Invoice,
-        tax: storage::TaxInvoice,
-        ctx: &mut Context<Self>,
-    ) {
-        if self.record.state != OrderState::Completed {
-            return;
-        }
-        let kind = OrderEventKind::Billed {
-            invoice_id: invoice.invoice_id,
-            total_minor: invoice.total_minor,
-        };
-        self.commit_now(
-            kind,
-            vec![
-                storage::SideWrite::Invoice(invoice),
-                storage::SideWrite::TaxInvoice(tax),
-            ],
-            ctx,
-        );
-    }
-
     /// Picks up where a recovered order left off.
     fn resume(&mut self, ctx: &mut Context<Self>) {
         match self.record.state {
@@ -603,10 +477,7 @@ pub(crate) fn board_entry(
     since_ms: u64,
     stalled: bool,
 ) -> BoardOrder {
-    let pickup = record
-        .pickup
-        .to_latlng()
-        .map_or((0.0, 0.0), |p| (p.lat(), p.lng()));
+    let pickup = (record.pickup.lat(), record.pickup.lng());
     BoardOrder {
         order_id: record.order_id,
         user_id: record.user_id,
@@ -657,15 +528,6 @@ impl Handler<View> for OrderActor {
     fn handle(&mut self, msg: View, _: &mut Context<Self>) -> Self::Result {
         let side = side_of(&self.record, msg.party).ok_or(ActorError::NotYourOrder)?;
         Ok(self.snapshot_for(side))
-    }
-}
-
-impl Handler<Invoiced> for OrderActor {
-    type Result = ();
-
-    /// Takes billing's invoice if the order still waits for one.
-    fn handle(&mut self, msg: Invoiced, ctx: &mut Context<Self>) {
-        self.apply_invoice(msg.invoice, msg.tax, ctx);
     }
 }
 
@@ -726,13 +588,7 @@ impl Handler<crate::peers::Relinquish> for OrderActor {
     /// Stops here if the order's pickup is in the cell handed over: its new owner
     /// rebuilds it from the store.
     fn handle(&mut self, msg: crate::peers::Relinquish, ctx: &mut Context<Self>) {
-        let shard = self
-            .record
-            .pickup
-            .to_latlng()
-            .ok()
-            .map(|p| self.orders.dispatch().shard_of(p));
-        if shard == Some(msg.shard) {
+        if self.orders.dispatch().shard_of(self.record.pickup) == msg.shard {
             if std::mem::take(&mut self.stalled) {
                 metrics::gauge!(crate::telemetry::ORDERS_STALLED).decrement(1.0);
             }

@@ -16,9 +16,8 @@ use super::handle::{Orders, Recovered};
 
 impl Orders {
     /// The shard of an order's pickup.
-    pub(super) fn shard_of(&self, record: &storage::OrderRecord) -> Option<geo::ShardId> {
-        let point = record.pickup.to_latlng().ok()?;
-        Some(self.shared.dispatch.shard_of(point))
+    pub(super) fn shard_of(&self, record: &storage::OrderRecord) -> geo::ShardId {
+        self.shared.dispatch.shard_of(record.pickup)
     }
 
     /// The store to write `record` through: in cluster mode fenced with the epoch of
@@ -30,9 +29,7 @@ impl Orders {
         let Some(peers) = self.shared.dispatch.peers() else {
             return Ok(self.shared.store.clone());
         };
-        let shard = self
-            .shard_of(record)
-            .ok_or_else(|| ActorError::Internal("an order without a valid pickup".into()))?;
+        let shard = self.shard_of(record);
         match peers.epoch_of(shard) {
             Some(epoch) => Ok(self.shared.store.fenced(epoch)),
             None => Err(ActorError::PeerUnavailable(format!(
@@ -107,10 +104,7 @@ impl Orders {
             .store
             .open_orders()?
             .into_iter()
-            .filter(|r| {
-                !self.shared.actors.contains_key(&r.order_id)
-                    && self.shard_of(r).is_none_or(&wanted)
-            })
+            .filter(|r| !self.shared.actors.contains_key(&r.order_id) && wanted(self.shard_of(r)))
             .collect())
     }
 

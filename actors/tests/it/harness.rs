@@ -139,7 +139,11 @@ impl Harness {
             note: None,
             discount_code: None,
         };
-        let received = self.dispatch.request(user, frame).await.unwrap();
+        let received = self
+            .dispatch
+            .request(user, actors::NewRequest::new(frame).unwrap())
+            .await
+            .unwrap();
         match self.next(PartyId::User(user)).await {
             ServerMessage::RequestReceived(r) => assert_eq!(r, received),
             other => panic!("expected request_received, got {other:?}"),

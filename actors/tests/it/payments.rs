@@ -11,7 +11,7 @@ use actors::{ActorError, Clock, Dispatch, DispatchConfig, OrderConfig, Orders, S
 use futures_util::future::BoxFuture;
 use wire::model::{
     Invoice, LineItem, LineKind, OrderEventKind, OrderState, PartySummary, PaymentMethod,
-    PaymentStatus, Point, TaxLine,
+    PaymentStatus, TaxLine,
 };
 use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserId};
 
@@ -82,7 +82,7 @@ fn billed(store: &storage::Store) -> storage::OrderRecord {
         associate_id: associate,
         state: OrderState::Allotted,
         task: "companion".into(),
-        pickup: Point { lat: 1.0, lng: 1.0 },
+        pickup: storage::LatLng::new(1.0, 1.0).unwrap(),
         note: None,
         discount_code: None,
         user: party(user.0),

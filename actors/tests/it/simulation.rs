@@ -305,7 +305,10 @@ async fn ten_thousand_associates_two_thousand_requests() {
                     note: None,
                     discount_code: None,
                 };
-                dispatch.request(u, frame).await.unwrap();
+                dispatch
+                    .request(u, actors::NewRequest::new(frame).unwrap())
+                    .await
+                    .unwrap();
                 requests_made += 1;
             }
             Event2::Act(Action::Answer(a, request, accept)) => {

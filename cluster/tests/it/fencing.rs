@@ -3,7 +3,7 @@
 
 use storage::pg::PgConfig;
 use storage::{OrderRecord, StorageError, Store};
-use wire::model::{OrderEventKind, OrderState, PartySummary, Point};
+use wire::model::{OrderEventKind, OrderState, PartySummary};
 use wire::{AssociateId, OrderId, RequestId, UserId};
 
 use cluster::testing::NatsServer;
@@ -25,10 +25,7 @@ fn order() -> OrderRecord {
         associate_id: associate,
         state: OrderState::Allotted,
         task: "companion".into(),
-        pickup: Point {
-            lat: 12.97,
-            lng: 77.59,
-        },
+        pickup: storage::LatLng::new(12.97, 77.59).unwrap(),
         note: None,
         discount_code: None,
         user: party(user.0),

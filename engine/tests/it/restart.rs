@@ -524,7 +524,7 @@ async fn stored_times_are_wall_clock_so_windows_and_minutes_hold_across_a_restar
                 associate_id: associate.id,
                 state: OrderState::Allotted,
                 task: "companion".into(),
-                pickup: at(12.9716, 77.5946),
+                pickup: storage::LatLng::new(12.9716, 77.5946).unwrap(),
                 note: None,
                 discount_code: None,
                 user: user.summary(),

@@ -6,10 +6,10 @@
 use wire::model::UnixMs;
 use wire::{AssociateId, OrderId, UserId};
 
-use crate::frozen::convert::Stored;
 use crate::embedded::store::SledStore;
 use crate::embedded::table::Table;
 use crate::error::StorageError;
+use crate::frozen::convert::Stored;
 use crate::query::{MAX_PAGE, OrderQuery, Page, SCAN_BUDGET};
 use crate::records::{AssociateProfile, OrderRecord, UserProfile};
 

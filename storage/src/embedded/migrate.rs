@@ -7,9 +7,9 @@
 //!   associate), the external-feedback index, open requests and associate presence; appends event kinds (fee paid, ops
 //!   cancelled, ops completed) and `CancelledBy::Ops`.
 
-use crate::frozen::convert::decode;
 use crate::embedded::keys::{external_feedback_key, order_payment_key, party_order_key};
 use crate::error::StorageError;
+use crate::frozen::convert::decode;
 use crate::records::{FeedbackRecord, FeedbackSource, OrderRecord, PaymentRecord};
 
 /// The schema this build writes.

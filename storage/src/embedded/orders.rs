@@ -6,10 +6,10 @@ use wire::OrderId;
 use wire::model::{Invoice, OrderEvent, OrderEventKind, UnixMs};
 
 use crate::ack::{Durable, Ticket};
-use crate::frozen::convert::{decode, encode};
 use crate::embedded::keys::{ended_key, event_key, order_payment_key, party_order_key};
 use crate::embedded::store::SledStore;
 use crate::error::StorageError;
+use crate::frozen::convert::{decode, encode};
 use crate::lifecycle::{Committed, SideWrite, created, leaves_open, step};
 use crate::records::{OrderRecord, PaymentRecord, TaxInvoice};
 

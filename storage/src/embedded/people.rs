@@ -8,13 +8,13 @@ use wire::{AssociateId, OrderId, PaymentId, UserId};
 
 use crate::ack::Ticket;
 use crate::backend::{FeedbackOutcome, PaymentStart};
-use crate::frozen::convert::{decode, encode};
 use crate::embedded::keys::{
     app_feedback_key, external_feedback_key, idempotency_key, redemption_key,
 };
 use crate::embedded::orders::write_payment;
 use crate::embedded::store::SledStore;
 use crate::error::StorageError;
+use crate::frozen::convert::{decode, encode};
 use crate::records::*;
 
 const PRICING_KEY: &[u8] = b"pricing";

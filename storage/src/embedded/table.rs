@@ -3,8 +3,8 @@
 
 use std::marker::PhantomData;
 
-use crate::frozen::convert::{Stored, decode, encode};
 use crate::error::StorageError;
+use crate::frozen::convert::{Stored, decode, encode};
 
 /// One sled tree holding values of type `V`.
 #[derive(Debug, Clone)]

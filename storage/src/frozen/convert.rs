@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use wire::model as w;
 use wire::{AssociateId, FeedbackId, InvoiceId, OrderId, PaymentId, RequestId, UserId};
 
-use crate::frozen::layout as l;
 use crate::error::StorageError;
+use crate::frozen::layout as l;
 use crate::records as r;
 
 /// A value the store keeps, with the layout it is kept in.
@@ -19,8 +19,9 @@ pub(crate) trait Stored: Sized {
     type Layout: Serialize + DeserializeOwned + std::fmt::Debug + Send + Sync;
     /// The layout of this value.
     fn to_layout(&self) -> Self::Layout;
-    /// The value a layout holds.
-    fn from_layout(layout: Self::Layout) -> Self;
+    /// The value a layout holds; an error if it holds what no value can (a point off
+    /// the globe).
+    fn from_layout(layout: Self::Layout) -> Result<Self, String>;
 }
 
 /// The bincode configuration of every stored value: varint integers, little endian.
@@ -41,7 +42,8 @@ pub(crate) fn encode_layout<L: Serialize>(layout: &L) -> Vec<u8> {
 
 /// Decodes a value read from `tree`; trailing bytes are corruption.
 pub(crate) fn decode<T: Stored>(tree: &'static str, bytes: &[u8]) -> Result<T, StorageError> {
-    decode_layout(tree, bytes).map(T::from_layout)
+    T::from_layout(decode_layout(tree, bytes)?)
+        .map_err(|detail| StorageError::Corrupt { tree, detail })
 }
 
 /// Decodes a layout read from `tree`.
@@ -66,6 +68,19 @@ fn point(p: w::Point) -> l::Point {
         lat: p.lat,
         lng: p.lng,
     }
+}
+
+/// A stored position, validated once, as it is read.
+fn latlng(p: geo::LatLng) -> l::Point {
+    l::Point {
+        lat: p.lat(),
+        lng: p.lng(),
+    }
+}
+
+/// The validated position a layout holds.
+fn latlng_back(p: l::Point) -> Result<geo::LatLng, String> {
+    geo::LatLng::new(p.lat, p.lng).map_err(|e| format!("a stored position: {e}"))
 }
 
 fn point_back(p: l::Point) -> w::Point {
@@ -281,8 +296,8 @@ impl Stored for w::Invoice {
         }
     }
 
-    fn from_layout(x: l::Invoice) -> Self {
-        w::Invoice {
+    fn from_layout(x: l::Invoice) -> Result<Self, String> {
+        Ok(w::Invoice {
             invoice_id: InvoiceId(x.invoice_id),
             order_id: OrderId(x.order_id),
             currency: x.currency,
@@ -309,7 +324,7 @@ impl Stored for w::Invoice {
                 transaction_ref: s.transaction_ref,
                 paid_at_ms: s.paid_at_ms,
             }),
-        }
+        })
     }
 }
 
@@ -481,14 +496,14 @@ impl Stored for w::OrderEvent {
         }
     }
 
-    fn from_layout(x: l::OrderEvent) -> Self {
-        w::OrderEvent {
+    fn from_layout(x: l::OrderEvent) -> Result<Self, String> {
+        Ok(w::OrderEvent {
             order_id: OrderId(x.order_id),
             seq: x.seq,
             at_ms: x.at_ms,
             state: state_back(x.state),
             kind: event_kind_back(x.kind),
-        }
+        })
     }
 }
 
@@ -523,8 +538,8 @@ impl Stored for w::PricingSettings {
         }
     }
 
-    fn from_layout(x: l::PricingSettings) -> Self {
-        w::PricingSettings {
+    fn from_layout(x: l::PricingSettings) -> Result<Self, String> {
+        Ok(w::PricingSettings {
             currency: x.currency,
             utc_offset_minutes: x.utc_offset_minutes,
             tasks: x
@@ -548,7 +563,7 @@ impl Stored for w::PricingSettings {
                 free_minutes: x.cancellation.free_minutes,
                 fee_minor: x.cancellation.fee_minor,
             },
-        }
+        })
     }
 }
 
@@ -570,8 +585,8 @@ impl Stored for w::DiscountCode {
         }
     }
 
-    fn from_layout(x: l::DiscountCode) -> Self {
-        w::DiscountCode {
+    fn from_layout(x: l::DiscountCode) -> Result<Self, String> {
+        Ok(w::DiscountCode {
             code: x.code,
             kind: match x.kind {
                 l::DiscountKind::Percent { rate_bp, cap_minor } => {
@@ -582,7 +597,7 @@ impl Stored for w::DiscountCode {
             expires_at_ms: x.expires_at_ms,
             min_order_minor: x.min_order_minor,
             once_per_user: x.once_per_user,
-        }
+        })
     }
 }
 
@@ -620,8 +635,8 @@ impl Stored for r::UserProfile {
         }
     }
 
-    fn from_layout(x: l::UserProfile) -> Self {
-        r::UserProfile {
+    fn from_layout(x: l::UserProfile) -> Result<Self, String> {
+        Ok(r::UserProfile {
             id: UserId(x.id),
             name: x.name,
             phone: x.phone,
@@ -648,7 +663,7 @@ impl Stored for r::UserProfile {
             rating_sum: x.rating_sum,
             rating_count: x.rating_count,
             created_at_ms: x.created_at_ms,
-        }
+        })
     }
 }
 
@@ -668,8 +683,8 @@ impl Stored for r::AssociateProfile {
         }
     }
 
-    fn from_layout(x: l::AssociateProfile) -> Self {
-        r::AssociateProfile {
+    fn from_layout(x: l::AssociateProfile) -> Result<Self, String> {
+        Ok(r::AssociateProfile {
             id: AssociateId(x.id),
             name: x.name,
             phone: x.phone,
@@ -678,7 +693,7 @@ impl Stored for r::AssociateProfile {
             rating_sum: x.rating_sum,
             rating_count: x.rating_count,
             created_at_ms: x.created_at_ms,
-        }
+        })
     }
 }
 
@@ -693,7 +708,7 @@ impl Stored for r::OrderRecord {
             associate_id: self.associate_id.0,
             state: state(self.state),
             task: self.task.clone(),
-            pickup: point(self.pickup),
+            pickup: latlng(self.pickup),
             note: self.note.clone(),
             discount_code: self.discount_code.clone(),
             user: party(&self.user),
@@ -710,15 +725,15 @@ impl Stored for r::OrderRecord {
         }
     }
 
-    fn from_layout(x: l::OrderRecord) -> Self {
-        r::OrderRecord {
+    fn from_layout(x: l::OrderRecord) -> Result<Self, String> {
+        Ok(r::OrderRecord {
             order_id: OrderId(x.order_id),
             request_id: RequestId(x.request_id),
             user_id: UserId(x.user_id),
             associate_id: AssociateId(x.associate_id),
             state: state_back(x.state),
             task: x.task,
-            pickup: point_back(x.pickup),
+            pickup: latlng_back(x.pickup)?,
             note: x.note,
             discount_code: x.discount_code,
             user: party_back(x.user),
@@ -732,7 +747,7 @@ impl Stored for r::OrderRecord {
             payment_id: x.payment_id.map(PaymentId),
             cancellation: x.cancellation.map(cancellation_back),
             next_seq: x.next_seq,
-        }
+        })
     }
 }
 
@@ -754,8 +769,8 @@ impl Stored for r::TaxInvoice {
         }
     }
 
-    fn from_layout(x: l::TaxInvoice) -> Self {
-        r::TaxInvoice {
+    fn from_layout(x: l::TaxInvoice) -> Result<Self, String> {
+        Ok(r::TaxInvoice {
             number: x.number,
             invoice_id: InvoiceId(x.invoice_id),
             order_id: OrderId(x.order_id),
@@ -766,7 +781,7 @@ impl Stored for r::TaxInvoice {
             tax_minor: x.tax_minor,
             total_minor: x.total_minor,
             issued_at_ms: x.issued_at_ms,
-        }
+        })
     }
 }
 
@@ -791,8 +806,8 @@ impl Stored for r::PaymentRecord {
         }
     }
 
-    fn from_layout(x: l::PaymentRecord) -> Self {
-        r::PaymentRecord {
+    fn from_layout(x: l::PaymentRecord) -> Result<Self, String> {
+        Ok(r::PaymentRecord {
             payment_id: PaymentId(x.payment_id),
             order_id: OrderId(x.order_id),
             user_id: UserId(x.user_id),
@@ -806,7 +821,7 @@ impl Stored for r::PaymentRecord {
             failure: x.failure,
             created_at_ms: x.created_at_ms,
             updated_at_ms: x.updated_at_ms,
-        }
+        })
     }
 }
 
@@ -830,8 +845,8 @@ impl Stored for r::FeedbackRecord {
         }
     }
 
-    fn from_layout(x: l::FeedbackRecord) -> Self {
-        r::FeedbackRecord {
+    fn from_layout(x: l::FeedbackRecord) -> Result<Self, String> {
+        Ok(r::FeedbackRecord {
             id: FeedbackId(x.id),
             order_id: OrderId(x.order_id),
             about: role_back(x.about),
@@ -842,7 +857,7 @@ impl Stored for r::FeedbackRecord {
                 l::FeedbackSource::External { source } => r::FeedbackSource::External { source },
             },
             at_ms: x.at_ms,
-        }
+        })
     }
 }
 
@@ -855,7 +870,7 @@ impl Stored for r::OpenRequest {
             user_id: self.user_id.0,
             client_ref: self.client_ref.clone(),
             task: self.task.clone(),
-            pickup: point(self.pickup),
+            pickup: latlng(self.pickup),
             note: self.note.clone(),
             discount_code: self.discount_code.clone(),
             created_at_ms: self.created_at_ms,
@@ -864,19 +879,19 @@ impl Stored for r::OpenRequest {
         }
     }
 
-    fn from_layout(x: l::OpenRequest) -> Self {
-        r::OpenRequest {
+    fn from_layout(x: l::OpenRequest) -> Result<Self, String> {
+        Ok(r::OpenRequest {
             request_id: RequestId(x.request_id),
             user_id: UserId(x.user_id),
             client_ref: x.client_ref,
             task: x.task,
-            pickup: point_back(x.pickup),
+            pickup: latlng_back(x.pickup)?,
             note: x.note,
             discount_code: x.discount_code,
             created_at_ms: x.created_at_ms,
             deadline_at_ms: x.deadline_at_ms,
             refused: x.refused.into_iter().map(AssociateId).collect(),
-        }
+        })
     }
 }
 
@@ -891,12 +906,12 @@ impl Stored for r::Presence {
         }
     }
 
-    fn from_layout(x: l::Presence) -> Self {
-        r::Presence {
+    fn from_layout(x: l::Presence) -> Result<Self, String> {
+        Ok(r::Presence {
             online: x.online,
             skills: x.skills,
             at_ms: x.at_ms,
-        }
+        })
     }
 }
 

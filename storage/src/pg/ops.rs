@@ -11,8 +11,8 @@ use wire::{AssociateId, InvoiceId, OrderId, PartyId, PaymentId, RequestId, UserI
 use super::worker::Session;
 use crate::ack::Ticket;
 use crate::backend::{FeedbackOutcome, PaymentStart};
-use crate::frozen::convert::Stored;
 use crate::error::StorageError;
+use crate::frozen::convert::Stored;
 use crate::lifecycle::{Committed, SideWrite, created, leaves_open, step};
 use crate::query::{MAX_PAGE, OrderQuery, Page};
 use crate::records::*;
@@ -25,7 +25,10 @@ pub(crate) fn big(v: u64) -> i64 {
 /// The record in column `i` (jsonb, in storage's own layout).
 pub(crate) fn body<T: Stored>(row: &Row, i: usize) -> Result<T, StorageError> {
     let Json(layout) = row.try_get::<_, Json<T::Layout>>(i)?;
-    Ok(T::from_layout(layout))
+    T::from_layout(layout).map_err(|detail| StorageError::Corrupt {
+        tree: "postgres",
+        detail,
+    })
 }
 
 fn bodies<T: Stored>(rows: &[Row]) -> Result<Vec<T>, StorageError> {

@@ -380,10 +380,7 @@ pub fn open_request() -> storage::OpenRequest {
         user_id: USER,
         client_ref: "r-1".into(),
         task: "companion".into(),
-        pickup: wire::model::Point {
-            lat: 12.97,
-            lng: 77.59,
-        },
+        pickup: storage::LatLng::new(12.97, 77.59).unwrap(),
         note: Some("gate 2".into()),
         discount_code: None,
         created_at_ms: T0 + 300,

@@ -11,7 +11,7 @@ mod power_cut;
 
 use storage::pg::PgConfig;
 use storage::{OrderRecord, StorageError, Store, StoreConfig};
-use wire::model::{OrderState, PartySummary, Point};
+use wire::model::{OrderState, PartySummary};
 use wire::{AssociateId, OrderId, RequestId, UserId};
 
 /// A user profile, its `created_at_ms` set to `n`.
@@ -46,10 +46,7 @@ pub fn new_order(user: UserId, associate: AssociateId, at_ms: u64) -> OrderRecor
         associate_id: associate,
         state: OrderState::Allotted,
         task: "companion".into(),
-        pickup: Point {
-            lat: 12.97,
-            lng: 77.59,
-        },
+        pickup: storage::LatLng::new(12.97, 77.59).unwrap(),
         note: None,
         discount_code: None,
         user: party(user.0, "Asha"),
