@@ -2,6 +2,7 @@
 //! the refs that reach them on this node or another; actors are started here, on the
 //! next arbiter in turn.
 
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 
@@ -287,10 +288,10 @@ impl Dispatch {
     }
 
     /// A shard cell: here, on its owner, or nowhere (outside the market).
-    pub(crate) fn cell(&self, shard: ShardId) -> Option<CellRef> {
+    pub(crate) fn cell(&self, shard: ShardId) -> Option<CellRef<'_>> {
         match self.place(shard) {
             Place::Here => Some(Ref::Here(CellHere {
-                dispatch: self.clone(),
+                dispatch: self,
                 shard,
             })),
             Place::Elsewhere => self.peers().map(|peers| Ref::There {
@@ -382,8 +383,9 @@ impl Dispatch {
 pub(crate) type AssociateRef = Ref<AssociateHere>;
 /// A request's offer loop, here or on another node.
 pub(crate) type RequestRef = Ref<Addr<RequestActor>>;
-/// A shard cell (its supervisor and index), here or on its owner.
-pub(crate) type CellRef = Ref<CellHere>;
+/// A shard cell (its supervisor and index), here or on its owner; borrowed from the
+/// handle while it is used, so the position path clones nothing.
+pub(crate) type CellRef<'a> = Ref<CellHere<&'a Dispatch>>;
 
 /// An associate whose actor runs on this node.
 #[derive(Clone)]
@@ -421,23 +423,23 @@ where
 
 /// A shard cell served by this node.
 #[derive(Clone)]
-pub(crate) struct CellHere {
-    dispatch: Dispatch,
+pub(crate) struct CellHere<D = Dispatch> {
+    dispatch: D,
     shard: ShardId,
 }
 
-impl Takes<IndexOp> for CellHere {
+impl<D: Borrow<Dispatch>> Takes<IndexOp> for CellHere<D> {
     /// An upsert starts the supervisor if it does not run; a move or a removal is for
     /// one that does (false if it does not).
     fn tell(&self, op: IndexOp) -> bool {
-        let shared = &self.dispatch.shared;
+        let dispatch: &Dispatch = self.dispatch.borrow();
         match op {
             IndexOp::Upsert { .. } => {
-                Dispatch::push(&self.dispatch.supervisor(self.shard), op);
+                Dispatch::push(&dispatch.supervisor(self.shard), op);
                 true
             }
             IndexOp::Move { .. } | IndexOp::Remove { .. } => {
-                match shared.supervisors.get(&self.shard) {
+                match dispatch.shared.supervisors.get(&self.shard) {
                     Some(slot) => {
                         Dispatch::push(&slot, op);
                         true
@@ -454,21 +456,25 @@ impl Takes<IndexOp> for CellHere {
     }
 }
 
-impl Takes<LocalNearest> for CellHere {
+impl<D: Borrow<Dispatch>> Takes<LocalNearest> for CellHere<D> {
     fn tell(&self, _: LocalNearest) -> bool {
         true
     }
 
     /// Nobody if the cell's supervisor does not run (it has no associates).
     fn ask(&self, search: LocalNearest) -> BoxFuture<'static, Option<Vec<Neighbor<AssociateId>>>> {
-        match self.dispatch.ask_existing_supervisor(self.shard, search) {
+        match self
+            .dispatch
+            .borrow()
+            .ask_existing_supervisor(self.shard, search)
+        {
             Some(asked) => async move { Some(asked.await.unwrap_or_default()) }.boxed(),
             None => futures_util::future::ready(Some(Vec::new())).boxed(),
         }
     }
 }
 
-impl Takes<messages::StartStored> for CellHere {
+impl<D: Borrow<Dispatch>> Takes<messages::StartStored> for CellHere<D> {
     fn tell(&self, msg: messages::StartStored) -> bool {
         let asked = Takes::<messages::StartStored>::ask(self, msg);
         tokio::spawn(asked);
@@ -479,7 +485,7 @@ impl Takes<messages::StartStored> for CellHere {
         &self,
         msg: messages::StartStored,
     ) -> BoxFuture<'static, Option<Result<(), ActorError>>> {
-        let dispatch = self.dispatch.clone();
+        let dispatch = self.dispatch.borrow().clone();
         async move { Some(dispatch.start_stored(msg.stored, msg.provenance).await) }.boxed()
     }
 }
