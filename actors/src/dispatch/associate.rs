@@ -108,14 +108,10 @@ impl AssociateActor {
             && matches!(self.phase, Phase::Free)
             && self.indexed_in.is_none()
             && self.last_activity.elapsed() >= idle
-            && self.dispatch.shared.associates.retire(
-                &self.id,
-                &ctx.address(),
-                &self.mailbox,
-                |_| true,
-            )
+            && self
+                .dispatch
+                .retire_associate(self.id, &ctx.address(), &self.mailbox)
         {
-            self.dispatch.associate_retired(self.id);
             ctx.stop();
         }
     }
@@ -167,7 +163,7 @@ impl AssociateActor {
         let indexed_in = &mut self.indexed_in;
         self.position.route(|latest| {
             let want = match (eligible, latest) {
-                (true, Some(p)) => Some((dispatch.shared.map.shard_of(p), p)),
+                (true, Some(p)) => Some((dispatch.shard_of(p), p)),
                 _ => None,
             };
             if let Some(old) = *indexed_in

@@ -30,7 +30,7 @@ use crate::dispatch::supervisor::ShardSupervisor;
 use crate::error::ActorError;
 use crate::peers::remote::{self, Ref, Routes, Subject, Takes, Unreached};
 use crate::peers::{Peers, Place, Served, subjects};
-use crate::registry::{Registry, Slot};
+use crate::registry::{Mailbox, Registry, Slot};
 use crate::sessions::Sessions;
 
 use super::handle::Dispatch;
@@ -254,10 +254,40 @@ impl Dispatch {
         })
     }
 
-    /// An associate's actor retired: in cluster mode, stop serving them here.
-    pub(crate) fn associate_retired(&self, id: AssociateId) {
-        if let Some(peers) = self.peers() {
+    /// Retires an idle associate's actor if it has handled every message sent to it
+    /// (then, in cluster mode, stops serving them here); false if it must stay.
+    pub(super) fn retire_associate(
+        &self,
+        id: AssociateId,
+        addr: &Addr<AssociateActor>,
+        mailbox: &Mailbox,
+    ) -> bool {
+        let retired = self.shared.associates.retire(&id, addr, mailbox, |_| true);
+        if retired && let Some(peers) = self.peers() {
             peers.unserve(Served::Associate(id));
+        }
+        retired
+    }
+
+    /// Retires an idle shard supervisor if it has handled every message sent to it and
+    /// its lane is empty; false if it must stay.
+    pub(super) fn retire_supervisor(
+        &self,
+        shard: ShardId,
+        addr: &Addr<ShardSupervisor>,
+        mailbox: &Mailbox,
+    ) -> bool {
+        self.shared
+            .supervisors
+            .retire(&shard, addr, mailbox, |lane| lane.is_empty())
+    }
+
+    /// A request actor started here: in the address book (and, in cluster mode, served
+    /// to the other nodes) before it runs.
+    pub(super) fn request_started(&self, id: RequestId, addr: Addr<RequestActor>) {
+        self.shared.requests.insert(id, addr.clone());
+        if let Some(peers) = self.peers() {
+            self.serve_request(peers, id, addr);
         }
     }
 

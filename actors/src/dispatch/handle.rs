@@ -143,6 +143,11 @@ impl Dispatch {
         self.shared.map.shard_of(point)
     }
 
+    /// The shard cells of the market.
+    pub(crate) fn shard_map(&self) -> &ShardMap {
+        &self.shared.map
+    }
+
     /// The clock.
     pub fn clock(&self) -> Clock {
         self.shared.clock

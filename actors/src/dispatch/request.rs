@@ -189,7 +189,7 @@ impl RequestActor {
             k: self.dispatch.config().candidates_per_search,
             exclude,
         };
-        let shard = self.dispatch.shared.map.shard_of(self.spec.pickup);
+        let shard = self.dispatch.shard_of(self.spec.pickup);
         self.dispatch
             .ask_supervisor(shard, Candidates { search })
             .into_actor(self)
@@ -429,7 +429,7 @@ impl RequestActor {
         self.dispatch.close_trail(self.spec.request_id, outcome);
         self.dispatch
             .request_finished(self.spec.request_id, self.spec.user_id);
-        let shard = self.dispatch.shared.map.shard_of(self.spec.pickup);
+        let shard = self.dispatch.shard_of(self.spec.pickup);
         // Its supervisor runs: it cannot retire while this request does.
         self.dispatch
             .to_existing_supervisor(shard, crate::dispatch::messages::RequestDone {});
@@ -614,7 +614,7 @@ impl Handler<Relinquish> for RequestActor {
     /// the open offer is withdrawn, and the cell's new owner resumes the request from the
     /// store.
     fn handle(&mut self, msg: Relinquish, ctx: &mut Context<Self>) {
-        let shard = self.dispatch.shared.map.shard_of(self.spec.pickup);
+        let shard = self.dispatch.shard_of(self.spec.pickup);
         if shard != msg.shard || matches!(self.phase, Phase::Allotting | Phase::Done) {
             return;
         }

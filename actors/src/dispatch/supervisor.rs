@@ -78,12 +78,9 @@ impl ShardSupervisor {
         if self.index.is_empty()
             && self.live_requests == 0
             && self.last_activity.elapsed() >= idle
-            && self.dispatch.shared.supervisors.retire(
-                &self.shard,
-                &ctx.address(),
-                &self.mailbox,
-                |lane| lane.is_empty(),
-            )
+            && self
+                .dispatch
+                .retire_supervisor(self.shard, &ctx.address(), &self.mailbox)
         {
             ctx.stop();
         }
@@ -200,7 +197,7 @@ impl Handler<Candidates> for ShardSupervisor {
     fn handle(&mut self, msg: Candidates, _: &mut Context<Self>) -> Self::Result {
         self.received();
         let search = msg.search;
-        let map = &self.dispatch.shared.map;
+        let map = self.dispatch.shard_map();
         let shards = map
             .shards_touching(search.point, search.radius_m)
             .unwrap_or_else(|_| vec![map.shard_of(search.point)]);
@@ -232,13 +229,7 @@ impl Handler<StartRequest> for ShardSupervisor {
         self.live_requests += 1;
         let request_id = msg.spec.request_id;
         let addr = RequestActor::new(msg.spec, self.dispatch.clone()).start();
-        self.dispatch
-            .shared
-            .requests
-            .insert(request_id, addr.clone());
-        if let Some(peers) = self.dispatch.peers() {
-            self.dispatch.serve_request(peers, request_id, addr.clone());
-        }
+        self.dispatch.request_started(request_id, addr.clone());
         actix::MessageResult(addr)
     }
 }
@@ -276,7 +267,7 @@ mod tests {
         let task = TaskType::new(0).unwrap();
         let skills = Skills::default().with(task);
         let point = LatLng::new(12.97, 77.59).unwrap();
-        let shard = dispatch.shared.map.shard_of(point);
+        let shard = dispatch.shard_of(point);
         let id = AssociateId::new();
         let found = |dispatch: Dispatch| async move {
             let search = LocalNearest {

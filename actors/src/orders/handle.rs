@@ -301,6 +301,11 @@ impl Orders {
         }
     }
 
+    /// The order settings.
+    pub(crate) fn config(&self) -> &OrderConfig {
+        &self.shared.config
+    }
+
     /// The store.
     pub fn store(&self) -> &storage::Store {
         &self.shared.store

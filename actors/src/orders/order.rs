@@ -225,7 +225,7 @@ impl OrderActor {
             return Ok(());
         }
         self.wrong_pins += 1;
-        let config = &self.orders.shared.config;
+        let config = self.orders.config();
         if self.wrong_pins >= config.pin_attempts {
             self.wrong_pins = 0;
             self.locked_until = Some(now + config.pin_lock);
@@ -371,7 +371,7 @@ impl OrderActor {
 
     /// Checks for a stall when the current state's stall time is up.
     fn watch_stall(&mut self, ctx: &mut Context<Self>) {
-        let stall = &self.orders.shared.config.stall;
+        let stall = &self.orders.config().stall;
         let Some(limit) = stall.of(self.record.state, self.record.owes_fee()) else {
             return;
         };
