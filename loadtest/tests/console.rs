@@ -128,11 +128,11 @@ async fn stuck_order(target: &Target) -> (OrderId, wire::AssociateId, Client, Cl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_in_a_real_browser_during_a_simulator_run() {
     let Some((modules, chromium)) = tools() else {
-        assert!(
-            std::env::var_os("SPEEDY_REQUIRE_BROWSER").is_none(),
-            "a browser is required here but playwright-core (SPEEDY_NODE_MODULES) or chromium is missing"
+        storage::skips::skip(
+            "the console in a real browser",
+            "playwright-core (SPEEDY_NODE_MODULES) or chromium",
+            "SPEEDY_REQUIRE_BROWSER",
         );
-        eprintln!("playwright-core or chromium not installed: the browser test did not run");
         return;
     };
     // As fast as the CI smoke run, so the simulated orders finish within the test.

@@ -18,6 +18,8 @@ mod ack;
 mod backend;
 mod embedded;
 mod error;
+#[cfg(feature = "testing")]
+pub mod skips;
 mod frozen;
 mod lifecycle;
 pub mod pg;
