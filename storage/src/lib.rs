@@ -18,14 +18,14 @@ mod ack;
 mod backend;
 mod embedded;
 mod error;
-#[cfg(feature = "testing")]
-pub mod skips;
 mod frozen;
 mod lifecycle;
 pub mod pg;
 mod query;
 mod queue;
 mod records;
+#[cfg(feature = "testing")]
+pub mod skips;
 
 pub use ack::{DURABLE_WRITE_SECONDS, Durable, Reading, Ticket};
 pub use backend::{Backend, FeedbackOutcome, PaymentStart, Store};

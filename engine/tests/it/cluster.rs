@@ -139,6 +139,37 @@ impl Cluster {
             .map(|v| v as usize)
     }
 
+    /// Waits until `/readyz` on `node` answers `ready` (200) or, if not `ready`, 503 with
+    /// a reason containing `because`; fails after the wait.
+    async fn readiness_becomes(&self, node: usize, ready: bool, because: &str) {
+        let started = Instant::now();
+        loop {
+            let r = http_api::request(self.node(node).addr, "GET", "/readyz", &[], None).await;
+            if let Ok(r) = &r {
+                let reasons = r.body["reasons"].to_string();
+                let now_ready = r.status == 200 && r.body["status"] == "ready";
+                let matches = match ready {
+                    true => now_ready,
+                    false => r.status == 503 && reasons.contains(because),
+                };
+                if matches {
+                    return;
+                }
+                assert!(
+                    started.elapsed() < WAIT,
+                    "node {node}: /readyz still {} {} (want ready = {ready})",
+                    r.status,
+                    r.body
+                );
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "node {node}: /readyz unanswered: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Waits until each node in `live` holds exactly its rendezvous share of the cells;
     /// how long that took.
     async fn settled(&self, live: &[String]) -> Duration {
@@ -654,6 +685,9 @@ async fn a_node_cut_off_from_nats_drops_its_cells_and_rejoins() {
     let all = c.live();
     let others: Vec<String> = all.iter().filter(|id| *id != "node-2").cloned().collect();
     let pickup = c.point_owned_by(2, &all);
+    for node in 0..3 {
+        c.readiness_becomes(node, true, "").await;
+    }
 
     // Cut off, node 2 keeps running but hears nothing: the others take its cells within
     // the lease and a second, and it lets go of every cell it held.
@@ -677,14 +711,20 @@ async fn a_node_cut_off_from_nats_drops_its_cells_and_rejoins() {
         !c.node(2).lines_with("cut off from NATS").is_empty(),
         "node 2 did not say it was cut off"
     );
+    // It says it is not ready (no lease), so a load balancer stops sending it apps; the
+    // others stay ready.
+    c.readiness_becomes(2, false, "no lease").await;
+    c.readiness_becomes(0, true, "").await;
+    c.readiness_becomes(1, true, "").await;
     // A request in what was node 2's cell is served by its new owner.
     let mut p = c.parties(0, 1, pickup).await;
     p.u.send(request_at(pickup, "after-cut")).await.unwrap();
     accept_offer(&mut p).await;
 
-    // NATS is back for node 2: it rejoins and takes its share again.
+    // NATS is back for node 2: it rejoins, takes its share again and is ready.
     proxy.restore();
     c.settled(&all).await;
+    c.readiness_becomes(2, true, "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
