@@ -38,6 +38,9 @@ pub const CLUSTER_CELLS: &str = "speedy_cluster_cells";
 pub const CLUSTER_QUEUE: &str = "speedy_cluster_queue";
 /// Cluster mode: cells gained and lost, by `change`.
 pub const CLUSTER_CELL_CHANGES: &str = "speedy_cluster_cell_changes_total";
+/// Cluster mode: order views a (re)connecting app was sent from the store because no
+/// node could answer for the order at that moment (its cell was changing owner).
+pub const ORDER_VIEWS_FROM_STORE: &str = "speedy_cluster_order_views_from_store_total";
 /// Messages waiting in an actor's mailbox, seen as each is handled, by actor.
 pub const MAILBOX_DEPTH: &str = "speedy_mailbox_depth";
 

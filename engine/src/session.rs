@@ -542,7 +542,7 @@ impl Session {
             }
         }
         if let Ok(Some(order)) = self.state.orders.find_open_order(self.party)
-            && let Ok(snapshot) = self.state.orders.snapshot(self.party, order).await
+            && let Ok(snapshot) = self.state.orders.resync_view(self.party, order).await
         {
             self.push(wire::OrderFrame {
                 order: Box::new(snapshot),

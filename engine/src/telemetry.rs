@@ -173,6 +173,10 @@ pub fn describe() {
         actors::telemetry::CLUSTER_CELL_CHANGES,
         "Cluster mode: shard cells gained and lost, by change."
     );
+    describe_counter!(
+        actors::telemetry::ORDER_VIEWS_FROM_STORE,
+        "Cluster mode: order views sent to a (re)connecting app from the store while no node could answer for the order."
+    );
     describe_gauge!(
         actors::telemetry::SHARD_SUPERVISORS,
         "Shard supervisors running (each stops when idle)."

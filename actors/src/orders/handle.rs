@@ -365,6 +365,41 @@ impl Orders {
         }
     }
 
+    /// The open order `party` is on, as they may see it, for an app that (re)connects:
+    /// from its actor wherever it runs, or, while no node can answer for it (its owner
+    /// died and the cell is being taken over, or the owner is slow), from the store,
+    /// which holds every transition before anyone hears of it. Cluster mode only falls
+    /// back; on one node the actor is the only source.
+    pub async fn resync_view(
+        &self,
+        party: PartyId,
+        order: OrderId,
+    ) -> Result<OrderSnapshot, ActorError> {
+        let live = self.snapshot(party, order).await;
+        let unreachable = matches!(
+            live,
+            Err(ActorError::PeerUnavailable(_) | ActorError::Internal(_))
+        );
+        if !unreachable || self.shared.dispatch.peers().is_none() {
+            return live;
+        }
+        let Some(record) = self.shared.store.order_async(order).await? else {
+            return live;
+        };
+        let Some(side) = side_of(&record, party) else {
+            return Err(ActorError::NotYourOrder);
+        };
+        if !still_on(&record, party) {
+            return live;
+        }
+        let invoice = match record.invoice_id {
+            Some(id) => self.shared.store.invoice_async(id).await?,
+            None => None,
+        };
+        metrics::counter!(crate::telemetry::ORDER_VIEWS_FROM_STORE).increment(1);
+        Ok(OrderActor::view_for(&record, invoice, side))
+    }
+
     /// Relays `party`'s position to the other side of their order, at most once per
     /// tracking interval; true if relayed.
     pub fn relay_location(&self, party: PartyId, point: LatLng) -> bool {

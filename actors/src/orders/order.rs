@@ -135,9 +135,18 @@ impl OrderActor {
 
     /// The order as `side` sees it: the PIN only in the user's copy.
     pub(crate) fn snapshot_for(&self, side: Role) -> OrderSnapshot {
-        let mut view = Self::view_of(&self.record, self.invoice.clone());
+        Self::view_for(&self.record, self.invoice.clone(), side)
+    }
+
+    /// `r` with `invoice` as `side` sees it: the PIN only in the user's copy.
+    pub(crate) fn view_for(
+        r: &storage::OrderRecord,
+        invoice: Option<Invoice>,
+        side: Role,
+    ) -> OrderSnapshot {
+        let mut view = Self::view_of(r, invoice);
         if side == Role::User {
-            view.pin = Some(self.record.pin.clone());
+            view.pin = Some(r.pin.clone());
         }
         view
     }

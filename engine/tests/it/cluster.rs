@@ -430,8 +430,39 @@ async fn a_killed_node_loses_no_order_and_no_request() {
     })
     .await;
 
+    let token = c.node(0).token(p.user.0, "user").await;
     let killed = Instant::now();
     c.kill(2);
+    // The user's app reconnects to node 0 at once, while node 2's cells are still
+    // between owners, and is shown its order again (from the store, since no node can
+    // answer for it yet) within the call timeout and a second.
+    p.u = c.node(0).connect(&token).await;
+    let shown = expect(&mut p.u, "order resync", |m| match m {
+        ServerMessage::Order(o) => Some(*o.order),
+        _ => None,
+    })
+    .await;
+    let resynced = killed.elapsed();
+    assert_eq!(shown.order_id, first.order_id);
+    assert_eq!(
+        shown.pin.as_deref().map(str::len),
+        Some(4),
+        "the user's copy has its PIN"
+    );
+    assert!(
+        resynced <= Duration::from_secs(3),
+        "the order frame came {resynced:?} after the kill"
+    );
+    let metrics = http_api::request(c.node(0).addr, "GET", "/metrics", &[], None)
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .text
+            .lines()
+            .any(|l| l.starts_with("speedy_cluster_order_views_from_store_total ")),
+        "node 0 did not answer from the store"
+    );
     let survivors = c.live();
     c.settled(&survivors).await;
     let recovered = killed.elapsed();
@@ -439,18 +470,6 @@ async fn a_killed_node_loses_no_order_and_no_request() {
         recovered <= LEASE + Duration::from_secs(1),
         "node 2's cells were owned elsewhere only after {recovered:?}"
     );
-
-    // The user's app reconnects to node 0 and is shown its order again.
-    p.u = c
-        .node(0)
-        .connect(&c.node(0).token(p.user.0, "user").await)
-        .await;
-    let shown = expect(&mut p.u, "order resync", |m| match m {
-        ServerMessage::Order(o) => Some(*o.order),
-        _ => None,
-    })
-    .await;
-    assert_eq!(shown.order_id, first.order_id);
     // The order goes on under its new owner.
     act_until(&mut p.a, c.node(0), first.order_id, "en_route", || {
         wire::EnRoute {
