@@ -99,7 +99,7 @@ impl Membership {
     }
 
     /// Stops heartbeating and removes this node at once (a clean shutdown).
-    pub async fn leave(self) -> Result<(), ClusterError> {
+    pub async fn leave(&self) -> Result<(), ClusterError> {
         self.heartbeat.abort();
         self.bucket
             .delete(&self.node)

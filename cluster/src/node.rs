@@ -36,6 +36,8 @@ pub struct NodeConfig {
 #[derive(Debug)]
 pub struct Node {
     membership: Arc<Membership>,
+    cells: Cells,
+    publish: Arc<watch::Sender<Owned>>,
     owned: watch::Receiver<Owned>,
     in_lease: watch::Receiver<bool>,
     task: JoinHandle<()>,
@@ -47,8 +49,10 @@ impl Node {
     pub async fn start(js: &jetstream::Context, config: NodeConfig) -> Result<Self, ClusterError> {
         let membership = Arc::new(Membership::join(js, &config.id, config.ttl).await?);
         let cells = Cells::open(js).await?;
+        let round_cells = cells.clone();
         let view = cells.view().await?;
         let (publish, owned) = watch::channel(Owned::new());
+        let publish = Arc::new(publish);
         let (lease, in_lease) = watch::channel(false);
         let paused = Arc::new(AtomicBool::new(false));
         let mut round = Round {
@@ -58,7 +62,7 @@ impl Node {
             view,
             held: Owned::new(),
             last_contact: Instant::now(),
-            publish,
+            publish: publish.clone(),
             lease,
         };
         round.run().await;
@@ -75,6 +79,8 @@ impl Node {
         });
         Ok(Self {
             membership,
+            cells: round_cells,
+            publish,
             owned,
             in_lease,
             task,
@@ -109,6 +115,30 @@ impl Node {
         self.membership.set_paused(paused);
     }
 
+    /// Leaves cleanly: stops the loop and says the node holds no cell any more (so its
+    /// actors there stop), waits for `dropped` (the caller no longer serving them), then
+    /// releases every claim and leaves the live set, so the others take the cells at
+    /// their next round instead of after the lease. Answers how many cells it released.
+    pub async fn hand_over(
+        &self,
+        dropped: impl Future<Output = ()>,
+    ) -> Result<usize, ClusterError> {
+        self.task.abort();
+        let held = self.publish.send_replace(Owned::new());
+        dropped.await;
+        let mut released = 0;
+        for (cell, epoch) in held {
+            match self.cells.release(Claim { cell, epoch }).await {
+                Ok(()) => released += 1,
+                // Someone took it meanwhile: nothing to hand over.
+                Err(ClusterError::Lost { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.membership.leave().await?;
+        Ok(released)
+    }
+
     /// Stops the node as a crash would: no hand-over, the lease runs out.
     pub fn halt(&self) {
         self.task.abort();
@@ -131,7 +161,7 @@ struct Round {
     held: Owned,
     /// When NATS last answered.
     last_contact: Instant,
-    publish: watch::Sender<Owned>,
+    publish: Arc<watch::Sender<Owned>>,
     /// Whether the last round found this node holding its lease.
     lease: watch::Sender<bool>,
 }

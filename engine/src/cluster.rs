@@ -11,8 +11,9 @@ use crate::config::ClusterSettings;
 /// Dropping it stops heartbeats, so its cells move once the lease runs out.
 #[derive(Debug)]
 pub struct Joined {
-    /// Stops the lease keeper's thread when dropped.
-    _keeper: LeaseKeeper,
+    /// Stops the lease keeper's thread when dropped (as a crash would; see
+    /// [`Joined::hand_over`] for a clean stop).
+    keeper: LeaseKeeper,
     /// Messages to and from the other nodes.
     pub peers: actors::peers::Peers,
     /// The JetStream log of order events.
@@ -26,13 +27,58 @@ pub struct Joined {
 /// (a starved heartbeat would hand the node's cells away while it is healthy).
 #[derive(Debug)]
 struct LeaseKeeper {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<Stop>>,
+}
+
+/// How the lease keeper ends.
+#[derive(Debug)]
+enum Stop {
+    /// As a crash would: the heartbeat stops and the lease runs out.
+    Halt,
+    /// Cleanly: the node says it holds no cell, waits for `dropped`, then releases its
+    /// claims and leaves; `done` gets how many cells it released.
+    HandOver {
+        dropped: tokio::sync::oneshot::Receiver<()>,
+        done: tokio::sync::oneshot::Sender<Result<usize, String>>,
+    },
 }
 
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(Stop::Halt);
+        }
+    }
+}
+
+impl Joined {
+    /// Hands this node's cells to the others (the SIGTERM path): its actors there stop
+    /// (their work is in the store), then its claims are released and it leaves the live
+    /// set, so the other nodes take the cells at their next round rather than after the
+    /// lease. Each step waits at most `within`. Answers how many cells were released.
+    pub async fn hand_over(mut self, within: Duration) -> Result<usize, EngineError> {
+        let failed = |what: &str| EngineError::Cluster(format!("handing cells over: {what}"));
+        let stop = self
+            .keeper
+            .stop
+            .take()
+            .ok_or_else(|| failed("the lease keeper already stopped"))?;
+        let (ack, dropped) = tokio::sync::oneshot::channel();
+        let (done, released) = tokio::sync::oneshot::channel();
+        stop.send(Stop::HandOver { dropped, done })
+            .map_err(|_| failed("the lease keeper is gone"))?;
+        let mut served = self.peers.watch_served();
+        if tokio::time::timeout(within, served.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!("cells still served after {within:?}: releasing them anyway");
+        }
+        let _ = ack.send(());
+        match tokio::time::timeout(within, released).await {
+            Ok(Ok(result)) => result.map_err(|e| failed(&e)),
+            Ok(Err(_)) => Err(failed("the lease keeper stopped")),
+            Err(_) => Err(failed("no answer from NATS in time")),
         }
     }
 }
@@ -51,7 +97,7 @@ async fn keep_lease(
     EngineError,
 > {
     let (started_tx, started) = tokio::sync::oneshot::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<Stop>();
     std::thread::Builder::new()
         .name("speedy-lease".into())
         .spawn(move || {
@@ -81,8 +127,16 @@ async fn keep_lease(
                 match joined {
                     Ok(node) => {
                         let _ = started_tx.send(Ok((node.watch(), node.lease())));
-                        let _ = stopped.await;
-                        node.halt();
+                        match stopped.await {
+                            Ok(Stop::HandOver { dropped, done }) => {
+                                let dropped = async {
+                                    let _ = dropped.await;
+                                };
+                                let handed = node.hand_over(dropped).await;
+                                let _ = done.send(handed.map_err(|e| e.to_string()));
+                            }
+                            Ok(Stop::Halt) | Err(_) => node.halt(),
+                        }
                     }
                     Err(e) => {
                         let _ = started_tx.send(Err(e));
@@ -140,7 +194,7 @@ pub async fn join(
     );
     tracing::info!(node = %id, cells, nats = %settings.nats, "joined the cluster");
     Ok(Joined {
-        _keeper: keeper,
+        keeper,
         peers,
         events,
         lease,

@@ -251,8 +251,18 @@ pub async fn run(
             "sessions still open at shutdown"
         );
     }
-    // Stop heartbeating: the cells move to the other nodes once the lease runs out.
-    drop(joined);
+    // Hand the cells to the other nodes: this node's actors there stop (their work is in
+    // the store), its claims are released and it leaves, so the others take the cells
+    // at their next round instead of after the lease. Should that fail, dropping the
+    // lease keeper stops the heartbeat and the lease runs out as after a crash.
+    if let Some(joined) = joined {
+        let lease_ms = state.config.cluster.as_ref().map_or(3_000, |c| c.lease_ms);
+        let within = Duration::from_millis(lease_ms);
+        match joined.hand_over(within).await {
+            Ok(cells) => tracing::info!(cells, "cells handed over"),
+            Err(e) => tracing::warn!(error = %e, "could not hand the cells over"),
+        }
+    }
     // Make every write durable.
     store.flush_blocking()?;
     for arbiter in arbiters {

@@ -111,6 +111,8 @@ struct Inner {
     node: String,
     market: HashSet<u64>,
     owned: watch::Receiver<Owned>,
+    /// How many cells this node serves now (set once each change of `owned` is handled).
+    served: watch::Sender<usize>,
     call_timeout: Duration,
     out: mpsc::UnboundedSender<Out>,
 }
@@ -140,6 +142,7 @@ impl Peers {
                 node: config.node,
                 market: config.market.into_iter().collect(),
                 owned,
+                served: watch::Sender::new(0),
                 call_timeout: config.call_timeout,
                 out,
             }),
@@ -159,6 +162,17 @@ impl Peers {
     /// Changes to the cells this node holds.
     pub fn watch_owned(&self) -> watch::Receiver<Owned> {
         self.inner.owned.clone()
+    }
+
+    /// How many cells this node serves now: it follows [`Peers::watch_owned`] once the
+    /// actors of every lost cell have stopped and every gained cell is served.
+    pub fn watch_served(&self) -> watch::Receiver<usize> {
+        self.inner.served.subscribe()
+    }
+
+    /// Says how many cells this node serves now.
+    pub(crate) fn set_served(&self, cells: usize) {
+        self.inner.served.send_replace(cells);
     }
 
     /// The epoch of this node's claim on `shard`, if it holds it.

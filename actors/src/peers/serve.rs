@@ -82,6 +82,9 @@ pub fn wire_up(peers: Peers, dispatch: &Dispatch, orders: &Orders) {
             }
             serving = now;
             metrics::gauge!(crate::telemetry::CLUSTER_CELLS).set(serving.len() as f64);
+            if gained.is_empty() {
+                peers.set_served(serving.len());
+            }
             if !gained.is_empty() {
                 tracing::info!(held = serving.len(), gained = gained.len(), "cells gained");
             }
@@ -90,6 +93,7 @@ pub fn wire_up(peers: Peers, dispatch: &Dispatch, orders: &Orders) {
             if !gained.is_empty() {
                 orders.cells_gained(&gained).await;
                 dispatch.cells_gained(&gained).await;
+                peers.set_served(serving.len());
             }
             if owned.changed().await.is_err() {
                 return;

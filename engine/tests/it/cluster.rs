@@ -242,6 +242,12 @@ impl Cluster {
     fn kill(&mut self, i: usize) {
         self.nodes[i].take().unwrap().kill();
     }
+
+    /// Waits for node `i`, sent SIGTERM, to exit cleanly.
+    async fn exited(&mut self, i: usize) {
+        let status = self.nodes[i].take().unwrap().exited(WAIT).await;
+        assert!(status.success(), "node {i} exited with {status}");
+    }
 }
 
 /// Puts an associate at `at` and online, and waits until they are available.
@@ -510,6 +516,61 @@ async fn a_killed_node_loses_no_order_and_no_request() {
         "the second order was allotted before the first ended"
     );
     assert_eq!(succeeded_payments(c.node(1), first.order_id).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_with_sigterm_hands_its_cells_over_at_once() {
+    let mut c = Cluster::start(3).await;
+    let all = c.live();
+    let pickup = c.point_owned_by(2, &all);
+    // An order whose cell node 2 owns; its user on node 0, its associate on node 1.
+    let mut p = c.parties(0, 1, pickup).await;
+    p.u.send(request_at(pickup, "before-term")).await.unwrap();
+    let order = accept_offer(&mut p).await;
+
+    // SIGTERM: node 2 stops its actors there, releases its claims and leaves, so the
+    // others take its cells at their next ownership round (a third of the lease), not
+    // after its lease has run out.
+    let stopped = Instant::now();
+    c.node(2).signal("TERM");
+    let others: Vec<String> = all.iter().filter(|id| *id != "node-2").cloned().collect();
+    let want = c.shares(&others);
+    loop {
+        let (a, b) = (c.held_by(0).await, c.held_by(1).await);
+        if a == Some(want[0]) && b == Some(want[1]) {
+            break;
+        }
+        assert!(
+            stopped.elapsed() < WAIT,
+            "after SIGTERM: node 0 holds {a:?}, node 1 {b:?} (want {want:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let moved = stopped.elapsed();
+    eprintln!("node 2's cells owned elsewhere {moved:?} after SIGTERM");
+    let handed = c.node(2).logged(&["cells handed over"]).await;
+    assert!(
+        !handed.contains("cells=0"),
+        "node 2 released no cell: {handed}"
+    );
+    c.exited(2).await;
+    // Faster than any lease expiry could be: the lease is 3 s, a round 1 s.
+    assert!(
+        moved < LEASE * 2 / 3,
+        "node 2's cells were owned elsewhere only {moved:?} after SIGTERM"
+    );
+
+    // The order goes on under its new owner, paid once.
+    act_until(&mut p.a, c.node(0), order.order_id, "en_route", || {
+        wire::EnRoute {
+            order_id: order.order_id,
+        }
+        .into()
+    })
+    .await;
+    arrive_start_complete(&mut p, &order).await;
+    pay_and_close(&mut p, c.node(0), order.order_id).await;
+    assert_eq!(succeeded_payments(c.node(1), order.order_id).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,6 +127,22 @@ impl Engine {
         self.child.wait().unwrap();
     }
 
+    /// Waits (up to `within`) for the engine to exit by itself (after SIGTERM); its exit
+    /// status.
+    pub async fn exited(mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "the engine did not exit within {within:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Sends a signal by name (`STOP`, `CONT`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
