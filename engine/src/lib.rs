@@ -137,20 +137,28 @@ pub async fn run(
         handles,
         store.clone(),
     )?;
-    let ledger = actors::orders::gateway::SandboxGateway::ledger_path(&config.data_dir);
-    let gateway = Arc::new(
-        actors::orders::gateway::SandboxGateway::with_ledger(
-            &ledger,
-            Duration::from_millis(config.payments.sandbox_latency_ms),
-            Duration::from_millis(config.payments.gateway_timeout_ms * 3),
-        )
-        .map_err(|e| {
-            EngineError::Io(std::io::Error::new(
-                e.kind(),
-                format!("sandbox gateway ledger {}: {e}", ledger.display()),
-            ))
-        })?,
+    let (latency, stall) = (
+        Duration::from_millis(config.payments.sandbox_latency_ms),
+        Duration::from_millis(config.payments.gateway_timeout_ms * 3),
     );
+    let gateway = Arc::new(match (&config.cluster, store.kind()) {
+        // Cluster mode: one ledger every node reads and writes, in the shared database,
+        // so a capture made by a node that then dies is what the cell's new owner finds.
+        (Some(_), "postgres") => {
+            actors::orders::gateway::SandboxGateway::shared(store.clone(), latency, stall)
+        }
+        _ => {
+            let ledger = actors::orders::gateway::SandboxGateway::ledger_path(&config.data_dir);
+            actors::orders::gateway::SandboxGateway::with_ledger(&ledger, latency, stall).map_err(
+                |e| {
+                    EngineError::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("sandbox gateway ledger {}: {e}", ledger.display()),
+                    ))
+                },
+            )?
+        }
+    });
     let joined = match &config.cluster {
         Some(settings) => {
             let joined = cluster::join(

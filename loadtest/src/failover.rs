@@ -142,6 +142,8 @@ async fn held(addr: SocketAddr) -> Option<usize> {
 pub struct LocalCluster {
     engine: PathBuf,
     config: PathBuf,
+    /// The database every node shares (its gateway ledger included).
+    database: Option<String>,
     nodes: Vec<Node>,
     cells: Vec<u64>,
     centre: geo::LatLng,
@@ -149,6 +151,11 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
+    /// The database the nodes share, if the config names one.
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
     /// Starts `nodes` nodes of `engine` reading `config` and waits until they share the
     /// market's cells.
     pub async fn start(engine: &Path, config: &Path, nodes: usize) -> anyhow::Result<Self> {
@@ -164,6 +171,7 @@ impl LocalCluster {
         let mut cluster = Self {
             engine: engine.to_owned(),
             config: config.to_owned(),
+            database: settings.database.clone(),
             nodes: (0..nodes)
                 .map(|i| Node {
                     id: format!("node-{i}"),
@@ -275,10 +283,15 @@ async fn wait_for<T>(
 }
 
 /// Checks what the engine holds after node losses, through `target` (admin), and the
-/// sandbox ledgers in `data_dirs`: one order per request; each associate's orders one
-/// after another (the next allotted only once the last was over); at most one successful
-/// payment per order; no payment key captured twice at any node's gateway.
-pub async fn audit(target: &Target, data_dirs: &[PathBuf]) -> anyhow::Result<Audit> {
+/// sandbox ledgers (the one the nodes share in `database`, and any in `data_dirs`): one
+/// order per request; each associate's orders one after another (the next allotted only
+/// once the last was over); at most one successful payment per order; no payment key
+/// captured twice at any node's gateway.
+pub async fn audit(
+    target: &Target,
+    data_dirs: &[PathBuf],
+    database: Option<&str>,
+) -> anyhow::Result<Audit> {
     use std::collections::{BTreeMap, HashMap};
     let mut orders = Vec::new();
     let mut after = String::new();
@@ -346,6 +359,9 @@ pub async fn audit(target: &Target, data_dirs: &[PathBuf]) -> anyhow::Result<Aud
         }
     }
     let mut captured: HashMap<String, usize> = HashMap::new();
+    for key in shared_captures(database).await? {
+        *captured.entry(key).or_default() += 1;
+    }
     for dir in data_dirs {
         let ledger = actors::orders::gateway::SandboxGateway::ledger_path(dir);
         for line in actors::orders::gateway::read_ledger(&ledger)? {
@@ -362,6 +378,26 @@ pub async fn audit(target: &Target, data_dirs: &[PathBuf]) -> anyhow::Result<Aud
         busiest_associate: by_associate.values().map(Vec::len).max().unwrap_or(0),
         captures: captured.len(),
     })
+}
+
+/// The keys captured in the gateway ledger the nodes share in `database`, one per
+/// capture (none without a database).
+async fn shared_captures(database: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let Some(url) = database else {
+        return Ok(Vec::new());
+    };
+    let config = storage::pg::PgConfig::new(url);
+    let lines = tokio::task::spawn_blocking(move || {
+        let store = storage::Store::postgres(&config)?;
+        store.ledger()
+    })
+    .await?
+    .context("reading the shared gateway ledger")?;
+    Ok(lines
+        .into_iter()
+        .filter(|(_, o)| matches!(o, storage::LedgerOutcome::Captured { .. }))
+        .map(|(key, _)| key)
+        .collect())
 }
 
 /// Runs the rounds; the times of each, and with a flow, its result and the audit.
@@ -486,7 +522,7 @@ pub async fn run(
         admin_key,
         more_nodes: addrs[1..].to_vec(),
     };
-    let audit = audit(&target, &cluster.data_dirs()).await?;
+    let audit = audit(&target, &cluster.data_dirs(), cluster.database()).await?;
     Ok((rounds, Some((result, audit))))
 }
 

@@ -129,9 +129,13 @@ async fn a_node_killed_in_the_middle_of_the_flow_breaks_nothing() {
 
     // What the engine holds: one order per request, each associate's orders one after
     // another, at most one successful payment per order, no key captured twice.
-    let audit = loadtest::failover::audit(&market.target, &market.cluster.data_dirs())
-        .await
-        .unwrap();
+    let audit = loadtest::failover::audit(
+        &market.target,
+        &market.cluster.data_dirs(),
+        market.cluster.database(),
+    )
+    .await
+    .unwrap();
     assert!(audit.busiest_associate >= 2, "nothing to check: {audit:?}");
     assert!(audit.captures > 0, "no card was charged: {audit:?}");
     println!("{audit:?}; cells moved {moved:?} after the kill");

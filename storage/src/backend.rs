@@ -251,6 +251,25 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Reading::ready(self.add_feedback(record))
     }
 
+    // --- A payment gateway ledger every node shares (cluster mode) ---
+
+    /// Records `outcome` for the gateway key `key` unless the key has one already
+    /// (durable before it answers), and answers the outcome the key holds now: the
+    /// first ever recorded, whichever node recorded it.
+    fn ledger_record_async(&self, key: &str, outcome: &LedgerOutcome) -> Reading<LedgerOutcome> {
+        let _ = (key, outcome);
+        Reading::ready(Err(StorageError::Unsupported("a shared gateway ledger")))
+    }
+    /// The outcome the gateway key `key` holds, if any.
+    fn ledger_outcome_async(&self, key: &str) -> Reading<Option<LedgerOutcome>> {
+        let _ = key;
+        Reading::ready(Err(StorageError::Unsupported("a shared gateway ledger")))
+    }
+    /// Every key of the shared gateway ledger with its outcome, oldest first (audits).
+    fn ledger(&self) -> Result<Vec<(String, LedgerOutcome)>, StorageError> {
+        Err(StorageError::Unsupported("a shared gateway ledger"))
+    }
+
     // --- The store itself ---
 
     /// Answers once the store has answered a trivial read: it is reachable.

@@ -72,6 +72,10 @@ pub enum StorageError {
     /// The database's schema cannot be used by this build.
     #[error("schema: {0}")]
     Schema(String),
+    /// This backend does not keep what was asked for (the embedded store keeps no
+    /// gateway ledger: the sandbox keeps its own file there).
+    #[error("not kept by this store: {0}")]
+    Unsupported(&'static str),
     /// The group committer has stopped (the store is closing).
     #[error("the store is closed")]
     Closed,

@@ -315,3 +315,44 @@ pub struct Presence {
     /// When they last changed it.
     pub at_ms: UnixMs,
 }
+
+/// What a payment gateway's ledger holds for one idempotency key: the first outcome
+/// ever recorded for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerOutcome {
+    /// Captured, with the gateway's transaction reference.
+    Captured {
+        /// The reference.
+        transaction_ref: String,
+    },
+    /// Declined, with why.
+    Declined {
+        /// Why.
+        reason: String,
+    },
+    /// Voided before any charge: a charge with this key is refused.
+    Voided,
+}
+
+impl LedgerOutcome {
+    /// Its name in the ledger (`captured`, `declined`, `voided`) and its detail.
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            LedgerOutcome::Captured { transaction_ref } => ("captured", transaction_ref),
+            LedgerOutcome::Declined { reason } => ("declined", reason),
+            LedgerOutcome::Voided => ("voided", ""),
+        }
+    }
+
+    /// The outcome named `outcome` with `detail`; none for an unknown name.
+    pub fn from_parts(outcome: &str, detail: String) -> Option<Self> {
+        match outcome {
+            "captured" => Some(LedgerOutcome::Captured {
+                transaction_ref: detail,
+            }),
+            "declined" => Some(LedgerOutcome::Declined { reason: detail }),
+            "voided" => Some(LedgerOutcome::Voided),
+            _ => None,
+        }
+    }
+}

@@ -192,11 +192,22 @@ pub fn read_ledger(path: &Path) -> std::io::Result<Vec<LedgerLine>> {
     Ok(out)
 }
 
-/// The sandbox gateway: deterministic by instrument; its ledger in memory, or in a file
-/// that survives restarts.
+/// Where the sandbox keeps its ledger.
+#[derive(Debug, Clone)]
+enum Book {
+    /// In this process: in memory, or in a file that survives restarts.
+    Local(Arc<Mutex<Ledger>>),
+    /// In the store every node of a cluster shares (PostgreSQL), as a real gateway's
+    /// records are one service all nodes call: a capture one node made is what any
+    /// other node's lookup finds.
+    Shared(storage::Store),
+}
+
+/// The sandbox gateway: deterministic by instrument; its ledger in memory, in a file
+/// that survives restarts, or shared by every node in the cluster's database.
 #[derive(Debug, Clone)]
 pub struct SandboxGateway {
-    ledger: Arc<Mutex<Ledger>>,
+    book: Book,
     /// How long a "timeout" instrument makes the caller wait (longer than its timeout).
     stall: Duration,
     /// Round trip of a normal charge.
@@ -214,7 +225,16 @@ impl SandboxGateway {
     /// on timeout instruments.
     pub fn new(latency: Duration, stall: Duration) -> Self {
         Self {
-            ledger: Arc::new(Mutex::new(Ledger::default())),
+            book: Book::Local(Arc::new(Mutex::new(Ledger::default()))),
+            stall,
+            latency,
+        }
+    }
+
+    /// A sandbox whose ledger is the shared one in `store` (cluster mode, PostgreSQL).
+    pub fn shared(store: storage::Store, latency: Duration, stall: Duration) -> Self {
+        Self {
+            book: Book::Shared(store),
             stall,
             latency,
         }
@@ -262,7 +282,7 @@ impl SandboxGateway {
         }
         ledger.file = Some(file);
         Ok(Self {
-            ledger: Arc::new(Mutex::new(ledger)),
+            book: Book::Local(Arc::new(Mutex::new(ledger))),
             stall,
             latency,
         })
@@ -275,59 +295,73 @@ impl SandboxGateway {
 
     /// How many times the charge with `key` was captured (0 or 1 if idempotency holds).
     pub fn captures(&self, key: &str) -> u32 {
-        self.lock().captures.get(key).copied().unwrap_or(0)
+        match &self.book {
+            Book::Local(ledger) => lock(ledger).captures.get(key).copied().unwrap_or(0),
+            Book::Shared(store) => shared_captures(store)
+                .into_iter()
+                .filter(|k| k == key)
+                .count() as u32,
+        }
     }
 
     /// Total captures across all keys.
     pub fn total_captures(&self) -> u32 {
-        self.lock().captures.values().sum()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
-        // A panic while holding the lock cannot leave the ledger half-written: every
-        // update appends one line, then inserts once.
-        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+        match &self.book {
+            Book::Local(ledger) => lock(ledger).captures.values().sum(),
+            Book::Shared(store) => shared_captures(store).len() as u32,
+        }
     }
 
     /// What the sandbox already answered for `key`: a charge's status, or a refusal if
     /// the key was voided.
-    fn known(&self, key: &str) -> Option<ChargeStatus> {
-        match self.lock().entries.get(key)? {
-            Entry::Charged(status) => Some(status.clone()),
-            Entry::Voided => Some(voided()),
+    async fn known(&self, key: &str) -> Result<Option<Entry>, GatewayError> {
+        match &self.book {
+            Book::Local(ledger) => Ok(lock(ledger).entries.get(key).cloned()),
+            Book::Shared(store) => Ok(store
+                .ledger_outcome_async(key)
+                .await
+                .map_err(unavailable)?
+                .map(Entry::from)),
         }
     }
 
-    /// Captures `key` unless it already has an outcome (then that outcome). The ledger
-    /// is on disk before anyone hears of the capture.
-    fn capture(&self, key: &str) -> Result<ChargeStatus, GatewayError> {
-        let mut ledger = self.lock();
-        match ledger.entries.get(key) {
-            Some(Entry::Charged(status)) => return Ok(status.clone()),
-            Some(Entry::Voided) => return Ok(voided()),
-            None => {}
+    /// Records `entry` for `key` unless the key already has an outcome, and answers the
+    /// outcome it holds now (durable before anyone hears of it).
+    async fn first(&self, key: &str, entry: Entry) -> Result<Entry, GatewayError> {
+        match &self.book {
+            Book::Local(ledger) => {
+                let mut ledger = lock(ledger);
+                if let Some(earlier) = ledger.entries.get(key) {
+                    return Ok(earlier.clone());
+                }
+                ledger.record(key, entry.clone())?;
+                Ok(entry)
+            }
+            Book::Shared(store) => {
+                let Some(outcome) = entry.outcome() else {
+                    return Ok(entry);
+                };
+                let held = store.ledger_record_async(key, &outcome).await;
+                Ok(Entry::from(held.map_err(unavailable)?))
+            }
         }
+    }
+
+    /// Captures `key` unless it already has an outcome (then that outcome).
+    async fn capture(&self, key: &str) -> Result<ChargeStatus, GatewayError> {
         // Unique for good: a time-ordered id, never reused across restarts.
         let status = ChargeStatus::Captured {
             transaction_ref: format!("sbx_ch_{}", uuid::Uuid::now_v7().simple()),
         };
-        ledger.record(key, Entry::Charged(status.clone()))?;
-        Ok(status)
+        Ok(self.first(key, Entry::Charged(status)).await?.status())
     }
 
     /// Declines `key` unless it already has an outcome.
-    fn decline(&self, key: &str, reason: &str) -> Result<ChargeStatus, GatewayError> {
-        let mut ledger = self.lock();
-        match ledger.entries.get(key) {
-            Some(Entry::Charged(status)) => return Ok(status.clone()),
-            Some(Entry::Voided) => return Ok(voided()),
-            None => {}
-        }
+    async fn decline(&self, key: &str, reason: &str) -> Result<ChargeStatus, GatewayError> {
         let status = ChargeStatus::Declined {
             reason: reason.into(),
         };
-        ledger.record(key, Entry::Charged(status.clone()))?;
-        Ok(status)
+        Ok(self.first(key, Entry::Charged(status)).await?.status())
     }
 
     fn decide(&self, request: &ChargeRequest) -> Decision {
@@ -343,6 +377,73 @@ impl SandboxGateway {
             (PaymentMethod::Wallet, WALLET_EMPTY) => Decision::Decline("insufficient_balance"),
             _ if request.amount_minor <= 0 => Decision::Decline("invalid_amount"),
             _ => Decision::Capture,
+        }
+    }
+}
+
+/// The local ledger, locked. A panic while holding the lock cannot leave it
+/// half-written: every update appends one line, then inserts once.
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The keys captured in a shared ledger, one per capture (audits; blocking).
+fn shared_captures(store: &storage::Store) -> Vec<String> {
+    match store.ledger() {
+        Ok(lines) => lines
+            .into_iter()
+            .filter(|(_, o)| matches!(o, storage::LedgerOutcome::Captured { .. }))
+            .map(|(key, _)| key)
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the shared gateway ledger");
+            Vec::new()
+        }
+    }
+}
+
+fn unavailable(e: storage::StorageError) -> GatewayError {
+    GatewayError::Unavailable(format!("sandbox ledger: {e}"))
+}
+
+impl Entry {
+    /// What a charge with this key is answered.
+    fn status(&self) -> ChargeStatus {
+        match self {
+            Entry::Charged(status) => status.clone(),
+            Entry::Voided => voided(),
+        }
+    }
+
+    /// The entry as a ledger outcome; none for one that is never recorded (processing).
+    fn outcome(&self) -> Option<storage::LedgerOutcome> {
+        match self {
+            Entry::Charged(ChargeStatus::Captured { transaction_ref }) => {
+                Some(storage::LedgerOutcome::Captured {
+                    transaction_ref: transaction_ref.clone(),
+                })
+            }
+            Entry::Charged(ChargeStatus::Declined { reason }) => {
+                Some(storage::LedgerOutcome::Declined {
+                    reason: reason.clone(),
+                })
+            }
+            Entry::Charged(ChargeStatus::Processing) => None,
+            Entry::Voided => Some(storage::LedgerOutcome::Voided),
+        }
+    }
+}
+
+impl From<storage::LedgerOutcome> for Entry {
+    fn from(o: storage::LedgerOutcome) -> Self {
+        match o {
+            storage::LedgerOutcome::Captured { transaction_ref } => {
+                Entry::Charged(ChargeStatus::Captured { transaction_ref })
+            }
+            storage::LedgerOutcome::Declined { reason } => {
+                Entry::Charged(ChargeStatus::Declined { reason })
+            }
+            storage::LedgerOutcome::Voided => Entry::Voided,
         }
     }
 }
@@ -371,22 +472,22 @@ impl PaymentGateway for SandboxGateway {
     ) -> BoxFuture<'static, Result<ChargeStatus, GatewayError>> {
         let this = self.clone();
         Box::pin(async move {
-            if let Some(done) = this.known(&request.key) {
+            if let Some(done) = this.known(&request.key).await? {
                 tokio::time::sleep(this.latency).await;
-                return Ok(done);
+                return Ok(done.status());
             }
             match this.decide(&request) {
                 Decision::Capture => {
                     tokio::time::sleep(this.latency).await;
-                    this.capture(&request.key)
+                    this.capture(&request.key).await
                 }
                 Decision::Decline(reason) => {
                     tokio::time::sleep(this.latency).await;
-                    this.decline(&request.key, reason)
+                    this.decline(&request.key, reason).await
                 }
                 Decision::Late { stall } => {
                     // The charge goes through; the caller hears of it only later.
-                    this.capture(&request.key)?;
+                    this.capture(&request.key).await?;
                     if stall {
                         tokio::time::sleep(this.stall).await;
                         Err(GatewayError::Timeout)
@@ -410,8 +511,8 @@ impl PaymentGateway for SandboxGateway {
         let this = self.clone();
         Box::pin(async move {
             tokio::time::sleep(this.latency).await;
-            Ok(match this.lock().entries.get(&key) {
-                Some(Entry::Charged(status)) => Some(status.clone()),
+            Ok(match this.known(&key).await? {
+                Some(Entry::Charged(status)) => Some(status),
                 Some(Entry::Voided) | None => None,
             })
         })
@@ -421,14 +522,9 @@ impl PaymentGateway for SandboxGateway {
         let this = self.clone();
         Box::pin(async move {
             tokio::time::sleep(this.latency).await;
-            let mut ledger = this.lock();
-            match ledger.entries.get(&key) {
-                Some(Entry::Charged(status)) => Ok(Some(status.clone())),
-                Some(Entry::Voided) => Ok(None),
-                None => {
-                    ledger.record(&key, Entry::Voided)?;
-                    Ok(None)
-                }
+            match this.first(&key, Entry::Voided).await? {
+                Entry::Charged(status) => Ok(Some(status)),
+                Entry::Voided => Ok(None),
             }
         })
     }

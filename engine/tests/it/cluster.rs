@@ -574,6 +574,83 @@ async fn a_node_stopped_with_sigterm_hands_its_cells_over_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_captured_by_a_node_that_then_dies_is_paid_once() {
+    let mut c = Cluster::start(3).await;
+    let all = c.live();
+    let pickup = c.point_owned_by(2, &all);
+    // The order runs on node 2 (its cell's owner); its user on node 0, associate on 1.
+    let mut p = c.parties(0, 1, pickup).await;
+    p.u.send(request_at(pickup, "late-card")).await.unwrap();
+    let order = accept_offer(&mut p).await;
+    act_until(&mut p.a, c.node(0), order.order_id, "en_route", || {
+        wire::EnRoute {
+            order_id: order.order_id,
+        }
+        .into()
+    })
+    .await;
+    arrive_start_complete(&mut p, &order).await;
+
+    // A card the gateway captures at once but answers for only after the payment's
+    // gateway timeout: node 2 is killed between the capture and its stored result.
+    p.u.send(wire::Pay {
+        order_id: order.order_id,
+        method: PaymentMethod::Card,
+        instrument: actors::orders::gateway::test_instruments::CARD_LATE_CONFIRMATION.into(),
+        idempotency_key: format!("pay-late-{}", order.order_id),
+        tip_minor: None,
+    })
+    .await
+    .unwrap();
+    let ledger = {
+        let config = storage::pg::PgConfig::new(c.database.clone());
+        tokio::task::spawn_blocking(move || storage::Store::postgres(&config).unwrap())
+            .await
+            .unwrap()
+    };
+    let captures = |ledger: storage::Store| async move {
+        tokio::task::spawn_blocking(move || {
+            ledger
+                .ledger()
+                .unwrap()
+                .into_iter()
+                .filter(|(_, o)| matches!(o, storage::LedgerOutcome::Captured { .. }))
+                .count()
+        })
+        .await
+        .unwrap()
+    };
+    let started = Instant::now();
+    while captures(ledger.clone()).await == 0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "the gateway never captured the card"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pending = c.node(0).order(order.order_id).await;
+    assert_eq!(
+        pending["payments"][0]["status"], "pending",
+        "node 2 had its result before the kill: {pending:#}"
+    );
+    c.kill(2);
+
+    // The cell's new owner asks the shared ledger what became of the pending charge,
+    // finds the capture, and settles the payment as paid: the order closes, with one
+    // successful payment, no failed one the user would have to replace, one capture.
+    let closed = c
+        .node(0)
+        .until(order.order_id, "closed", |o| {
+            o["order"]["state"] == "closed"
+        })
+        .await;
+    let payments = closed["payments"].as_array().unwrap();
+    assert_eq!(payments.len(), 1, "the user paid once: {payments:#?}");
+    assert_eq!(payments[0]["status"], "succeeded", "{payments:#?}");
+    assert_eq!(captures(ledger).await, 1, "the card was captured once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_is_fenced_and_rejoins() {
     let c = Cluster::start(3).await;
     let all = c.live();

@@ -667,6 +667,22 @@ impl Backend for PgStore {
         })
     }
 
+    fn ledger_record_async(&self, key: &str, outcome: &LedgerOutcome) -> Reading<LedgerOutcome> {
+        let (key, outcome) = (key.to_string(), outcome.clone());
+        self.answered(None, move |s| {
+            ops::ledger_record(s, key.clone(), outcome.clone())
+        })
+    }
+
+    fn ledger_outcome_async(&self, key: &str) -> Reading<Option<LedgerOutcome>> {
+        let key = key.to_string();
+        self.read_after(Sees::Unkeyed, move |s| ops::ledger_outcome(s, key))
+    }
+
+    fn ledger(&self) -> Result<Vec<(String, LedgerOutcome)>, StorageError> {
+        self.read(ops::ledger)
+    }
+
     fn size_on_disk(&self) -> Result<u64, StorageError> {
         self.read(ops::size_on_disk)
     }

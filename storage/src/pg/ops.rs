@@ -854,3 +854,61 @@ pub(crate) async fn force_schema_version(s: Session, version: u32) -> Result<(),
     .await?;
     Ok(())
 }
+
+/// Records `outcome` for the gateway key `key` unless it has one, and answers the one it
+/// holds now. A concurrent insert of the same key (another node) makes this one wait for
+/// it and do nothing; the read that follows, a statement of its own, sees the winner.
+pub(crate) async fn ledger_record(
+    s: Session,
+    key: String,
+    outcome: LedgerOutcome,
+) -> Result<LedgerOutcome, StorageError> {
+    let (name, detail) = outcome.parts();
+    s.execute(
+        "INSERT INTO gateway_ledger (key, outcome, detail) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO NOTHING",
+        &[&key, &name, &detail],
+    )
+    .await?;
+    ledger_outcome(s, key.clone())
+        .await?
+        .ok_or(StorageError::NotFound {
+            what: "a gateway ledger key just recorded",
+        })
+}
+
+/// The outcome the gateway key `key` holds.
+pub(crate) async fn ledger_outcome(
+    s: Session,
+    key: String,
+) -> Result<Option<LedgerOutcome>, StorageError> {
+    let row = s
+        .query_opt(
+            "SELECT outcome, detail FROM gateway_ledger WHERE key = $1",
+            &[&key],
+        )
+        .await?;
+    row.map(|r| ledger_row(&r)).transpose()
+}
+
+/// Every key of the gateway ledger with its outcome, oldest first.
+pub(crate) async fn ledger(s: Session) -> Result<Vec<(String, LedgerOutcome)>, StorageError> {
+    let rows = s
+        .query(
+            "SELECT outcome, detail, key FROM gateway_ledger ORDER BY recorded_at, key",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<_, String>(2)?, ledger_row(r)?)))
+        .collect()
+}
+
+/// A ledger row's outcome (columns 0 and 1).
+fn ledger_row(row: &Row) -> Result<LedgerOutcome, StorageError> {
+    let (outcome, detail): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+    LedgerOutcome::from_parts(&outcome, detail).ok_or_else(|| StorageError::Corrupt {
+        tree: "gateway_ledger",
+        detail: format!("unknown outcome {outcome}"),
+    })
+}

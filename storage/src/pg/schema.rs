@@ -28,10 +28,15 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "transitions_without_index_writes",
         include_str!("../../migrations/0004_transitions_without_index_writes.sql"),
     ),
+    (
+        5,
+        "gateway_ledger",
+        include_str!("../../migrations/0005_gateway_ledger.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const PG_SCHEMA_VERSION: u32 = 4;
+pub const PG_SCHEMA_VERSION: u32 = 5;
 
 /// The advisory lock key migrations hold (any fixed number; "SPEEDY" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5350_4545_4459;
