@@ -110,6 +110,36 @@ impl Node {
         Ok(())
     }
 
+    /// SIGTERM, then waits for a clean exit (the node hands its cells over first).
+    async fn terminate(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        self.addr = None;
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .context("running kill")?;
+        if !sent.success() {
+            bail!("kill -TERM {} failed", child.id());
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!("{} exited with {status} after SIGTERM", self.id);
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("{} did not exit within {PATIENCE:?} of SIGTERM", self.id);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -206,6 +236,11 @@ impl LocalCluster {
     /// SIGKILLs node `i`.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].kill();
+    }
+
+    /// Stops node `i` with SIGTERM and waits for its clean exit.
+    pub async fn terminate(&mut self, i: usize) -> anyhow::Result<()> {
+        self.nodes[i].terminate().await
     }
 
     /// Starts node `i` (again, on the same data directory and id).

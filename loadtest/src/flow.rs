@@ -557,6 +557,15 @@ async fn next(world: &World, app: &mut App) -> Option<Incoming> {
             Err(_) => continue,
             Ok(Ok(frame)) => {
                 world.stats.received.bump(frame.type_name());
+                // Its node is stopping (a rolling restart): an app that reconnects goes
+                // to another node, as it does when its connection drops.
+                if world.cfg.reconnect
+                    && matches!(frame, ServerMessage::Shutdown(_))
+                    && !world.finished.load(Ordering::Relaxed)
+                    && app.reconnect(world).await
+                {
+                    return Some(Incoming::Reconnected);
+                }
                 return Some(Incoming::Frame(frame));
             }
             Ok(Err(e)) => {

@@ -140,3 +140,52 @@ async fn a_node_killed_in_the_middle_of_the_flow_breaks_nothing() {
     assert!(audit.captures > 0, "no card was charged: {audit:?}");
     println!("{audit:?}; cells moved {moved:?} after the kill");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_in_the_middle_of_the_flow_loses_nothing() {
+    let mut market = three_nodes().await;
+    let stats = Arc::new(Stats::default());
+    let run = tokio::spawn(flow::run(
+        market.target.clone(),
+        flow_config(true),
+        stats.clone(),
+        |_, _, _| {},
+    ));
+    while stats.outcomes.get("allotted") < 8 {
+        assert!(!run.is_finished(), "the flow ended before any order");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each node in turn: SIGTERM (it hands its cells over and exits), the others own
+    // every cell sooner than a lease would have let them, then it comes back.
+    let mut handed = Vec::new();
+    for node in 0..3 {
+        let stopped = Instant::now();
+        market.cluster.terminate(node).await.unwrap();
+        market.cluster.settled().await.unwrap();
+        let moved = stopped.elapsed();
+        assert!(
+            moved < market.lease,
+            "node {node}'s cells were owned elsewhere only {moved:?} after SIGTERM"
+        );
+        handed.push(moved);
+        market.cluster.restart(node).unwrap();
+        market.cluster.settled().await.unwrap();
+    }
+    let result = run.await.unwrap().unwrap();
+    let report = assert_clean(&stats, result);
+    assert!(
+        report.outcomes.get("reconnects").copied().unwrap_or(0) > 0,
+        "no app was on a restarted node: {:?}",
+        report.outcomes
+    );
+    let audit = loadtest::failover::audit(
+        &market.target,
+        &market.cluster.data_dirs(),
+        market.cluster.database(),
+    )
+    .await
+    .unwrap();
+    assert!(audit.busiest_associate >= 2, "nothing to check: {audit:?}");
+    assert!(audit.captures > 0, "no card was charged: {audit:?}");
+    println!("{audit:?}; cells owned elsewhere {handed:?} after each SIGTERM");
+}
