@@ -80,6 +80,57 @@ fn flow_config(reconnect: bool) -> FlowConfig {
     }
 }
 
+/// A flow whose apps reconnect, started over `market` and under way: at least eight
+/// orders allotted, so orders are at every stage.
+async fn flow_under_way(
+    market: &Market,
+) -> (
+    Arc<Stats>,
+    tokio::task::JoinHandle<anyhow::Result<loadtest::flow::FlowResult>>,
+) {
+    let stats = Arc::new(Stats::default());
+    let run = tokio::spawn(flow::run(
+        market.target.clone(),
+        flow_config(true),
+        stats.clone(),
+        |_, _, _| {},
+    ));
+    while stats.outcomes.get("allotted") < 8 {
+        assert!(!run.is_finished(), "the flow ended before any order");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (stats, run)
+}
+
+/// Waits for `run` to end, requires it clean with apps that reconnected (they were on
+/// `lost`), and audits what the engine holds: one order per request, each associate's
+/// orders one after another, at most one successful payment per order, no key captured
+/// twice, and enough of each to mean something.
+async fn clean_and_audited(
+    market: &Market,
+    stats: &Stats,
+    run: tokio::task::JoinHandle<anyhow::Result<loadtest::flow::FlowResult>>,
+    lost: &str,
+) -> loadtest::failover::Audit {
+    let result = run.await.unwrap().unwrap();
+    let report = assert_clean(stats, result);
+    assert!(
+        report.outcomes.get("reconnects").copied().unwrap_or(0) > 0,
+        "no app was on {lost}: {:?}",
+        report.outcomes
+    );
+    let audit = loadtest::failover::audit(
+        &market.target,
+        &market.cluster.data_dirs(),
+        market.cluster.database(),
+    )
+    .await
+    .unwrap();
+    assert!(audit.busiest_associate >= 2, "nothing to check: {audit:?}");
+    assert!(audit.captures > 0, "no card was charged: {audit:?}");
+    audit
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_flow_over_three_nodes_is_clean() {
     let market = three_nodes().await;
@@ -98,18 +149,8 @@ async fn a_short_flow_over_three_nodes_is_clean() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_in_the_middle_of_the_flow_breaks_nothing() {
     let mut market = three_nodes().await;
-    let stats = Arc::new(Stats::default());
-    let run = tokio::spawn(flow::run(
-        market.target.clone(),
-        flow_config(true),
-        stats.clone(),
-        |_, _, _| {},
-    ));
     // In the middle of the arrivals, with orders at every stage, node 2 dies.
-    while stats.outcomes.get("allotted") < 8 {
-        assert!(!run.is_finished(), "the flow ended before any order");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (stats, run) = flow_under_way(&market).await;
     let killed = Instant::now();
     market.cluster.kill(2);
     // Its cells are owned by the other two within the lease and a second.
@@ -119,42 +160,14 @@ async fn a_node_killed_in_the_middle_of_the_flow_breaks_nothing() {
         moved <= market.lease + Duration::from_secs(1),
         "cells moved after {moved:?}"
     );
-    let result = run.await.unwrap().unwrap();
-    let report = assert_clean(&stats, result);
-    assert!(
-        report.outcomes.get("reconnects").copied().unwrap_or(0) > 0,
-        "no app was on the killed node: {:?}",
-        report.outcomes
-    );
-
-    // What the engine holds: one order per request, each associate's orders one after
-    // another, at most one successful payment per order, no key captured twice.
-    let audit = loadtest::failover::audit(
-        &market.target,
-        &market.cluster.data_dirs(),
-        market.cluster.database(),
-    )
-    .await
-    .unwrap();
-    assert!(audit.busiest_associate >= 2, "nothing to check: {audit:?}");
-    assert!(audit.captures > 0, "no card was charged: {audit:?}");
+    let audit = clean_and_audited(&market, &stats, run, "the killed node").await;
     println!("{audit:?}; cells moved {moved:?} after the kill");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_in_the_middle_of_the_flow_loses_nothing() {
     let mut market = three_nodes().await;
-    let stats = Arc::new(Stats::default());
-    let run = tokio::spawn(flow::run(
-        market.target.clone(),
-        flow_config(true),
-        stats.clone(),
-        |_, _, _| {},
-    ));
-    while stats.outcomes.get("allotted") < 8 {
-        assert!(!run.is_finished(), "the flow ended before any order");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (stats, run) = flow_under_way(&market).await;
     // Each node in turn: SIGTERM (it hands its cells over and exits), the others own
     // every cell sooner than a lease would have let them, then it comes back.
     let mut handed = Vec::new();
@@ -171,21 +184,6 @@ async fn a_rolling_restart_in_the_middle_of_the_flow_loses_nothing() {
         market.cluster.restart(node).unwrap();
         market.cluster.settled().await.unwrap();
     }
-    let result = run.await.unwrap().unwrap();
-    let report = assert_clean(&stats, result);
-    assert!(
-        report.outcomes.get("reconnects").copied().unwrap_or(0) > 0,
-        "no app was on a restarted node: {:?}",
-        report.outcomes
-    );
-    let audit = loadtest::failover::audit(
-        &market.target,
-        &market.cluster.data_dirs(),
-        market.cluster.database(),
-    )
-    .await
-    .unwrap();
-    assert!(audit.busiest_associate >= 2, "nothing to check: {audit:?}");
-    assert!(audit.captures > 0, "no card was charged: {audit:?}");
+    let audit = clean_and_audited(&market, &stats, run, "a restarted node").await;
     println!("{audit:?}; cells owned elsewhere {handed:?} after each SIGTERM");
 }

@@ -290,6 +290,19 @@ async fn pay_and_close(p: &mut Parties, node: &Engine, order: OrderId) {
     assert_eq!(closed["order"]["state"], "closed");
 }
 
+/// The associate sets out (retrying through `node` while the order's cell changes
+/// hands), arrives, starts with the PIN and completes; the user gets the invoice.
+async fn set_out_and_work(p: &mut Parties, node: &Engine, order: &OrderSnapshot) {
+    act_until(&mut p.a, node, order.order_id, "en_route", || {
+        wire::EnRoute {
+            order_id: order.order_id,
+        }
+        .into()
+    })
+    .await;
+    arrive_start_complete(p, order).await;
+}
+
 /// Sends `frame` from `c` until the order reaches `state`: while its cell changes hands
 /// a call may fail (the app is told to try again) or go unanswered, and the app retries.
 async fn act_until(
@@ -477,14 +490,7 @@ async fn a_killed_node_loses_no_order_and_no_request() {
         "node 2's cells were owned elsewhere only after {recovered:?}"
     );
     // The order goes on under its new owner.
-    act_until(&mut p.a, c.node(0), first.order_id, "en_route", || {
-        wire::EnRoute {
-            order_id: first.order_id,
-        }
-        .into()
-    })
-    .await;
-    arrive_start_complete(&mut p, &first).await;
+    set_out_and_work(&mut p, c.node(0), &first).await;
     pay_and_close(&mut p, c.node(0), first.order_id).await;
 
     // The waiting request resumed on the new owner: once the associate is free it is
@@ -561,14 +567,7 @@ async fn a_node_stopped_with_sigterm_hands_its_cells_over_at_once() {
     );
 
     // The order goes on under its new owner, paid once.
-    act_until(&mut p.a, c.node(0), order.order_id, "en_route", || {
-        wire::EnRoute {
-            order_id: order.order_id,
-        }
-        .into()
-    })
-    .await;
-    arrive_start_complete(&mut p, &order).await;
+    set_out_and_work(&mut p, c.node(0), &order).await;
     pay_and_close(&mut p, c.node(0), order.order_id).await;
     assert_eq!(succeeded_payments(c.node(1), order.order_id).await, 1);
 }
@@ -582,14 +581,7 @@ async fn a_card_captured_by_a_node_that_then_dies_is_paid_once() {
     let mut p = c.parties(0, 1, pickup).await;
     p.u.send(request_at(pickup, "late-card")).await.unwrap();
     let order = accept_offer(&mut p).await;
-    act_until(&mut p.a, c.node(0), order.order_id, "en_route", || {
-        wire::EnRoute {
-            order_id: order.order_id,
-        }
-        .into()
-    })
-    .await;
-    arrive_start_complete(&mut p, &order).await;
+    set_out_and_work(&mut p, c.node(0), &order).await;
 
     // A card the gateway captures at once but answers for only after the payment's
     // gateway timeout: node 2 is killed between the capture and its stored result.
